@@ -1,0 +1,215 @@
+"""The HTTPS API as one ASGI app: REST data API, OAuth 2.0, SOAP login, identity and health.
+
+Surfaces are thin: authenticate, count the request, hand an :class:`ApiRequest` to a resource handler,
+render errors in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from interlink.api import oauth_routes, soap_routes, sobjects
+from interlink.api.http import error_response, instance_url, json_response, unexpected_error_response
+from interlink.api.resources import VERSION_RE, ApiRequest, ResourceRouter, split_path
+from interlink.errors import InterlinkError, InvalidSession, NotFoundError
+
+if TYPE_CHECKING:
+    from interlink.app.org import Org
+
+log = logging.getLogger(__name__)
+
+_FLUSH_SECONDS = 1.0
+
+
+def release_label(version: str) -> str:
+    """The release name of an API version: 59.0 -> "Winter '24", 66.0 -> "Spring '26"."""
+    cycle, season = divmod(int(float(version)) - 32, 3)
+    return f"{('Winter', 'Spring', 'Summer')[season]} '{15 + cycle:02d}"
+
+
+def supported_versions(org: Org) -> list[str]:
+    low = int(float(org.settings.api_min_version))
+    high = int(float(org.settings.api_max_version))
+    return [f"{v}.0" for v in range(low, high + 1)]
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() in ("bearer", "oauth") and value.strip():
+        return value.strip()
+    session_header = request.headers.get("x-sfdc-session")
+    if session_header:
+        return session_header.strip()
+    raise InvalidSession()
+
+
+class DataApi:
+    """``/services/data``: versions, then every resource under ``/services/data/vXX.X/``."""
+
+    def __init__(self, org: Org) -> None:
+        self.org = org
+        self.router = ResourceRouter()
+        sobjects.register(self.router)
+        self.router.add("limits", {"GET": self.limits})
+        self.router.add("", {"GET": self.resources})
+        self._versions = set(supported_versions(org))
+
+    async def versions(self, request: Request) -> Response:
+        return json_response([
+            {"label": release_label(v), "url": f"/services/data/v{v}", "version": v}
+            for v in supported_versions(self.org)
+        ])
+
+    async def dispatch(self, request: Request) -> Response:
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        segments = split_path(raw_path.decode("latin-1"))[2:]
+        version = self._version(segments[0])
+        session = self.org.tokens.validate(bearer_token(request))
+        used, allocation = self.org.usage.count()
+        limit_header = {"Sforce-Limit-Info": f"api-usage={used}/{allocation}"}
+        try:
+            handler, params = self.router.resolve(segments[1:], request.method)
+            api_request = ApiRequest(
+                org=self.org,
+                session=session,
+                context=self.org.context_for(session.user_id, api_version=version, app_id=session.app_id,
+                                             client=_call_client(request)),
+                version=version,
+                method=request.method.upper(),
+                segments=segments[1:],
+                query=request.query_params,
+                headers=request.headers,
+                body=await request.body(),
+                instance_url=instance_url(request),
+                params=params,
+            )
+            response = await handler(api_request)
+        except InterlinkError as error:
+            response = error_response(error)
+        except Exception as exc:
+            response = unexpected_error_response(exc)
+        response.headers.update(limit_header)
+        return response
+
+    def _version(self, segment: str) -> str:
+        if segment.lower() == "latest":
+            return supported_versions(self.org)[-1]
+        match = VERSION_RE.match(segment)
+        if not match or match.group(1) not in self._versions:
+            raise NotFoundError()
+        return match.group(1)
+
+    async def resources(self, request: ApiRequest) -> Response:
+        base = request.base_path
+        body = {name: f"{base}/{name}" for name in self.router.top_level}
+        body["identity"] = f"{request.instance_url}/id/{self.org.org_id}/{request.session.user_id}"
+        return json_response(body, pretty=request.pretty)
+
+    async def limits(self, request: ApiRequest) -> Response:
+        used = self.org.usage.used()
+        allocation = self.org.usage.allocation
+        return json_response({
+            "DailyApiRequests": {"Max": allocation, "Remaining": max(allocation - used, 0)},
+        }, pretty=request.pretty)
+
+
+def _call_client(request: Request) -> str:
+    options = request.headers.get("sforce-call-options", "")
+    for part in options.split(","):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == "client":
+            return value.strip()
+    return ""
+
+
+async def health(request: Request) -> Response:
+    org: Org = request.app.state.org
+    components: dict[str, dict[str, object]] = {}
+    healthy = True
+    try:
+        with org.store.read() as conn:
+            conn.execute(text("SELECT 1"))
+        components["store"] = {"status": "ok", "backend": org.store.backend}
+    except Exception as exc:
+        healthy = False
+        components["store"] = {"status": "error", "backend": org.store.backend, "error": str(exc)}
+    components["metadata"] = {"status": "ok" if len(org.store.schema) else "error",
+                              "objects": len(org.store.schema)}
+    components["auth"] = {"status": "ok", "org_id": org.org_id}
+    status = "ok" if healthy and len(org.store.schema) else "error"
+    return json_response({"status": status, "components": components}, status=200 if status == "ok" else 503)
+
+
+def build_app(org: Org) -> Starlette:
+    """The ASGI app serving ``org``."""
+    data = DataApi(org)
+
+    async def data_entry(request: Request) -> Response:
+        try:
+            return await data.dispatch(request)
+        except InterlinkError as error:
+            return error_response(error)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+
+        async def flusher() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _FLUSH_SECONDS)
+                try:
+                    org.usage.flush()
+                    org.store.reload_if_changed()
+                except Exception:
+                    log.exception("background flush failed")
+
+        task = asyncio.create_task(flusher())
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+
+    routes = [
+        Route("/health", health, methods=["GET", "HEAD"]),
+        Route("/services/data", data.versions, methods=["GET", "HEAD"]),
+        Route("/services/data/", data.versions, methods=["GET", "HEAD"]),
+        Route("/services/data/{version}", data_entry, methods=_ALL_METHODS),
+        Route("/services/data/{version}/{rest:path}", data_entry, methods=_ALL_METHODS),
+        *oauth_routes.routes(),
+        *soap_routes.routes(),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+        InterlinkError: _render_error, 404: _not_found, 405: _not_allowed})
+    app.state.org = org
+    return app
+
+
+_ALL_METHODS = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
+
+
+async def _render_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InterlinkError)
+    return error_response(exc)
+
+
+async def _not_found(_request: Request, _exc: Exception) -> Response:
+    return error_response(NotFoundError())
+
+
+async def _not_allowed(request: Request, _exc: Exception) -> Response:
+    from interlink.errors import MethodNotAllowed
+
+    return error_response(MethodNotAllowed(request.method, ["GET"]))

@@ -1,0 +1,109 @@
+"""REST resources under ``/services/data/vXX.X/``: the request object and the resource router.
+
+Resources are matched on the *raw* path, segment by segment, because external-id values may carry
+``%2F`` inside one segment (simple-salesforce quotes them with ``quote_plus``). Handlers receive an
+:class:`ApiRequest`, which can also be built in-process, so composite and batch requests can call the
+same handlers later without HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+from starlette.responses import Response
+
+from interlink.errors import MethodNotAllowed, NotFoundError
+
+if TYPE_CHECKING:
+    from interlink.app.org import Org
+    from interlink.records.context import Context
+    from interlink.security.tokens import Session
+
+VERSION_RE = re.compile(r"^v(\d{2,3}\.\d)$")
+
+
+@dataclass
+class ApiRequest:
+    """One call to a REST resource, from HTTP or from a composite subrequest."""
+
+    org: Org
+    session: Session
+    context: Context
+    version: str
+    method: str
+    segments: list[str]
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes = b""
+    instance_url: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_path(self) -> str:
+        return f"/services/data/v{self.version}"
+
+    @property
+    def pretty(self) -> bool:
+        return self.headers.get("x-prettyprint", "") == "1"
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+Handler = Callable[[ApiRequest], Awaitable[Response]]
+
+
+@dataclass
+class _Route:
+    pattern: tuple[str, ...]
+    handlers: dict[str, Handler]
+
+
+class ResourceRouter:
+    """Maps ``segments`` (already split, still percent-encoded) and a method to a handler."""
+
+    def __init__(self) -> None:
+        self._routes: list[_Route] = []
+
+    def add(self, pattern: str, methods: Mapping[str, Handler]) -> None:
+        """``pattern`` like ``sobjects/{type}/{id}``; literal segments match case-insensitively."""
+        segments = tuple(p for p in pattern.split("/") if p) if pattern else ()
+        self._routes.append(_Route(segments, {m.upper(): h for m, h in methods.items()}))
+
+    @property
+    def top_level(self) -> list[str]:
+        return sorted({r.pattern[0] for r in self._routes if r.pattern and not r.pattern[0].startswith("{")})
+
+    def resolve(self, segments: list[str], method: str) -> tuple[Handler, dict[str, str]]:
+        for route in self._routes:
+            params = _match(route.pattern, segments)
+            if params is None:
+                continue
+            handler = route.handlers.get(method.upper())
+            if handler is None and method.upper() == "HEAD":
+                handler = route.handlers.get("GET")
+            if handler is None:
+                raise MethodNotAllowed(method.upper(), sorted(route.handlers))
+            return handler, params
+        raise NotFoundError()
+
+
+def _match(pattern: tuple[str, ...], segments: list[str]) -> dict[str, str] | None:
+    if len(pattern) != len(segments):
+        return None
+    params: dict[str, str] = {}
+    for expected, actual in zip(pattern, segments, strict=True):
+        if expected.startswith("{"):
+            params[expected[1:-1]] = actual
+        elif expected.lower() != unquote(actual).lower():
+            return None
+    return params
+
+
+def split_path(raw_path: str) -> list[str]:
+    """Split a raw path into segments, dropping one trailing slash (``sobjects/Account/`` = ``…/Account``)."""
+    return [s for s in raw_path.split("/") if s != ""]

@@ -1,0 +1,210 @@
+"""The composition root: ``Org.open(settings)`` wires store, records, security and metadata together.
+
+An org is opened by ``interlink up`` and by every CLI command that touches data, and by tests (see
+``interlink.testing``). Opening a new data directory bootstraps the org: the organization record, the
+deployed metadata, the admin user and the CLI's connected app.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from interlink import ids
+from interlink.errors import ConfigurationError
+from interlink.metadata.loader import LoadedMetadata, load_project
+from interlink.records.context import Context
+from interlink.records.hooks import HookRegistry
+from interlink.records.service import RecordService
+from interlink.security.apps import ConnectedApp, Directory
+from interlink.security.limits import ApiUsage
+from interlink.security.oauth import OAuthService
+from interlink.security.passwords import generate_password
+from interlink.security.tokens import TokenService
+from interlink.settings import Settings
+from interlink.store.database import Store, utcnow
+from interlink.store.migrate import Plan
+
+log = logging.getLogger(__name__)
+
+ADMIN_USERNAME = "admin@interlink.local"
+CLI_APP_NAME = "Interlink CLI"
+
+
+@dataclass
+class BootstrapReport:
+    """What opening the org did: whether it was new, the generated password (shown once), the deploy."""
+
+    created: bool = False
+    admin_password: str | None = None
+    plan: Plan | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class Org:
+    """A running org: every service of the layers below, wired once."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.hooks = HookRegistry()
+        self.records = RecordService(store, self.hooks)
+        self.directory = Directory(store)
+        self.org_id = ""
+        self.org_name = settings.org_name
+        self.created_at: datetime | None = None
+        self.tokens: TokenService
+        self.oauth: OAuthService
+        self.usage = ApiUsage(store, settings.daily_api_requests)
+        self.bootstrap = BootstrapReport()
+
+    # -- opening ---------------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, settings: Settings, *, deploy: bool = True) -> Org:
+        """Open (and on first use bootstrap) the org described by ``settings``.
+
+        With ``deploy`` the project's metadata is loaded and additive changes are applied; destructive
+        ones are left for ``interlink deploy --allow-destructive`` and reported as warnings.
+        """
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.store_url)
+        store.open()
+        org = cls(settings, store)
+        try:
+            org._bootstrap(deploy=deploy)
+        except BaseException:
+            store.close()
+            raise
+        return org
+
+    def _bootstrap(self, *, deploy: bool) -> None:
+        report = self.bootstrap
+        existing = self._org_row()
+        if deploy or existing is None:
+            loaded = self.load_metadata()
+            report.warnings.extend(loaded.warnings)
+            plan = self.store.plan(loaded.schema)
+            if plan.destructive and existing is not None:
+                report.warnings.extend(
+                    f"not applied (needs interlink deploy --allow-destructive): {c.description}"
+                    for c in plan.destructive)
+                additive_only = _without_destructive(loaded, self.store)
+                report.plan = self.store.deploy(additive_only)
+            else:
+                report.plan = self.store.deploy(loaded.schema, allow_destructive=existing is None)
+        if existing is None:
+            self._create_org(report)
+            existing = self._org_row()
+        assert existing is not None
+        self.org_id = existing.id
+        self.org_name = existing.name
+        self.created_at = existing.created_at
+        self.tokens = TokenService(self.store, self.org_id, session_timeout=self.settings.session_timeout,
+                                   cache_seconds=self.settings.token_cache_seconds)
+        self.oauth = OAuthService(self.store, self.directory, self.tokens, self.org_id)
+
+    def load_metadata(self) -> LoadedMetadata:
+        deployed = self.store.schema if len(self.store.schema) else None
+        return load_project(self.settings.project_dir, deployed)
+
+    def _org_row(self) -> Any:
+        table = self.store.system["il_org"]
+        with self.store.read() as conn:
+            return conn.execute(select(table)).first()
+
+    def _create_org(self, report: BootstrapReport) -> None:
+        org_id = ids.new_id("00D")
+        admin_id = ids.new_id("005")
+        password = self.settings.admin_password or generate_password()
+        context = Context(admin_id, org_id, system_mode=True)
+        with self.records.unit_of_work(context):
+            self.store.system["il_org"]
+            with self.store.write() as conn:
+                conn.execute(self.store.system["il_org"].insert().values(
+                    id=org_id, name=self.settings.org_name, created_at=utcnow(), settings_json="{}"))
+            _raise_first(self.records.create(context, "Organization", [{
+                "Name": self.settings.org_name, "OrganizationType": "Developer Edition", "IsSandbox": False,
+                "InstanceName": "LOCAL", "TimeZoneSidKey": "GMT", "LanguageLocaleKey": "en_US",
+                "DefaultLocaleSidKey": "en_US"}], record_ids=[org_id]))
+            _raise_first(self.records.create(context, "User", [{
+                "Username": ADMIN_USERNAME, "FirstName": "Org", "LastName": "Admin",
+                "Email": ADMIN_USERNAME, "Alias": "admin", "ProfileId": None,
+                "CommunityNickname": "admin"}], record_ids=[admin_id]))
+        self.directory.set_password(admin_id, password)
+        self.directory.create_app(CLI_APP_NAME, run_as_user_id=admin_id,
+                                  callback_url="http://localhost:1717/OauthRedirect")
+        report.created = True
+        report.admin_password = None if self.settings.admin_password else password
+        log.info("created org %s with admin %s", org_id, ADMIN_USERNAME)
+
+    # -- helpers for surfaces and the CLI ---------------------------------------------------------------------
+
+    def context_for(self, user_id: str, *, api_version: str = "66.0", app_id: str | None = None,
+                    client: str = "") -> Context:
+        return Context(user_id, self.org_id, api_version, client, app_id)
+
+    def admin_context(self) -> Context:
+        admin = self.directory.user_by_username(ADMIN_USERNAME)
+        if admin is None:
+            raise ConfigurationError(f"{ADMIN_USERNAME} no longer exists")
+        return Context(admin.id, self.org_id)
+
+    def cli_app(self) -> ConnectedApp:
+        app = self.directory.app_by_name(CLI_APP_NAME)
+        if app is None:
+            raise ConfigurationError(f"the connected app {CLI_APP_NAME!r} is missing")
+        return app
+
+    def mint_token(self, username: str) -> str:
+        """An access token for ``username`` through the CLI's connected app (``interlink token``)."""
+        user = self.directory.user_by_username(username)
+        if user is None or not user.is_active:
+            raise ConfigurationError(f"no active user {username!r}")
+        token, _ = self.tokens.mint(user.id, app_id=self.cli_app().id)
+        return token
+
+    def close(self) -> None:
+        try:
+            self.usage.flush()
+        finally:
+            self.store.close()
+
+    def __enter__(self) -> Org:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _raise_first(results: list[Any]) -> None:
+    for result in results:
+        if result.errors:
+            raise result.errors[0]
+
+
+def _without_destructive(loaded: LoadedMetadata, store: Store) -> Any:
+    """The target schema with destructive changes undone: deployed fields and objects kept as they are."""
+    from interlink.metadata.model import ObjectDef, Schema
+
+    deployed = store.schema
+    objects: list[ObjectDef] = []
+    for obj in loaded.schema:
+        old = deployed.object(obj.name)
+        if old is None:
+            objects.append(obj)
+            continue
+        fields = []
+        for fdef in obj.fields:
+            before = old.field(fdef.name)
+            fields.append(fdef if before is None or (before.type == fdef.type and fdef.length >= before.length)
+                          else before)
+        fields += [f for f in old.fields if not obj.has_field(f.name)]
+        objects.append(ObjectDef(obj.name, obj.label, obj.label_plural, old.key_prefix, tuple(fields), obj.custom,
+                                 obj.createable, obj.updateable, obj.deletable, obj.queryable, obj.description))
+    objects += [o for o in deployed if o.name not in loaded.schema]
+    return Schema(objects)

@@ -1,0 +1,130 @@
+"""Run an org's HTTPS API with uvicorn (plus an optional plain-HTTP debug port).
+
+The process writes ``<data_dir>/run/server.json`` (url, ports, pid, CA bundle) once it is serving, so
+scripts and tests can find an org started on an ephemeral port, and removes it on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from interlink.api.app import build_app
+from interlink.app.org import Org
+from interlink.security.tls import TlsPaths, ensure_tls
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    url: str
+    port: int
+    insecure_url: str | None
+    tls: TlsPaths
+    pid: int
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to :func:`serve` (we may run two)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _display_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "localhost"
+    return f"[{host}]" if ":" in host else host
+
+
+def _bound_port(server: uvicorn.Server) -> int:
+    for listener in server.servers:
+        for sock in listener.sockets:
+            return int(sock.getsockname()[1])
+    raise RuntimeError("server has no listening socket")
+
+
+def server_file(data_dir: Path) -> Path:
+    return data_dir / "run" / "server.json"
+
+
+def read_server_file(data_dir: Path) -> dict[str, object] | None:
+    path = server_file(data_dir)
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+async def serve(org: Org, *, on_ready: Callable[[ServerInfo], None] | None = None) -> None:
+    """Serve ``org`` until SIGINT/SIGTERM; calls ``on_ready`` once every port accepts connections."""
+    settings = org.settings
+    tls = ensure_tls(settings.data_dir, hosts=_tls_hosts(settings.host))
+    app = build_app(org)
+    log_level = settings.log_level.lower()
+    https = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, ssl_certfile=str(tls.server_cert),
+                                   ssl_keyfile=str(tls.server_key), log_level=log_level, access_log=False,
+                                   lifespan="on", server_header=False, proxy_headers=False))
+    servers: list[uvicorn.Server] = [https]
+    if settings.insecure_http_port:
+        servers.append(_Server(uvicorn.Config(app, host=settings.host, port=settings.insecure_http_port,
+                                              log_level=log_level, access_log=False, lifespan="off",
+                                              server_header=False)))
+
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop)
+
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    info_path = server_file(settings.data_dir)
+    try:
+        while not all(server.started for server in servers):
+            if any(task.done() for task in tasks):
+                break
+            await asyncio.sleep(0.01)
+        if all(server.started for server in servers):
+            host = _display_host(settings.host)
+            port = _bound_port(https)
+            insecure = f"http://{host}:{_bound_port(servers[1])}" if len(servers) > 1 else None
+            info = ServerInfo(f"https://{host}:{port}", port, insecure, tls, os.getpid())
+            info_path.parent.mkdir(parents=True, exist_ok=True)
+            info_path.write_text(json.dumps({"url": info.url, "port": port, "insecure_url": insecure,
+                                             "pid": info.pid, "ca_bundle": str(tls.bundle),
+                                             "org_id": org.org_id}))
+            if on_ready is not None:
+                on_ready(info)
+        await asyncio.gather(*tasks)
+    finally:
+        stop()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        with contextlib.suppress(OSError):
+            info_path.unlink()
+
+
+def _tls_hosts(host: str) -> list[str]:
+    hosts = ["localhost", "127.0.0.1", "::1"]
+    if host not in ("0.0.0.0", "::", "") and host not in hosts:
+        hosts.append(host)
+    elif host in ("0.0.0.0", "::"):
+        hosts.append(socket.gethostname())
+    return hosts

@@ -1,0 +1,357 @@
+"""``interlink`` commands. Heavy modules are imported inside commands so ``--help`` stays instant.
+
+Every option also reads an ``INTERLINK_*`` environment variable. Errors map to exit codes in one
+place (:func:`main`): configuration problems exit 2, anything else Interlink raises exits 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from interlink.app.org import Org
+    from interlink.settings import Settings
+
+app = typer.Typer(
+    name="interlink",
+    help="Interlink: a local, wire-compatible CRM org and the integration middleware around it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+users_app = typer.Typer(help="Manage the org's users.", no_args_is_help=True)
+apps_app = typer.Typer(help="Manage connected apps (OAuth clients).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(apps_app, name="apps")
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", envvar="INTERLINK_DATA_DIR",
+                                              help="Directory of the org's embedded data, TLS material and logs.")]
+ProjectDir = Annotated[Path | None, typer.Option("--project-dir", envvar="INTERLINK_PROJECT_DIR",
+                                                 help="Org project directory holding metadata/ and SFDX source.")]
+StoreUrl = Annotated[str | None, typer.Option("--store", envvar="INTERLINK_STORE",
+                                              help="Store URL: empty for SQLite under the data dir, or "
+                                                   "postgresql://user@host/db.")]
+
+
+def _settings(**flags: Any) -> Settings:
+    from interlink.settings import Settings
+
+    return Settings.load(flags)
+
+
+def _open(settings: Settings, *, deploy: bool = False) -> Org:
+    from interlink.app.org import Org
+
+    return Org.open(settings, deploy=deploy)
+
+
+def _err(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(message)
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(envvar="INTERLINK_HOST", help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(envvar="INTERLINK_PORT", help="HTTPS port (0 picks a free one).")] = None,
+    insecure_http_port: Annotated[int | None, typer.Option(
+        "--insecure-http", envvar="INTERLINK_INSECURE_HTTP_PORT",
+        help="Also serve plain HTTP on this port, for debugging.")] = None,
+    store: StoreUrl = None,
+    data_dir: DataDir = None,
+    project_dir: ProjectDir = None,
+    sample_data: Annotated[bool | None, typer.Option("--sample-data/--no-sample-data",
+                                                     envvar="INTERLINK_SAMPLE_DATA",
+                                                     help="Seed sample records into a new org.")] = None,
+    log_level: Annotated[str | None, typer.Option(envvar="INTERLINK_LOG_LEVEL", help="debug, info, warning, error.")]
+    = None,
+) -> None:
+    """Start the org: HTTPS REST API, OAuth 2.0 and SOAP login, on the embedded store by default."""
+    import asyncio
+    import logging
+
+    from interlink.app.org import ADMIN_USERNAME
+    from interlink.app.sample_data import seed_sample_data
+    from interlink.app.server import ServerInfo, serve
+
+    settings = _settings(host=host, port=port, insecure_http_port=insecure_http_port, store=store,
+                         data_dir=data_dir, project_dir=project_dir, sample_data=sample_data, log_level=log_level)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    org = _open(settings, deploy=True)
+    report = org.bootstrap
+    for warning in report.warnings:
+        _err(f"[yellow]warning:[/] {warning}")
+    if report.plan:
+        for line in report.plan.describe():
+            logging.getLogger("interlink.deploy").debug(line)
+    if settings.sample_data:
+        seeded = seed_sample_data(org)
+        if seeded:
+            _err(f"Seeded sample data: {', '.join(f'{n} {o}' for o, n in seeded.items())}")
+
+    def ready(info: ServerInfo) -> None:
+        token = org.mint_token(ADMIN_USERNAME)
+        lines = [
+            f"[bold green]Interlink org {org.org_id} ready[/] at [bold]{info.url}[/] "
+            f"(store: {org.store.backend}, objects: {len(org.store.schema)})",
+            f"  REST API      {info.url}/services/data/v{settings.api_max_version}/",
+            f"  OAuth token   {info.url}/services/oauth2/token",
+            f"  SOAP login    {info.url}/services/Soap/u/{settings.api_max_version}",
+            f"  CA bundle     {info.tls.bundle}   (export REQUESTS_CA_BUNDLE=... or run `interlink ca`)",
+            f"  Admin user    {ADMIN_USERNAME}",
+        ]
+        if info.insecure_url:
+            lines.append(f"  Plain HTTP    {info.insecure_url}  (debugging only)")
+        if report.admin_password:
+            lines.append(f"  [bold]Admin password {report.admin_password}[/]  (shown once; set "
+                         "INTERLINK_ADMIN_PASSWORD to choose it)")
+        lines.append(f"  Access token  {token}")
+        lines.append("  Try it:        curl --cacert "
+                     f"{info.tls.bundle} -H 'Authorization: Bearer {token[:12]}…' "
+                     f"{info.url}/services/data/v{settings.api_max_version}/sobjects/Account/describe")
+        _err("\n".join(lines))
+
+    try:
+        asyncio.run(serve(org, on_ready=ready))
+    finally:
+        org.close()
+
+
+@app.command()
+def token(
+    user: Annotated[str, typer.Option("--user", envvar="INTERLINK_USER", help="Username to mint a token for.")]
+    = "admin@interlink.local",
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+) -> None:
+    """Mint an access token for a user; prints only the token, for scripts."""
+    settings = _settings(data_dir=data_dir, store=store)
+    _require_org(settings)
+    with _open(settings) as org:
+        typer.echo(org.mint_token(user))
+
+
+def _require_org(settings: Settings) -> None:
+    if not settings.store and not (settings.data_dir / "org.db").exists():
+        from interlink.errors import ConfigurationError
+
+        raise ConfigurationError(f"no org in {settings.data_dir.resolve()}: run `interlink up` first "
+                                 "(or pass --data-dir)")
+
+
+@app.command()
+def ca(
+    data_dir: DataDir = None,
+    path: Annotated[bool, typer.Option("--path", help="Print only the CA bundle's path.")] = False,
+    install: Annotated[bool, typer.Option("--install", help="Trust the local CA system-wide and in certifi.")]
+    = False,
+    uninstall: Annotated[bool, typer.Option("--uninstall", help="Undo --install.")] = False,
+) -> None:
+    """Show how clients trust the org's local CA (export lines), or install it."""
+    from interlink.security.tls import ca_export_lines, ensure_tls, install_ca, uninstall_ca
+
+    settings = _settings(data_dir=data_dir)
+    paths = ensure_tls(settings.data_dir)
+    if path:
+        typer.echo(str(paths.bundle))
+    elif install:
+        for line in install_ca(paths):
+            _err(line)
+    elif uninstall:
+        for line in uninstall_ca(paths):
+            _err(line)
+    else:
+        typer.echo(ca_export_lines(paths), nl=False)
+
+
+@app.command()
+def deploy(
+    data_dir: DataDir = None,
+    project_dir: ProjectDir = None,
+    store: StoreUrl = None,
+    allow_destructive: Annotated[bool, typer.Option("--allow-destructive",
+                                                    help="Apply changes that drop fields, objects or data.")]
+    = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the changes without applying them.")] = False,
+) -> None:
+    """Apply the project's metadata (metadata/objects/*.yaml, SFDX source) to the org's store."""
+    settings = _settings(data_dir=data_dir, project_dir=project_dir, store=store)
+    with _open(settings) as org:
+        loaded = org.load_metadata()
+        for warning in loaded.warnings:
+            _err(f"[yellow]warning:[/] {warning}")
+        plan = org.store.plan(loaded.schema)
+        if not plan:
+            _err("Nothing to deploy: the org matches the project.")
+            return
+        for line in plan.describe():
+            _err(("[red]" if line.startswith("!") else "[green]") + line.replace("[", "\\[") + "[/]")
+        if dry_run:
+            _err(f"Dry run: {len(plan.additive)} additive, {len(plan.destructive)} destructive change(s).")
+            return
+        org.store.deploy(loaded.schema, allow_destructive=allow_destructive)
+        _err(f"Deployed {len(plan.changes)} change(s).")
+
+
+@app.command()
+def doctor(
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+    port: Annotated[int | None, typer.Option(envvar="INTERLINK_PORT", help="HTTPS port to check.")] = None,
+    host: Annotated[str | None, typer.Option(envvar="INTERLINK_HOST", help="Interface to check.")] = None,
+) -> None:
+    """Check the machine, ports, storage, TLS material and reachable services."""
+    from interlink.cli.doctor import run_doctor
+
+    settings = _settings(data_dir=data_dir, store=store, port=port, host=host)
+    if not run_doctor(settings):
+        raise typer.Exit(1)
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Argument(help="Username, e.g. integration@acme.local.")],
+    last_name: Annotated[str, typer.Option(help="Last name.")] = "User",
+    first_name: Annotated[str | None, typer.Option(help="First name.")] = None,
+    email: Annotated[str | None, typer.Option(help="Email (defaults to the username).")] = None,
+    password: Annotated[str | None, typer.Option(envvar="INTERLINK_NEW_USER_PASSWORD",
+                                                 help="Password (generated and printed when omitted).")] = None,
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+) -> None:
+    """Create a user (through the one write path) and set a password."""
+    from interlink.app.setup_users import create_user
+
+    settings = _settings(data_dir=data_dir, store=store)
+    _require_org(settings)
+    with _open(settings) as org:
+        user_id, chosen = create_user(org, username, last_name=last_name, first_name=first_name, email=email,
+                                      password=password)
+        _err(f"Created user {username} ({user_id})")
+        if password is None:
+            _err(f"Password: {chosen}")
+
+
+@users_app.command("list")
+def users_list(data_dir: DataDir = None, store: StoreUrl = None) -> None:
+    """List users."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from interlink.app.setup_users import list_users
+
+    settings = _settings(data_dir=data_dir, store=store)
+    _require_org(settings)
+    with _open(settings) as org:
+        table = Table("Id", "Username", "Name", "Active")
+        for row in list_users(org):
+            table.add_row(row["Id"], row["Username"], row.get("Name") or "", "yes" if row.get("IsActive") else "no")
+        Console().print(table)
+
+
+@users_app.command("password")
+def users_password(
+    username: Annotated[str, typer.Argument(help="Username.")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, envvar="INTERLINK_NEW_USER_PASSWORD",
+                                          help="The new password.")],
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+) -> None:
+    """Set a user's password."""
+    from interlink.errors import ConfigurationError
+
+    settings = _settings(data_dir=data_dir, store=store)
+    _require_org(settings)
+    with _open(settings) as org:
+        user = org.directory.user_by_username(username)
+        if user is None:
+            raise ConfigurationError(f"no user {username!r}")
+        org.directory.set_password(user.id, password)
+        _err(f"Password set for {username}")
+
+
+@apps_app.command("create")
+def apps_create(
+    name: Annotated[str, typer.Argument(help="App name.")],
+    run_as: Annotated[str | None, typer.Option(help="Username the client-credentials flow runs as.")] = None,
+    certificate: Annotated[Path | None, typer.Option(help="PEM certificate for the JWT bearer flow.")] = None,
+    callback_url: Annotated[str | None, typer.Option(help="Redirect URI(s) for the web-server flow, "
+                                                          "comma-separated.")] = None,
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+) -> None:
+    """Create a connected app; prints its consumer key and secret."""
+    from interlink.errors import ConfigurationError
+
+    settings = _settings(data_dir=data_dir, store=store)
+    _require_org(settings)
+    with _open(settings) as org:
+        run_as_id = None
+        if run_as:
+            user = org.directory.user_by_username(run_as)
+            if user is None:
+                raise ConfigurationError(f"no user {run_as!r}")
+            run_as_id = user.id
+        pem = certificate.read_text() if certificate else None
+        created = org.directory.create_app(name, run_as_user_id=run_as_id, certificate_pem=pem,
+                                           callback_url=callback_url)
+        typer.echo(f"consumer_key={created.consumer_key}")
+        typer.echo(f"consumer_secret={created.consumer_secret}")
+
+
+@apps_app.command("list")
+def apps_list(data_dir: DataDir = None, store: StoreUrl = None,
+              secrets: Annotated[bool, typer.Option("--show-secrets", help="Also print secrets.")] = False) -> None:
+    """List connected apps with their consumer keys."""
+    from rich.console import Console
+    from rich.table import Table
+
+    settings = _settings(data_dir=data_dir, store=store)
+    _require_org(settings)
+    with _open(settings) as org:
+        table = Table("Name", "Consumer key", "Run as", "JWT cert", *(["Secret"] if secrets else []))
+        for item in org.directory.apps():
+            run_as = org.directory.user_by_id(item.run_as_user_id) if item.run_as_user_id else None
+            table.add_row(item.name, item.consumer_key, run_as.username if run_as else "-",
+                          "yes" if item.certificate_pem else "no", *([item.consumer_secret] if secrets else []))
+        Console(width=200).print(table)
+
+
+@app.command()
+def version() -> None:
+    """Print Interlink's version."""
+    from interlink import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point: run the app and map errors to exit codes."""
+    from interlink.errors import InterlinkError
+
+    try:
+        app(standalone_mode=False)
+    except InterlinkError as error:
+        _err(f"[red]error:[/] {error.message}")
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        _err("Aborted.")
+        sys.exit(1)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except Exception as error:  # click usage errors and the like
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""One error tree for every layer and surface.
+
+Each class carries the platform's wire ``error_code``, the HTTP status a REST surface answers with,
+a gRPC status name for the Pub/Sub surface, and the ``fields`` the error is about. Surfaces render
+these; nothing else formats error bodies.
+
+::
+
+    InterlinkError                      UNKNOWN_EXCEPTION          500
+    ├── RequestError                    (400 family: the caller sent something wrong)
+    │   ├── JsonParserError             JSON_PARSER_ERROR          400
+    │   ├── MalformedIdError            MALFORMED_ID               400
+    │   ├── MalformedQueryError         MALFORMED_QUERY            400
+    │   ├── InvalidFieldError           INVALID_FIELD              400
+    │   ├── InvalidTypeError            INVALID_TYPE               400 (404 on sObject paths)
+    │   ├── InvalidFieldForInsertUpdate INVALID_FIELD_FOR_INSERT_UPDATE 400
+    │   ├── InvalidReplicationDate      INVALID_REPLICATION_DATE   400
+    │   ├── InvalidHeaderError          INVALID_HEADER_VALUE       400
+    │   └── DmlError                    (per-record save errors, carry statusCode in SaveResults)
+    │       ├── RequiredFieldMissing    REQUIRED_FIELD_MISSING     400
+    │       ├── StringTooLong           STRING_TOO_LONG            400
+    │       ├── RestrictedPicklist      INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST 400
+    │       ├── DuplicateValue          DUPLICATE_VALUE            400
+    │       ├── InvalidCrossReference   INVALID_CROSS_REFERENCE_KEY 400
+    │       ├── FieldIntegrityError     FIELD_INTEGRITY_EXCEPTION  400
+    │       ├── InvalidTypeOnField      INVALID_TYPE_ON_FIELD_IN_RECORD 400
+    │       ├── EntityIsDeleted         ENTITY_IS_DELETED          404
+    │       ├── DuplicateExternalId     DUPLICATE_EXTERNAL_ID      300
+    │       └── UnableToLockRow         UNABLE_TO_LOCK_ROW         409
+    ├── MultipleErrors                  (several errors about one record; status of the first)
+    ├── NotFoundError                   NOT_FOUND                  404
+    ├── MethodNotAllowed                METHOD_NOT_ALLOWED         405
+    ├── NotModified                     NOT_MODIFIED               304
+    ├── PreconditionFailed              PRECONDITION_FAILED        412
+    ├── AuthError                       (who is calling)
+    │   ├── InvalidSession              INVALID_SESSION_ID         401
+    │   ├── InsufficientAccess          INSUFFICIENT_ACCESS        403
+    │   └── OAuthError                  RFC 6749 ``error`` codes   400 (own body shape)
+    ├── RequestLimitExceeded            REQUEST_LIMIT_EXCEEDED     403
+    └── ConfigurationError              (settings, metadata and deploy problems; CLI exit code 2)
+        ├── MetadataError               INVALID_METADATA           400
+        └── DestructiveChangeError      DESTRUCTIVE_CHANGE         400
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+
+class InterlinkError(Exception):
+    """Root of every error Interlink raises on purpose."""
+
+    error_code: ClassVar[str] = "UNKNOWN_EXCEPTION"
+    http_status: ClassVar[int] = 500
+    grpc_status: ClassVar[str] = "INTERNAL"
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, fields: Sequence[str] = (), *, error_code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields: list[str] = list(fields)
+        if error_code is not None:
+            self.error_code = error_code  # type: ignore[misc]
+
+    def to_wire(self) -> dict[str, Any]:
+        """The platform's REST error object: ``{"message", "errorCode", "fields"}``."""
+        return {"message": self.message, "errorCode": self.error_code, "fields": list(self.fields)}
+
+    def wire_list(self) -> list[dict[str, Any]]:
+        """The REST error body: a JSON array of error objects."""
+        return [self.to_wire()]
+
+    def to_save_error(self) -> dict[str, Any]:
+        """The per-record error object inside SaveResults (key ``statusCode``, not ``errorCode``)."""
+        return {"statusCode": self.error_code, "message": self.message, "fields": list(self.fields)}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.error_code}: {self.message!r}, fields={self.fields})"
+
+
+class RequestError(InterlinkError):
+    error_code = "INVALID_REQUEST"
+    http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class JsonParserError(RequestError):
+    error_code = "JSON_PARSER_ERROR"
+
+
+class MalformedIdError(RequestError):
+    error_code = "MALFORMED_ID"
+
+
+class MalformedQueryError(RequestError):
+    error_code = "MALFORMED_QUERY"
+
+
+class InvalidFieldError(RequestError):
+    error_code = "INVALID_FIELD"
+
+
+class InvalidTypeError(RequestError):
+    error_code = "INVALID_TYPE"
+
+
+class InvalidFieldForInsertUpdate(RequestError):
+    error_code = "INVALID_FIELD_FOR_INSERT_UPDATE"
+
+
+class InvalidReplicationDate(RequestError):
+    error_code = "INVALID_REPLICATION_DATE"
+
+
+class InvalidHeaderError(RequestError):
+    error_code = "INVALID_HEADER_VALUE"
+
+
+class DmlError(RequestError):
+    """A save error about one record; collections and bulk report these per record."""
+
+    error_code = "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+
+
+class RequiredFieldMissing(DmlError):
+    error_code = "REQUIRED_FIELD_MISSING"
+
+
+class StringTooLong(DmlError):
+    error_code = "STRING_TOO_LONG"
+
+
+class RestrictedPicklist(DmlError):
+    error_code = "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+
+
+class DuplicateValue(DmlError):
+    error_code = "DUPLICATE_VALUE"
+
+
+class InvalidCrossReference(DmlError):
+    error_code = "INVALID_CROSS_REFERENCE_KEY"
+
+
+class FieldIntegrityError(DmlError):
+    error_code = "FIELD_INTEGRITY_EXCEPTION"
+
+
+class InvalidTypeOnField(DmlError):
+    error_code = "INVALID_TYPE_ON_FIELD_IN_RECORD"
+
+
+class EntityIsDeleted(DmlError):
+    error_code = "ENTITY_IS_DELETED"
+    http_status = 404
+
+
+class DuplicateExternalId(DmlError):
+    error_code = "DUPLICATE_EXTERNAL_ID"
+    http_status = 300
+
+    def __init__(self, message: str, fields: Sequence[str] = (), *, matches: Sequence[str] = ()) -> None:
+        super().__init__(message, fields)
+        self.matches = list(matches)
+
+
+class UnableToLockRow(DmlError):
+    error_code = "UNABLE_TO_LOCK_ROW"
+    http_status = 409
+    grpc_status = "ABORTED"
+
+
+class MultipleErrors(InterlinkError):
+    """Several errors about one request; the body lists them all with the first one's status."""
+
+    def __init__(self, errors: Sequence[InterlinkError]) -> None:
+        super().__init__(errors[0].message, errors[0].fields, error_code=errors[0].error_code)
+        self.errors = list(errors)
+        self.http_status = errors[0].http_status  # type: ignore[misc]
+
+    def wire_list(self) -> list[dict[str, Any]]:
+        return [error.to_wire() for error in self.errors]
+
+
+class NotFoundError(InterlinkError):
+    error_code = "NOT_FOUND"
+    http_status = 404
+    grpc_status = "NOT_FOUND"
+
+    def __init__(self, message: str = "The requested resource does not exist", fields: Sequence[str] = ()) -> None:
+        super().__init__(message, fields)
+
+
+class MethodNotAllowed(InterlinkError):
+    error_code = "METHOD_NOT_ALLOWED"
+    http_status = 405
+    grpc_status = "UNIMPLEMENTED"
+
+    def __init__(self, method: str, allowed: Sequence[str]) -> None:
+        super().__init__(f"HTTP Method '{method}' not allowed. Allowed are {','.join(allowed)}")
+        self.allowed = list(allowed)
+
+
+class NotModified(InterlinkError):
+    error_code = "NOT_MODIFIED"
+    http_status = 304
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class PreconditionFailed(InterlinkError):
+    error_code = "PRECONDITION_FAILED"
+    http_status = 412
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class AuthError(InterlinkError):
+    error_code = "INVALID_AUTH"
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
+
+
+class InvalidSession(AuthError):
+    error_code = "INVALID_SESSION_ID"
+
+    def __init__(self, message: str = "Session expired or invalid") -> None:
+        super().__init__(message)
+
+
+class InsufficientAccess(AuthError):
+    error_code = "INSUFFICIENT_ACCESS"
+    http_status = 403
+    grpc_status = "PERMISSION_DENIED"
+
+
+class OAuthError(AuthError):
+    """An OAuth 2.0 token-endpoint error; rendered as ``{"error", "error_description"}``."""
+
+    http_status = 400
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description, error_code=error)
+        self.error = error
+        self.description = description
+        self.http_status = status  # type: ignore[misc]
+
+
+class RequestLimitExceeded(InterlinkError):
+    error_code = "REQUEST_LIMIT_EXCEEDED"
+    http_status = 403
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+
+class ConfigurationError(InterlinkError):
+    error_code = "CONFIGURATION_ERROR"
+    http_status = 400
+    grpc_status = "FAILED_PRECONDITION"
+    exit_code = 2
+
+
+class MetadataError(ConfigurationError):
+    error_code = "INVALID_METADATA"
+
+
+class DestructiveChangeError(ConfigurationError):
+    error_code = "DESTRUCTIVE_CHANGE"
+
+    def __init__(self, message: str, changes: Sequence[str]) -> None:
+        super().__init__(message)
+        self.changes = list(changes)
+
+
+__all__ = [
+    "AuthError",
+    "ConfigurationError",
+    "DestructiveChangeError",
+    "DmlError",
+    "DuplicateExternalId",
+    "DuplicateValue",
+    "EntityIsDeleted",
+    "FieldIntegrityError",
+    "InsufficientAccess",
+    "InterlinkError",
+    "InvalidCrossReference",
+    "InvalidFieldError",
+    "InvalidFieldForInsertUpdate",
+    "InvalidHeaderError",
+    "InvalidReplicationDate",
+    "InvalidSession",
+    "InvalidTypeError",
+    "InvalidTypeOnField",
+    "JsonParserError",
+    "MalformedIdError",
+    "MalformedQueryError",
+    "MetadataError",
+    "MethodNotAllowed",
+    "MultipleErrors",
+    "NotFoundError",
+    "NotModified",
+    "OAuthError",
+    "PreconditionFailed",
+    "RequestError",
+    "RequestLimitExceeded",
+    "RequiredFieldMissing",
+    "RestrictedPicklist",
+    "StringTooLong",
+    "UnableToLockRow",
+]

@@ -1,0 +1,1 @@
+"""Object and field definitions, their loaders and describe."""

@@ -1,0 +1,151 @@
+"""Load an org project's metadata into one :class:`Schema`.
+
+Sources, merged in this order: the standard objects Interlink ships, YAML files under
+``metadata/objects/``, then SFDX source format under the package directories named by
+``sfdx-project.json``. A file named after a standard object adds custom fields to it. Custom objects
+without a ``keyPrefix`` get the one they were deployed with, or the next free ``a..`` prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from interlink.errors import MetadataError
+from interlink.ids import BASE62
+from interlink.metadata.model import Schema
+from interlink.metadata.sfdx import find_package_directories, load_sfdx_objects_with_warnings
+from interlink.metadata.spec import Spec, build_object, merge_specs
+from interlink.metadata.standard_objects import load_standard_specs
+
+
+@dataclass
+class LoadedMetadata:
+    schema: Schema
+    warnings: list[str] = field(default_factory=list)
+    sources: dict[str, list[str]] = field(default_factory=dict)
+
+
+def read_yaml_specs(folder: Path) -> list[tuple[Spec, str]]:
+    """Every ``*.yaml`` / ``*.yml`` under ``folder`` as (spec, source); the file stem names the object."""
+    if not folder.is_dir():
+        return []
+    found: list[tuple[Spec, str]] = []
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise MetadataError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            raise MetadataError(f"{path}: an object file holds a mapping (name, label, fields, ...)")
+        data.setdefault("name", path.stem)
+        if data["name"] != path.stem:
+            raise MetadataError(f"{path}: name {data['name']!r} does not match the file name {path.stem!r}")
+        found.append((data, str(path)))
+    return found
+
+
+def load_project(project_dir: Path, deployed: Schema | None = None) -> LoadedMetadata:
+    """Standard objects plus the project's YAML and SFDX objects, validated as one schema."""
+    specs: dict[str, Spec] = {}
+    sources: dict[str, list[str]] = {}
+    for spec in load_standard_specs():
+        specs[spec["name"].lower()] = spec
+        sources[spec["name"].lower()] = ["interlink:standard"]
+
+    warnings: list[str] = []
+    project_specs = read_yaml_specs(project_dir / "metadata" / "objects")
+    for package_dir in find_package_directories(project_dir):
+        loaded, found_warnings = load_sfdx_objects_with_warnings(package_dir)
+        project_specs.extend(loaded)
+        warnings.extend(found_warnings)
+
+    for spec, source in project_specs:
+        _add(specs, sources, spec, source)
+
+    _assign_key_prefixes(specs, deployed)
+    objects = [build_object(spec, sources[name][-1]) for name, spec in specs.items()]
+    schema = Schema(objects)
+    _check_references(schema, sources)
+    return LoadedMetadata(schema, warnings, sources)
+
+
+def _add(specs: dict[str, Spec], sources: dict[str, list[str]], spec: Spec, source: str) -> None:
+    name = str(spec.get("name", ""))
+    key = name.lower()
+    existing = specs.get(key)
+    is_extension = set(spec) <= {"name", "fields", "label", "labelPlural", "description"}
+    if existing is None:
+        if not name.endswith("__c"):
+            raise MetadataError(f"{source}: {name} is not a standard object; custom objects end in __c")
+        if is_extension and "label" not in spec:
+            # Fields for a custom object that is defined in another file (SFDX splits them this way).
+            specs[key] = {"name": name, **spec}
+            sources[key] = [source]
+            return
+        specs[key] = dict(spec)
+        sources[key] = [source]
+        return
+    if existing.get("standard") or is_extension:
+        specs[key] = merge_specs(existing, spec, source)
+        sources[key].append(source)
+        return
+    if "label" in existing and not is_extension:
+        raise MetadataError(f"{source}: object {name} is already defined in {sources[key][0]}")
+    merged = merge_specs(spec, existing, source)
+    specs[key] = merged
+    sources[key].append(source)
+
+
+def _prefix_sequence() -> Iterable[str]:
+    for second in BASE62:
+        for third in BASE62:
+            yield f"a{second}{third}"
+
+
+def _assign_key_prefixes(specs: dict[str, Spec], deployed: Schema | None) -> None:
+    taken = {str(s["keyPrefix"]) for s in specs.values() if s.get("keyPrefix")}
+    for name, spec in sorted(specs.items()):
+        if spec.get("keyPrefix"):
+            continue
+        previous = deployed.object(name) if deployed else None
+        if previous is not None and previous.key_prefix not in taken:
+            spec["keyPrefix"] = previous.key_prefix
+            taken.add(previous.key_prefix)
+    if deployed is not None:
+        taken.update(obj.key_prefix for obj in deployed)
+    sequence = iter(_prefix_sequence())
+    for _name, spec in sorted(specs.items()):
+        if spec.get("keyPrefix"):
+            continue
+        prefix = next(sequence)
+        while prefix in taken:
+            prefix = next(sequence)
+        spec["keyPrefix"] = prefix
+        taken.add(prefix)
+
+
+def _check_references(schema: Schema, sources: dict[str, list[str]]) -> None:
+    prefixes: dict[str, str] = {}
+    for obj in schema:
+        if obj.key_prefix in prefixes:
+            raise MetadataError(f"{sources[obj.name.lower()][-1]}: key prefix {obj.key_prefix} of {obj.name} is "
+                                f"already used by {prefixes[obj.key_prefix]}")
+        prefixes[obj.key_prefix] = obj.name
+        for fdef in obj.reference_fields:
+            for target in fdef.reference_to:
+                if target not in schema:
+                    raise MetadataError(f"{sources[obj.name.lower()][-1]}: {obj.name}.{fdef.name} refers to "
+                                        f"unknown object {target}")
+
+
+def describe_sources(loaded: LoadedMetadata) -> dict[str, Any]:
+    return {name: list(files) for name, files in loaded.sources.items()}

@@ -1,0 +1,32 @@
+"""Who is doing a piece of work, and when: passed to every records call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Context:
+    """The caller of a records operation.
+
+    ``user_id`` becomes CreatedById / LastModifiedById / default OwnerId. ``api_version`` is the REST
+    version the request came in on (some responses differ by version). ``client`` is the
+    ``Sforce-Call-Options`` client id, which change events report as their origin. ``system_mode`` lets
+    trusted internal callers write fields and objects that are read-only to API callers.
+    """
+
+    user_id: str
+    org_id: str
+    api_version: str = "66.0"
+    client: str = ""
+    app_id: str | None = None
+    system_mode: bool = False
+    attributes: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def with_version(self, api_version: str) -> Context:
+        return Context(self.user_id, self.org_id, api_version, self.client, self.app_id, self.system_mode,
+                       self.attributes)
+
+    def as_system(self) -> Context:
+        """The same caller in system mode: read-only fields and objects become writable (bootstrap, automation)."""
+        return Context(self.user_id, self.org_id, self.api_version, self.client, self.app_id, True, self.attributes)

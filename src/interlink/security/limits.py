@@ -1,0 +1,91 @@
+"""API request allocation: requests per org over a rolling 24 hours.
+
+Counting sits on the hot path of every request, so each process counts in memory and flushes to the
+store once a second (and at shutdown); usage is the stored per-minute buckets of the last 24 hours
+plus what this process has not flushed yet. A crash can lose at most the last second of counts,
+never a record.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from sqlalchemy import func, select, update
+
+from interlink.errors import RequestLimitExceeded
+from interlink.store.database import Store
+
+_WINDOW_MINUTES = 24 * 60
+
+
+class ApiUsage:
+    """Counts API requests and enforces the daily allocation (``DailyApiRequests``)."""
+
+    def __init__(self, store: Store, allocation: int, *, refresh_seconds: float = 1.0) -> None:
+        self._store = store
+        self.allocation = allocation
+        self._refresh_seconds = refresh_seconds
+        self._pending: dict[int, int] = {}
+        self._stored_total = 0
+        self._stored_at = -1e9
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _minute() -> int:
+        return int(time.time() // 60)
+
+    def count(self) -> tuple[int, int]:
+        """Count one request; raise REQUEST_LIMIT_EXCEEDED when the allocation is used up.
+
+        Returns (used, allocation) including this request, for the ``Sforce-Limit-Info`` header.
+        """
+        used = self.used()
+        if used >= self.allocation:
+            raise RequestLimitExceeded(f"TotalRequests Limit exceeded. ({used}/{self.allocation})")
+        with self._lock:
+            minute = self._minute()
+            self._pending[minute] = self._pending.get(minute, 0) + 1
+        return used + 1, self.allocation
+
+    def used(self) -> int:
+        """Requests in the last 24 hours, including this process's unflushed ones."""
+        now = time.monotonic()
+        if now - self._stored_at >= self._refresh_seconds:
+            self._stored_total = self._read_stored()
+            self._stored_at = now
+        with self._lock:
+            pending = sum(self._pending.values())
+        return self._stored_total + pending
+
+    def _read_stored(self) -> int:
+        table = self._store.system["il_api_usage"]
+        with self._store.read() as conn:
+            total = conn.execute(select(func.coalesce(func.sum(table.c.requests), 0))
+                                 .where(table.c.minute > self._minute() - _WINDOW_MINUTES)).scalar()
+        return int(total or 0)
+
+    def flush(self) -> None:
+        """Write pending counts to the store and drop buckets older than the window."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        table = self._store.system["il_api_usage"]
+        if not pending:
+            return
+        with self._store.write() as conn:
+            for minute, requests in pending.items():
+                changed = conn.execute(update(table).where(table.c.minute == minute)
+                                       .values(requests=table.c.requests + requests)).rowcount
+                if not changed:
+                    conn.execute(table.insert().values(minute=minute, requests=requests))
+            conn.execute(table.delete().where(table.c.minute <= self._minute() - _WINDOW_MINUTES))
+        self._stored_total = self._read_stored()
+        self._stored_at = time.monotonic()
+
+    def reset(self) -> None:
+        """Forget all usage (used by tests and ``interlink limits reset``)."""
+        with self._lock:
+            self._pending.clear()
+        with self._store.write() as conn:
+            conn.execute(self._store.system["il_api_usage"].delete())
+        self._stored_total = 0

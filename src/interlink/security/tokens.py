@@ -1,0 +1,149 @@
+"""Access and refresh tokens: minted, validated, refreshed and revoked.
+
+Tokens look like the platform's (``00D…!A…``: the org id, ``!``, then random text) and are kept only
+as SHA-256 hashes. Validation is on the hot path of every request, so a process trusts a token it has
+validated for ``token_cache_seconds`` before asking the store again; revocation in the same process
+takes effect at once, in another process within that window. Access tokens expire after
+``session_timeout`` seconds without use, like a platform session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import or_, select, update
+
+from interlink.errors import InvalidSession
+from interlink.store.database import Store, utcnow
+
+_TOUCH_EVERY = timedelta(seconds=60)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a valid access token stands for."""
+
+    user_id: str
+    org_id: str
+    app_id: str | None
+    token_hash: str
+    issued_at: datetime
+    scope: str
+
+
+@dataclass
+class _Cached:
+    session: Session
+    checked_at: float
+    last_used_at: datetime
+
+
+class TokenService:
+    def __init__(self, store: Store, org_id: str, *, session_timeout: int = 7200,
+                 cache_seconds: float = 2.0) -> None:
+        self._store = store
+        self.org_id = org_id
+        self._timeout = timedelta(seconds=session_timeout)
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, _Cached] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def _table(self):  # type: ignore[no-untyped-def]
+        return self._store.system["il_token"]
+
+    def _new_token(self) -> str:
+        return f"{self.org_id[:15]}!{secrets.token_urlsafe(72)}"
+
+    def mint(self, user_id: str, *, app_id: str | None = None, kind: str = "access",
+             parent: str | None = None, scope: str = "api") -> tuple[str, datetime]:
+        """Store a new token and return (token, issued_at)."""
+        token = self._new_token() if kind == "access" else secrets.token_urlsafe(64)
+        now = utcnow()
+        with self._store.write() as conn:
+            conn.execute(self._table.insert().values(
+                token_hash=token_hash(token), kind=kind, user_id=user_id, app_id=app_id,
+                parent_hash=token_hash(parent) if parent else None, issued_at=now, last_used_at=now,
+                expires_at=None, revoked=False, scope=scope))
+        return token, now
+
+    def validate(self, token: str) -> Session:
+        """The session for an access token; INVALID_SESSION_ID if unknown, revoked or expired."""
+        if not token:
+            raise InvalidSession()
+        hashed = token_hash(token)
+        now_monotonic = time.monotonic()
+        cached = self._cache.get(hashed)
+        if (cached is not None and now_monotonic - cached.checked_at < self._cache_seconds
+                and utcnow() - cached.last_used_at < _TOUCH_EVERY):
+            return cached.session
+        row = self._load(hashed)
+        now = utcnow()
+        if row is None or row.kind != "access" or row.revoked or now - row.last_used_at > self._timeout:
+            with self._lock:
+                self._cache.pop(hashed, None)
+            raise InvalidSession()
+        last_used = row.last_used_at
+        if now - last_used >= _TOUCH_EVERY:
+            with self._store.write() as conn:
+                conn.execute(update(self._table).where(self._table.c.token_hash == hashed)
+                             .values(last_used_at=now))
+            last_used = now
+        session = Session(row.user_id, self.org_id, row.app_id, hashed, row.issued_at, row.scope)
+        with self._lock:
+            self._cache[hashed] = _Cached(session, now_monotonic, last_used)
+        return session
+
+    def _load(self, hashed: str):  # type: ignore[no-untyped-def]
+        with self._store.read() as conn:
+            return conn.execute(select(self._table).where(self._table.c.token_hash == hashed)).first()
+
+    def refresh_owner(self, refresh_token: str) -> tuple[str, str | None]:
+        """(user_id, app_id) of a live refresh token; INVALID_SESSION_ID otherwise."""
+        row = self._load(token_hash(refresh_token))
+        if row is None or row.kind != "refresh" or row.revoked:
+            raise InvalidSession("expired access/refresh token")
+        return row.user_id, row.app_id
+
+    def revoke(self, token: str) -> bool:
+        """Revoke an access or refresh token (a refresh token takes its access tokens along)."""
+        hashed = token_hash(token)
+        with self._store.write() as conn:
+            count = conn.execute(update(self._table)
+                                 .where(or_(self._table.c.token_hash == hashed, self._table.c.parent_hash == hashed))
+                                 .values(revoked=True)).rowcount
+        with self._lock:
+            self._cache.clear()
+        return bool(count)
+
+    def revoke_user(self, user_id: str) -> int:
+        with self._store.write() as conn:
+            count = conn.execute(update(self._table).where(self._table.c.user_id == user_id)
+                                 .values(revoked=True)).rowcount
+        with self._lock:
+            self._cache.clear()
+        return int(count or 0)
+
+    def introspect(self, token: str) -> dict[str, object]:
+        """RFC 7662 view of a token (``{"active": false}`` when it is not usable)."""
+        row = self._load(token_hash(token))
+        now = utcnow()
+        if row is None or row.revoked or (row.kind == "access" and now - row.last_used_at > self._timeout):
+            return {"active": False}
+        issued = int(row.issued_at.replace(tzinfo=UTC).timestamp())
+        body: dict[str, object] = {
+            "active": True, "scope": row.scope, "token_type": f"{row.kind}_token", "iat": issued, "nbf": issued,
+            "user_id": row.user_id,
+        }
+        if row.kind == "access":
+            body["exp"] = int((row.last_used_at + self._timeout).replace(tzinfo=UTC).timestamp())
+        return body

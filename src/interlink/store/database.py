@@ -1,0 +1,216 @@
+"""The store: engines, the deployed schema and its tables, transactions.
+
+SQLite (the embedded default) runs in WAL mode with one writer discipline: write transactions start
+with ``BEGIN IMMEDIATE`` so two writers queue on the database lock instead of failing half-way, while
+readers use a separate engine whose transactions never block the writer. PostgreSQL uses one engine
+and takes an advisory lock for schema changes so several processes can deploy safely.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from interlink.errors import ConfigurationError, DestructiveChangeError
+from interlink.metadata.model import Schema
+from interlink.metadata.spec import build_object, object_to_spec
+from interlink.store.migrate import Plan, apply_plan, plan_changes
+from interlink.store.tables import build_metadata
+
+_DEPLOY_LOCK_ID = 0x1A7E_11C0
+
+
+def utcnow() -> datetime:
+    """Naive UTC now with millisecond precision: what the store keeps and the wire shows."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _normalize_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_engine(url: str, *, writer: bool) -> Engine:
+    path = url.split("sqlite:///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                           poolclass=NullPool if path == ":memory:" else None)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=OFF")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+    return engine
+
+
+class Store:
+    """Owns the database connection(s), the deployed schema and the SQLAlchemy tables for it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = _normalize_url(url)
+        try:
+            if self.url.startswith("sqlite"):
+                self.backend = "sqlite"
+                self.write_engine = _sqlite_engine(self.url, writer=True)
+                self.read_engine = _sqlite_engine(self.url, writer=False)
+            elif self.url.startswith("postgresql"):
+                self.backend = "postgresql"
+                self.write_engine = create_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+                self.read_engine = self.write_engine
+            else:
+                raise ConfigurationError(f"unsupported store URL {url!r}: use sqlite:///path or postgresql://…")
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise ConfigurationError(f"cannot open store {url!r}: {exc}") from None
+        self._lock = threading.RLock()
+        self.schema = Schema([])
+        self._system_metadata, self.tables, self.system = build_metadata(self.schema)
+        self._write_local = threading.local()
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the system tables if missing and load the deployed schema."""
+        try:
+            with self.write_engine.begin() as conn:
+                self._lock_for_deploy(conn)
+                self._system_metadata.create_all(conn)
+        except OperationalError as exc:
+            raise ConfigurationError(f"cannot open store {self.url}: {exc.orig}") from None
+        self._load_deployed()
+
+    def close(self) -> None:
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()
+
+    def _load_deployed(self) -> None:
+        with self.read_engine.connect() as conn:
+            self._reload_in(conn)
+
+    def _install_schema(self, schema: Schema) -> None:
+        _metadata, tables, system = build_metadata(schema)
+        with self._lock:
+            self.schema = schema
+            self.tables = tables
+            self.system = system
+            self._system_metadata = _metadata
+
+    def reload_if_changed(self) -> bool:
+        """Pick up a schema another process deployed; returns True if it changed."""
+        with self.read_engine.connect() as conn:
+            table = self.system["il_schema"]
+            latest = conn.execute(select(func.max(table.c.deployed_at))).scalar()
+        if latest is not None and latest.isoformat() != self.schema.version:
+            self._load_deployed()
+            return True
+        return False
+
+    # -- transactions ----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction; nested calls on the same thread join the outer transaction."""
+        current: Connection | None = getattr(self._write_local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        with self.write_engine.begin() as conn:
+            self._write_local.conn = conn
+            try:
+                yield conn
+            finally:
+                self._write_local.conn = None
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only connection (joins the current write transaction when there is one)."""
+        current: Connection | None = getattr(self._write_local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        with self.read_engine.connect() as conn:
+            yield conn
+
+    def table(self, object_name: str) -> Table:
+        return self.tables[object_name.lower()]
+
+    # -- deploy ----------------------------------------------------------------------------------------------
+
+    def plan(self, target: Schema) -> Plan:
+        return plan_changes(self.schema if len(self.schema) else None, target)
+
+    def deploy(self, target: Schema, *, allow_destructive: bool = False) -> Plan:
+        """Bring the database to ``target``; refuses destructive changes unless allowed."""
+        with self.write_engine.begin() as conn:
+            self._lock_for_deploy(conn)
+            self._reload_in(conn)
+            deployed = self.schema if len(self.schema) else None
+            plan = plan_changes(deployed, target)
+            if plan.destructive and not allow_destructive:
+                raise DestructiveChangeError(
+                    "deploy refused: destructive changes need --allow-destructive:\n  "
+                    + "\n  ".join(c.description for c in plan.destructive),
+                    [c.description for c in plan.destructive],
+                )
+            if not plan:
+                return plan
+            apply_plan(conn, plan, deployed, target)
+            specs_table = self.system["il_schema"]
+            now = utcnow()
+            conn.execute(specs_table.delete())
+            conn.execute(specs_table.insert(), [
+                {"object_name": obj.name, "spec_json": json.dumps(object_to_spec(obj), sort_keys=True),
+                 "deployed_at": now}
+                for obj in target
+            ])
+        self._install_schema(Schema(list(target), version=now.isoformat()))
+        return plan
+
+    def _reload_in(self, conn: Connection) -> None:
+        specs_table = self.system["il_schema"]
+        rows = conn.execute(select(specs_table.c.spec_json, specs_table.c.deployed_at,
+                                   specs_table.c.object_name)).all()
+        objects = [build_object(json.loads(r.spec_json), f"deployed:{r.object_name}") for r in rows]
+        version = max((r.deployed_at.isoformat() for r in rows), default="")
+        self._install_schema(Schema(objects, version=version))
+
+    def _lock_for_deploy(self, conn: Connection) -> None:
+        if self.backend == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_DEPLOY_LOCK_ID})")
+        # SQLite: BEGIN IMMEDIATE already holds the database write lock.
+
+    # -- small key/value space for org-level state -------------------------------------------------------------
+
+    def kv_get(self, key: str) -> bytes | None:
+        table = self.system["il_kv"]
+        with self.read() as conn:
+            value = conn.execute(select(table.c.value).where(table.c.key == key)).scalar()
+        return bytes(value) if value is not None else None
+
+    def kv_put(self, conn: Connection, key: str, value: bytes) -> None:
+        table = self.system["il_kv"]
+        updated = conn.execute(table.update().where(table.c.key == key).values(value=value)).rowcount
+        if not updated:
+            conn.execute(table.insert().values(key=key, value=value))

@@ -1,0 +1,170 @@
+"""SQL tables: one per object (columns per field) plus the org's own system tables.
+
+Object tables are named after the object's API name and columns after field API names, so a
+developer can open the SQLite file and read it. System tables start with ``il_``, which no object
+name can (object names are standard names or end in ``__c``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Time,
+    func,
+)
+from sqlalchemy.types import TypeEngine
+
+from interlink.metadata.model import FieldDef, FieldType, ObjectDef, Schema
+
+
+def column_type(fdef: FieldDef) -> TypeEngine[object]:
+    """The SQL type that stores ``fdef`` portably on SQLite and PostgreSQL."""
+    match fdef.type:
+        case FieldType.ID | FieldType.REFERENCE:
+            return String(18)
+        case FieldType.BOOLEAN:
+            return Boolean()
+        case FieldType.INT:
+            return Integer()
+        case FieldType.DOUBLE | FieldType.CURRENCY | FieldType.PERCENT:
+            return Float()
+        case FieldType.DATE:
+            return Date()
+        case FieldType.DATETIME:
+            return DateTime()
+        case FieldType.TIME:
+            return Time()
+        case FieldType.TEXTAREA | FieldType.MULTIPICKLIST:
+            return Text()
+        case _:
+            return String(max(fdef.length, 1))
+
+
+def object_table(obj: ObjectDef, metadata: MetaData) -> Table:
+    """Declare the table for ``obj`` (with its indexes) on ``metadata``."""
+    columns = [
+        Column(f.name, column_type(f), primary_key=f.name == "Id", nullable=f.name != "Id") for f in obj.fields
+    ]
+    table = Table(obj.name, metadata, *columns)
+    for index in object_indexes(obj, table):
+        index._set_parent(table)
+    return table
+
+
+def index_name(obj: ObjectDef, fdef: FieldDef, kind: str) -> str:
+    return f"ix_{obj.name}_{fdef.name}_{kind}".lower()[:63]
+
+
+def object_indexes(obj: ObjectDef, table: Table) -> list[Index]:
+    """Indexes for external ids, unique fields, lookups and the replication timestamp."""
+    indexes: list[Index] = []
+    for fdef in obj.fields:
+        column = table.c[fdef.name]
+        text_like = fdef.type not in (FieldType.INT, FieldType.DOUBLE, FieldType.CURRENCY, FieldType.PERCENT,
+                                      FieldType.DATE, FieldType.DATETIME, FieldType.TIME, FieldType.BOOLEAN,
+                                      FieldType.ID, FieldType.REFERENCE)
+        if fdef.unique or fdef.external_id:
+            # Matching is case-insensitive unless the field says otherwise, so index what we compare.
+            expression = func.lower(column) if text_like and not fdef.case_sensitive else column
+            indexes.append(Index(index_name(obj, fdef, "uq" if fdef.unique else "ext"), expression,
+                                 unique=fdef.unique))
+        elif fdef.type is FieldType.REFERENCE:
+            indexes.append(Index(index_name(obj, fdef, "ref"), column))
+    indexes.append(Index(f"ix_{obj.name}_systemmodstamp".lower()[:63], table.c.SystemModstamp))
+    return indexes
+
+
+def system_tables(metadata: MetaData) -> dict[str, Table]:
+    """The org's own tables: identity, credentials, tokens, usage, deployed schema, counters."""
+    tables = [
+        Table(
+            "il_org", metadata,
+            Column("id", String(18), primary_key=True),
+            Column("name", String(255), nullable=False),
+            Column("created_at", DateTime, nullable=False),
+            Column("settings_json", Text, nullable=False, default="{}"),
+        ),
+        Table(
+            "il_user_credential", metadata,
+            Column("user_id", String(18), primary_key=True),
+            Column("password_hash", String(255), nullable=False),
+            Column("failed_attempts", Integer, nullable=False, default=0),
+            Column("updated_at", DateTime, nullable=False),
+        ),
+        Table(
+            "il_connected_app", metadata,
+            Column("id", String(18), primary_key=True),
+            Column("name", String(255), nullable=False, unique=True),
+            Column("consumer_key", String(255), nullable=False, unique=True),
+            Column("consumer_secret", String(255), nullable=False),
+            Column("certificate_pem", Text),
+            Column("run_as_user_id", String(18)),
+            Column("callback_url", Text),
+            Column("created_at", DateTime, nullable=False),
+        ),
+        Table(
+            "il_token", metadata,
+            Column("token_hash", String(64), primary_key=True),
+            Column("kind", String(16), nullable=False),  # access | refresh
+            Column("user_id", String(18), nullable=False, index=True),
+            Column("app_id", String(18)),
+            Column("parent_hash", String(64), index=True),  # the refresh token an access token came from
+            Column("issued_at", DateTime, nullable=False),
+            Column("last_used_at", DateTime, nullable=False),
+            Column("expires_at", DateTime),
+            Column("revoked", Boolean, nullable=False, default=False),
+            Column("scope", String(255), nullable=False, default="api"),
+        ),
+        Table(
+            "il_auth_code", metadata,
+            Column("code_hash", String(64), primary_key=True),
+            Column("user_id", String(18), nullable=False),
+            Column("app_id", String(18), nullable=False),
+            Column("redirect_uri", Text, nullable=False),
+            Column("code_challenge", String(128)),
+            Column("expires_at", DateTime, nullable=False),
+            Column("used", Boolean, nullable=False, default=False),
+        ),
+        Table(
+            "il_api_usage", metadata,
+            Column("minute", Integer, primary_key=True),  # minutes since the epoch
+            Column("requests", Integer, nullable=False),
+        ),
+        Table(
+            "il_schema", metadata,
+            Column("object_name", String(255), primary_key=True),
+            Column("spec_json", Text, nullable=False),
+            Column("deployed_at", DateTime, nullable=False),
+        ),
+        Table(
+            "il_autonumber", metadata,
+            Column("object_name", String(255), primary_key=True),
+            Column("field_name", String(255), primary_key=True),
+            Column("next_value", Integer, nullable=False),
+        ),
+        Table(
+            "il_kv", metadata,
+            Column("key", String(255), primary_key=True),
+            Column("value", LargeBinary, nullable=False),
+        ),
+    ]
+    return {table.name: table for table in tables}
+
+
+def build_metadata(schema: Schema) -> tuple[MetaData, dict[str, Table], dict[str, Table]]:
+    """Declare every object table and system table; returns (metadata, object tables, system tables)."""
+    metadata = MetaData()
+    system = system_tables(metadata)
+    objects = {obj.name.lower(): object_table(obj, metadata) for obj in schema}
+    return metadata, objects, system
