@@ -161,7 +161,7 @@ def test_account_child_relationships(schema: Schema) -> None:
     children = {(c["childSObject"], c["field"]): c for c in described["childRelationships"]}
     contacts = children[("Contact", "AccountId")]
     assert contacts == {
-        "cascadeDelete": False, "childSObject": "Contact", "deprecatedAndHidden": False, "field": "AccountId",
+        "cascadeDelete": True, "childSObject": "Contact", "deprecatedAndHidden": False, "field": "AccountId",
         "junctionIdListNames": [], "junctionReferenceTo": [], "relationshipName": "Contacts",
         "restrictedDelete": False,
     }

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from interlink import ids
+from interlink.app.provisioning import apply_identity_metadata
 from interlink.errors import ConfigurationError
 from interlink.metadata.loader import LoadedMetadata, load_project
 from interlink.records.context import Context
@@ -43,6 +44,7 @@ class BootstrapReport:
     admin_password: str | None = None
     plan: Plan | None = None
     warnings: list[str] = field(default_factory=list)
+    identity_changes: list[str] = field(default_factory=list)
 
 
 class Org:
@@ -107,6 +109,8 @@ class Org:
         self.tokens = TokenService(self.store, self.org_id, session_timeout=self.settings.session_timeout,
                                    cache_seconds=self.settings.token_cache_seconds)
         self.oauth = OAuthService(self.store, self.directory, self.tokens, self.org_id)
+        if deploy:
+            report.identity_changes = apply_identity_metadata(self, self.settings.project_dir)
 
     def load_metadata(self) -> LoadedMetadata:
         deployed = self.store.schema if len(self.store.schema) else None

@@ -179,7 +179,9 @@ def deploy(
     = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the changes without applying them.")] = False,
 ) -> None:
-    """Apply the project's metadata (metadata/objects/*.yaml, SFDX source) to the org's store."""
+    """Apply the project's metadata (objects, users, connected apps; SFDX source) to the org."""
+    from interlink.app.provisioning import apply_identity_metadata
+
     settings = _settings(data_dir=data_dir, project_dir=project_dir, store=store)
     with _open(settings) as org:
         loaded = org.load_metadata()
@@ -187,6 +189,8 @@ def deploy(
             _err(f"[yellow]warning:[/] {warning}")
         plan = org.store.plan(loaded.schema)
         if not plan:
+            for change in [] if dry_run else apply_identity_metadata(org, settings.project_dir):
+                _err(change)
             _err("Nothing to deploy: the org matches the project.")
             return
         for line in plan.describe():
@@ -196,6 +200,8 @@ def deploy(
             return
         org.store.deploy(loaded.schema, allow_destructive=allow_destructive)
         _err(f"Deployed {len(plan.changes)} change(s).")
+        for change in apply_identity_metadata(org, settings.project_dir):
+            _err(change)
 
 
 @app.command()

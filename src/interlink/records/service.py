@@ -14,12 +14,12 @@ back with a savepoint and the rest retried, as the platform does for partial sav
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy import Table, and_, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from interlink import ids
@@ -721,13 +721,4 @@ class RecordService:
                                        dict(enumerate(child_ids)), [SaveResult() for _ in child_ids])
 
 
-def window(start: datetime, end: datetime, earliest: timedelta = timedelta(days=30)) -> tuple[datetime, datetime]:
-    """Clamp a replication window; the platform keeps 30 days of change history."""
-    return max(start, utcnow() - earliest), end
-
-
-__all__ = ["RecordService", "window"]
-
-
-def _unused(*_: Iterable[Any]) -> None:  # keeps optional imports referenced for type checkers
-    _ = or_
+__all__ = ["RecordService"]

@@ -120,6 +120,8 @@ class Directory:
         with self._store.write() as conn:
             if conn.execute(select(table.c.id).where(table.c.name == name)).first() is not None:
                 raise ConfigurationError(f"a connected app named {name!r} already exists")
+            if conn.execute(select(table.c.id).where(table.c.consumer_key == app.consumer_key)).first():
+                raise ConfigurationError(f"consumer key {app.consumer_key!r} is already used by another app")
             conn.execute(table.insert().values(
                 id=app.id, name=app.name, consumer_key=app.consumer_key, consumer_secret=app.consumer_secret,
                 certificate_pem=certificate_pem, run_as_user_id=run_as_user_id, created_at=utcnow(),

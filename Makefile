@@ -1,0 +1,41 @@
+# Interlink: `make run` starts a ready org; `make test` runs the whole suite; `make bench` runs bench/.
+# Each target creates .venv and installs what it needs on a fresh machine.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RUN_ARGS ?= --sample-data
+
+.PHONY: run test lint bench clean help
+
+help:
+	@echo "make run    - set up .venv and start an org with sample data (HTTPS on 127.0.0.1:8443)"
+	@echo "make test   - install test extras and run ruff + the whole test suite"
+	@echo "make bench  - run the benchmarks in bench/ (prints ratios against baselines)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@ $(VENV)/.stamp-run
+
+run: $(VENV)/.stamp-run
+	$(BIN)/interlink up $(RUN_ARGS)
+
+lint: $(VENV)/.stamp-test
+	$(BIN)/ruff check src tests bench
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.stamp-test
+	$(BIN)/python bench/rest_get.py
+
+clean:
+	rm -rf $(VENV) .interlink .pytest_cache .ruff_cache

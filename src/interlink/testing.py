@@ -1,0 +1,167 @@
+"""Public helpers for testing against Interlink: an in-process org with a REST client, and a live server.
+
+In-process (fast, no sockets)::
+
+    with local_org(tmp_path) as org:
+        client = rest_client(org)                    # httpx-style client, already authorised
+        client.post("/services/data/v66.0/sobjects/Account/", json={"Name": "Acme"})
+
+Live (a real ``interlink up`` over TLS on a free port, for real clients such as simple-salesforce)::
+
+    with live_server(tmp_path) as server:
+        session = requests.Session(); session.verify = server.ca_bundle
+        Salesforce(instance_url=server.url, session_id=server.token, session=session)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from interlink.settings import Settings
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
+
+    from interlink.app.org import Org
+
+ADMIN_PASSWORD = "interlink-test-password"
+API_VERSION = "66.0"
+POSTGRES_ADMIN_URL = os.environ.get("INTERLINK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextlib.contextmanager
+def local_org(data_dir: Path, *, store: str = "", project_dir: Path | None = None, **settings: Any) -> Iterator[Org]:
+    """Open an org in ``data_dir`` (bootstrapping it) and close it afterwards."""
+    from interlink.app.org import Org
+
+    values: dict[str, Any] = {"data_dir": data_dir, "store": store, "admin_password": ADMIN_PASSWORD,
+                              "project_dir": project_dir or data_dir / "project", **settings}
+    org = Org.open(Settings.load(values, env={}))
+    try:
+        yield org
+    finally:
+        org.close()
+
+
+def rest_client(org: Org, username: str = "admin@interlink.local", *, authorised: bool = True) -> TestClient:
+    """A Starlette ``TestClient`` for the org's HTTPS app, with a Bearer token for ``username``."""
+    from starlette.testclient import TestClient
+
+    from interlink.api.app import build_app
+
+    client = TestClient(build_app(org), base_url="https://testserver", raise_server_exceptions=True)
+    if authorised:
+        client.headers["Authorization"] = f"Bearer {org.mint_token(username)}"
+    return client
+
+
+@contextlib.contextmanager
+def postgres_database(admin_url: str = POSTGRES_ADMIN_URL) -> Iterator[str]:
+    """Create a uniquely named PostgreSQL database, yield its URL, drop it afterwards.
+
+    Raises ``RuntimeError`` when no server is reachable, so callers can skip with the reason.
+    """
+    try:
+        import psycopg
+    except ImportError as exc:  # pragma: no cover - test extras install it
+        raise RuntimeError(f"psycopg is not installed: {exc}") from None
+    name = f"interlink_test_{uuid.uuid4().hex[:12]}"
+    conninfo = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        raise RuntimeError(f"PostgreSQL not reachable at {admin_url}: {str(exc).strip()}") from None
+    base = conninfo.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class LiveServer:
+    url: str
+    port: int
+    ca_bundle: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def host(self) -> str:
+        return self.url.split("://", 1)[1]
+
+    def token(self, username: str = "admin@interlink.local") -> str:
+        """Mint a token through the real CLI (``interlink token``)."""
+        return run_cli("token", "--user", username, "--data-dir", str(self.data_dir)).stdout.strip()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``interlink ARGS`` as a user would (a subprocess of this interpreter)."""
+    merged = {**os.environ, **(env or {})}
+    result = subprocess.run([sys.executable, "-m", "interlink.cli.main", *args], capture_output=True, text=True,
+                            env=merged, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"interlink {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+    return result
+
+
+@contextlib.contextmanager
+def live_server(data_dir: Path, *, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                timeout: float = 30) -> Iterator[LiveServer]:
+    """Start ``interlink up --port 0`` in ``data_dir`` and wait until it serves; stop it afterwards."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "server.log"
+    info_path = data_dir / "run" / "server.json"
+    with contextlib.suppress(OSError):
+        info_path.unlink()
+    merged = {**os.environ, "INTERLINK_ADMIN_PASSWORD": ADMIN_PASSWORD, "INTERLINK_PROJECT_DIR": str(data_dir),
+              **(env or {})}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "interlink.cli.main", "up", "--port", "0", "--data-dir", str(data_dir),
+             *extra_args], stdout=log, stderr=subprocess.STDOUT, env=merged)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"interlink up exited {process.returncode}:\n{log_path.read_text()}")
+            if info_path.exists():
+                try:
+                    info = json.loads(info_path.read_text())
+                    break
+                except ValueError:
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"interlink up did not start in {timeout}s:\n{log_path.read_text()}")
+            time.sleep(0.05)
+        yield LiveServer(info["url"], int(info["port"]), info["ca_bundle"], data_dir, process, log_path)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+__all__ = ["ADMIN_PASSWORD", "API_VERSION", "LiveServer", "live_server", "local_org", "postgres_database",
+           "rest_client", "run_cli"]
