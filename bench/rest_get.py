@@ -40,7 +40,6 @@ import re
 import signal
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,6 +92,7 @@ class LoadResult:
     p50_ms: float | None = None
     p99_ms: float | None = None
     errors: int = 0
+    server_cpu_us_per_request: float | None = None  # server process user+system CPU / requests (Linux)
 
 
 @dataclass
@@ -131,9 +131,16 @@ class BenchReport:
     def goal_met(self) -> bool:
         return self.ratio >= THROUGHPUT_GOAL
 
+    @property
+    def cpu_ratio(self) -> float | None:
+        """Baseline CPU per request / Interlink CPU per request: the ratio with the machine's noise removed."""
+        mine, base = self.interlink.server_cpu_us_per_request, self.baseline.server_cpu_us_per_request
+        return base / mine if mine and base else None
+
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["ratio"] = round(self.ratio, 4)
+        data["cpu_ratio"] = None if self.cpu_ratio is None else round(self.cpu_ratio, 4)
         data["throughput_goal"] = THROUGHPUT_GOAL
         data["throughput_goal_met"] = self.goal_met
         if self.startup is not None:
@@ -239,9 +246,22 @@ def run_httpx(url: str, token: str, *, connections: int, duration: float, target
                       p50_ms=_percentile(latencies, 0.50), p99_ms=_percentile(latencies, 0.99), errors=errors)
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds used so far by process ``pid`` (Linux ``/proc``), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def measure(url: str, token: str, *, tool: str, connections: int, duration: float, warmup: float,
-            target: str, verify: ssl.SSLContext) -> LoadResult:
-    """Warm ``url`` up for ``warmup`` seconds (result discarded), then measure for ``duration`` seconds."""
+            target: str, verify: ssl.SSLContext, server_pid: int | None = None) -> LoadResult:
+    """Warm ``url`` up for ``warmup`` seconds (result discarded), then measure for ``duration`` seconds.
+
+    With ``server_pid``, also report the server's CPU time per request over the measured window: on a
+    shared machine that is steadier than requests/second.
+    """
 
     def once(seconds: float) -> LoadResult:
         if tool == "wrk":
@@ -250,7 +270,12 @@ def measure(url: str, token: str, *, tool: str, connections: int, duration: floa
 
     if warmup > 0:
         once(warmup)
-    return once(duration)
+    cpu_before = process_cpu_seconds(server_pid) if server_pid else None
+    result = once(duration)
+    cpu_after = process_cpu_seconds(server_pid) if server_pid else None
+    if cpu_before is not None and cpu_after is not None and result.requests:
+        result.server_cpu_us_per_request = (cpu_after - cpu_before) / result.requests * 1e6
+    return result
 
 
 # -- the baseline server ------------------------------------------------------------------------------------------
@@ -298,8 +323,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def baseline_server(workdir: Path, record: dict[str, Any], certfile: Path, keyfile: Path,
-                    verify: ssl.SSLContext) -> Iterator[str]:
-    """Create the baseline's SQLite file from ``record``, serve it over TLS, yield its base URL."""
+                    verify: ssl.SSLContext) -> Iterator[tuple[str, int]]:
+    """Create the baseline's SQLite file from ``record``, serve it over TLS, yield (base URL, pid)."""
     db_path = workdir / "baseline.sqlite3"
     _baseline_module().create_database(db_path, record)
     port = _free_port()
@@ -311,7 +336,7 @@ def baseline_server(workdir: Path, record: dict[str, Any], certfile: Path, keyfi
     base_url = f"https://127.0.0.1:{port}"
     try:
         _wait_until_serving(base_url + "/", verify, process, log_path)
-        yield base_url
+        yield base_url, process.pid
     finally:
         _stop(process)
 
@@ -415,7 +440,7 @@ def run_benchmark(*, duration: float = 5.0, warmup: float = 2.0, connections: in
                 record = fetched.json()
                 interlink_bytes = len(fetched.content)
             with baseline_server(workdir, record, tls_dir / "server.pem", tls_dir / "server-key.pem",
-                                 verify) as baseline_base:
+                                 verify) as (baseline_base, baseline_pid):
                 with httpx.Client(verify=verify, timeout=10.0, headers=headers) as client:
                     check = client.get(baseline_base + path)
                     check.raise_for_status()
@@ -425,11 +450,14 @@ def run_benchmark(*, duration: float = 5.0, warmup: float = 2.0, connections: in
                 per_round: list[dict[str, LoadResult]] = []
                 for number in range(1, rounds + 1):
                     results: dict[str, LoadResult] = {}
-                    for target, url in (("baseline", baseline_base + path), ("interlink", base + path)):
+                    targets = (("baseline", baseline_base + path, baseline_pid),
+                               ("interlink", base + path, server.process.pid))
+                    for target, url, pid in targets:
                         say(f"round {number}/{rounds}: {target} ({chosen}, {connections} connections, "
                             f"{warmup:g}s warm-up + {duration:g}s) ...")
                         results[target] = measure(url, token, tool=chosen, connections=connections,
-                                                  duration=duration, warmup=warmup, target=target, verify=verify)
+                                                  duration=duration, warmup=warmup, target=target, verify=verify,
+                                                  server_pid=pid)
                     per_round.append(results)
         startup_result = None
         if startup:
@@ -455,15 +483,20 @@ def format_report(report: BenchReport) -> str:
         f"{report.warmup_s:g}s warm-up + {report.duration_s:g}s measured)",
         "",
         f"{'target':<10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'errors':>7} "
-        f"{'payload B':>10}",
+        f"{'payload B':>10} {'server CPU us/req':>18}",
     ]
     for result, size in ((report.interlink, report.interlink_payload_bytes),
                          (report.baseline, report.baseline_payload_bytes)):
+        cpu = result.server_cpu_us_per_request
         lines.append(f"{result.target:<10} {result.requests_per_second:>11.1f} {_ms(result.p50_ms):>8} "
-                     f"{_ms(result.p99_ms):>8} {result.requests:>9} {result.errors:>7} {size:>10}")
+                     f"{_ms(result.p99_ms):>8} {result.requests:>9} {result.errors:>7} {size:>10} "
+                     f"{'-' if cpu is None else f'{cpu:.0f}':>18}")
     lines.append("")
     lines.append(f"ratio interlink/baseline: {report.ratio:.3f}   goal >= {THROUGHPUT_GOAL}: "
                  f"{'met' if report.goal_met else 'NOT met'}")
+    if report.cpu_ratio is not None:
+        lines.append(f"CPU-per-request ratio baseline/interlink: {report.cpu_ratio:.3f}   (same goal; steadier on a "
+                     "busy machine)")
     if report.startup is not None:
         lines.append(f"startup to first /health 200: first start {report.startup.first_start_s:.3f}s, "
                      f"second start {report.startup.second_start_s:.3f}s   goal < {STARTUP_GOAL_S}s: "

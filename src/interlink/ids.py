@@ -18,7 +18,7 @@ import time
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _CHECKSUM_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-_ID_RE = re.compile(r"^[a-zA-Z0-9]{15}(?:[A-Z0-5]{3})?$")
+_ID_RE = re.compile(r"^[a-zA-Z0-9]{15}(?:[A-Z0-5]{3})?\Z")  # \Z: "$" would accept a trailing newline
 _EPOCH_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
 _BODY_LEN = 12
 

@@ -87,10 +87,13 @@ async def introspect(request: Request) -> Response:
     except InterlinkError as error:
         return error_response(error)
     body = org.tokens.introspect(form.get("token", ""))
+    token_app_id = body.pop("app_id", None)
     if body.get("active"):
         user = org.directory.user_by_id(str(body.pop("user_id")))
         base = instance_url(request)
-        body.update({"client_id": app.consumer_key, "username": user.username if user else None,
+        token_app = next((a for a in org.directory.apps() if a.id == token_app_id), None)
+        body.update({"client_id": token_app.consumer_key if token_app else None,
+                     "username": user.username if user else None,
                      "sub": f"{base}/id/{org.org_id}/{user.id if user else ''}"})
     else:
         body.pop("user_id", None)

@@ -114,7 +114,7 @@ class Org:
 
     def load_metadata(self) -> LoadedMetadata:
         deployed = self.store.schema if len(self.store.schema) else None
-        return load_project(self.settings.project_dir, deployed)
+        return load_project(self.settings.project_dir, deployed, self.store.retired_prefixes())
 
     def _org_row(self) -> Any:
         table = self.store.system["il_org"]

@@ -42,6 +42,23 @@ class _Server(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn closes idle keep-alive connections; over TLS, close() then waits for the client's
+        # close_notify (asyncio's 30 s ssl_shutdown_timeout), which a pooled client connection never sends.
+        # Abort the connections that are already closing instead of stalling the exit.
+        async def reap() -> None:
+            await asyncio.sleep(0.5)
+            for connection in list(self.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None and transport.is_closing():
+                    transport.abort()
+
+        reaper = asyncio.create_task(reap())
+        try:
+            await super().shutdown(sockets)
+        finally:
+            reaper.cancel()
+
 
 def _display_host(host: str) -> str:
     if host in ("0.0.0.0", "::", ""):

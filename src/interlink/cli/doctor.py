@@ -112,7 +112,7 @@ def run_doctor(settings: Settings, console: Console | None = None) -> bool:
         lambda: check_port(settings),
         lambda: check_service("postgresql", os.environ.get("PGHOST", "127.0.0.1"), 5432,
                               "needed only for --store postgresql://"),
-        lambda: check_service("nats", "127.0.0.1", 4222, "needed only for --bus nats://"),
+        lambda: check_service("nats", "127.0.0.1", 4222, "used by scale-out once the event bus lands"),
     ]
     table = Table("check", "status", "detail", title="interlink doctor")
     failed = False

@@ -86,6 +86,8 @@ def up(
     report = org.bootstrap
     for warning in report.warnings:
         _err(f"[yellow]warning:[/] {warning}")
+    for change in report.identity_changes:
+        _err(change)
     if report.plan:
         for line in report.plan.describe():
             logging.getLogger("interlink.deploy").debug(line)
@@ -101,7 +103,7 @@ def up(
             f"(store: {org.store.backend}, objects: {len(org.store.schema)})",
             f"  REST API      {info.url}/services/data/v{settings.api_max_version}/",
             f"  OAuth token   {info.url}/services/oauth2/token",
-            f"  SOAP login    {info.url}/services/Soap/u/{settings.api_max_version}",
+            f"  SOAP login    {info.url}/services/Soap/u/64.0  (login() is retired from v65.0, as on the platform)",
             f"  CA bundle     {info.tls.bundle}   (export REQUESTS_CA_BUNDLE=... or run `interlink ca`)",
             f"  Admin user    {ADMIN_USERNAME}",
         ]
@@ -232,7 +234,10 @@ def users_create(
 ) -> None:
     """Create a user (through the one write path) and set a password."""
     from interlink.app.setup_users import create_user
+    from interlink.errors import ConfigurationError
 
+    if password is not None and len(password) < 8:
+        raise ConfigurationError("passwords need at least 8 characters")
     settings = _settings(data_dir=data_dir, store=store)
     _require_org(settings)
     with _open(settings) as org:
@@ -320,12 +325,18 @@ def apps_list(data_dir: DataDir = None, store: StoreUrl = None,
     settings = _settings(data_dir=data_dir, store=store)
     _require_org(settings)
     with _open(settings) as org:
-        table = Table("Name", "Consumer key", "Run as", "JWT cert", *(["Secret"] if secrets else []))
+        if secrets:
+            # Plain lines, so keys and secrets are never cut to fit a table.
+            for item in org.directory.apps():
+                typer.echo(f"{item.name}\tconsumer_key={item.consumer_key}\tconsumer_secret={item.consumer_secret}")
+            return
+        table = Table("Name", "Consumer key", "Run as", "JWT cert")
         for item in org.directory.apps():
             run_as = org.directory.user_by_id(item.run_as_user_id) if item.run_as_user_id else None
             table.add_row(item.name, item.consumer_key, run_as.username if run_as else "-",
-                          "yes" if item.certificate_pem else "no", *([item.consumer_secret] if secrets else []))
-        Console(width=200).print(table)
+                          "yes" if item.certificate_pem else "no")
+        table.columns[1].overflow = "fold"
+        Console(width=max(160, Console().width)).print(table)
 
 
 @app.command()
@@ -341,7 +352,7 @@ def main() -> None:
     from interlink.errors import InterlinkError
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except InterlinkError as error:
         _err(f"[red]error:[/] {error.message}")
         sys.exit(error.exit_code)
@@ -350,13 +361,17 @@ def main() -> None:
         sys.exit(1)
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except Exception as error:  # click usage errors and the like
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as error:
+        # Usage errors (unknown command or option, bad value) come from typer's bundled click: show them
+        # the way click does, exit 2, no traceback.
+        show = getattr(error, "show", None)
+        if callable(show) and isinstance(getattr(error, "exit_code", None), int):
+            show()
+            sys.exit(error.exit_code)  # type: ignore[attr-defined]
         raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

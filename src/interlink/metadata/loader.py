@@ -53,8 +53,12 @@ def read_yaml_specs(folder: Path) -> list[tuple[Spec, str]]:
     return found
 
 
-def load_project(project_dir: Path, deployed: Schema | None = None) -> LoadedMetadata:
-    """Standard objects plus the project's YAML and SFDX objects, validated as one schema."""
+def load_project(project_dir: Path, deployed: Schema | None = None,
+                 retired_prefixes: Iterable[str] = ()) -> LoadedMetadata:
+    """Standard objects plus the project's YAML and SFDX objects, validated as one schema.
+
+    ``retired_prefixes`` (of objects dropped earlier) are never assigned to a new object.
+    """
     specs: dict[str, Spec] = {}
     sources: dict[str, list[str]] = {}
     for spec in load_standard_specs():
@@ -71,7 +75,7 @@ def load_project(project_dir: Path, deployed: Schema | None = None) -> LoadedMet
     for spec, source in project_specs:
         _add(specs, sources, spec, source)
 
-    _assign_key_prefixes(specs, deployed)
+    _assign_key_prefixes(specs, deployed, retired_prefixes)
     objects = [build_object(spec, sources[name][-1]) for name, spec in specs.items()]
     schema = Schema(objects)
     _check_references(schema, sources)
@@ -94,11 +98,15 @@ def _add(specs: dict[str, Spec], sources: dict[str, list[str]], spec: Spec, sour
         specs[key] = dict(spec)
         sources[key] = [source]
         return
-    if existing.get("standard") or is_extension:
+
+    def defines(candidate: Spec) -> bool:  # a definition of the object (label, name field...), not just fields
+        return bool(set(candidate) - {"name", "fields"})
+
+    if existing.get("standard") or not defines(spec):
         specs[key] = merge_specs(existing, spec, source)
         sources[key].append(source)
         return
-    if "label" in existing and not is_extension:
+    if defines(existing):
         raise MetadataError(f"{source}: object {name} is already defined in {sources[key][0]}")
     merged = merge_specs(spec, existing, source)
     specs[key] = merged
@@ -111,7 +119,7 @@ def _prefix_sequence() -> Iterable[str]:
             yield f"a{second}{third}"
 
 
-def _assign_key_prefixes(specs: dict[str, Spec], deployed: Schema | None) -> None:
+def _assign_key_prefixes(specs: dict[str, Spec], deployed: Schema | None, retired: Iterable[str] = ()) -> None:
     taken = {str(s["keyPrefix"]) for s in specs.values() if s.get("keyPrefix")}
     for name, spec in sorted(specs.items()):
         if spec.get("keyPrefix"):
@@ -122,6 +130,7 @@ def _assign_key_prefixes(specs: dict[str, Spec], deployed: Schema | None) -> Non
             taken.add(previous.key_prefix)
     if deployed is not None:
         taken.update(obj.key_prefix for obj in deployed)
+    taken.update(retired)
     sequence = iter(_prefix_sequence())
     for _name, spec in sorted(specs.items()):
         if spec.get("keyPrefix"):

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, func, select, update
+from sqlalchemy import Select, Table, and_, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from interlink import ids
@@ -74,6 +74,9 @@ class RecordService:
         self.hooks = hooks or HookRegistry()
         self.units = UnitOfWorkManager(store)
         self._ids = id_generator or ids.IdGenerator()
+        # Read statements by (table, columns, skip deleted): building and cache-keying a SELECT of every
+        # column costs more than running it, and a reused statement keeps its memoized cache key.
+        self._retrieve_queries: dict[tuple[Table, tuple[str, ...], bool], Select[Any]] = {}
 
     # -- lookups -------------------------------------------------------------------------------------------
 
@@ -114,12 +117,25 @@ class RecordService:
         columns = self._columns(obj, fields)
         table = self.store.table(obj.name)
         wanted = [ids.normalize(r) for r in record_ids]
-        query = select(*[table.c[c] for c in columns]).where(table.c.Id.in_([w for w in wanted if w]))
-        if not include_deleted and obj.has_field("IsDeleted"):
-            query = query.where(table.c.IsDeleted.is_not(True))
+        query = self._retrieve_query(table, columns, not include_deleted and obj.has_field("IsDeleted"))
+        params = {"record_ids": [w for w in wanted if w]}
         with self.store.read() as conn:
-            rows = {row.Id: dict(row._mapping) for row in conn.execute(query)} if "Id" in columns else {}
+            rows = {row.Id: dict(row._mapping) for row in conn.execute(query, params)} if "Id" in columns else {}
         return [rows.get(w) if w else None for w in wanted]
+
+    def _retrieve_query(self, table: Table, columns: Sequence[str], skip_deleted: bool) -> Select[Any]:
+        """``SELECT columns FROM table WHERE Id IN :record_ids`` (expanding), built once per shape."""
+        key = (table, tuple(columns), skip_deleted)
+        query = self._retrieve_queries.get(key)
+        if query is None:
+            query = select(*[table.c[c] for c in columns]).where(
+                table.c.Id.in_(bindparam("record_ids", expanding=True, type_=table.c.Id.type)))
+            if skip_deleted:
+                query = query.where(table.c.IsDeleted.is_not(True))
+            if len(self._retrieve_queries) >= 512:  # tables are replaced on redeploy; drop stale shapes
+                self._retrieve_queries.clear()
+            self._retrieve_queries[key] = query
+        return query
 
     def _columns(self, obj: ObjectDef, fields: Sequence[str] | None) -> list[str]:
         if not fields:
@@ -221,6 +237,8 @@ class RecordService:
                all_or_none: bool = False, if_unmodified_since: datetime | None = None) -> list[SaveResult]:
         """Update records; each dict carries its ``Id`` (any case of the key)."""
         obj = self.object(object_name)
+        if not obj.updateable and not context.system_mode:
+            raise InvalidTypeError(f"entity type {obj.name} does not support update", [])
         results = [SaveResult() for _ in records]
         prepared: dict[int, dict[str, Any]] = {}
         parents: dict[int, list[prepare.ParentRef]] = {}
@@ -524,7 +542,7 @@ class RecordService:
                 for index, errors in rollback.failed.items():
                     results[index].errors.extend(prepare.as_dml_error(e) for e in errors)
                 for index in remaining:
-                    if operation == "insert" and not results[index].errors:
+                    if operation == "insert":  # rolled back: no record has this id (failed ones included)
                         results[index].id = None
                 if all_or_none:
                     raise
@@ -641,7 +659,8 @@ class RecordService:
         return results
 
     def _lifecycle_object(self, uow: UnitOfWork, context: Context, action: str, obj: ObjectDef,
-                          indexes: list[int], normalized: dict[int, str], results: list[SaveResult]) -> None:
+                          indexes: list[int], normalized: dict[int, str], results: list[SaveResult],
+                          now: datetime | None = None) -> None:
         if action != "undelete" and not obj.deletable:
             for index in indexes:
                 results[index].errors.append(InvalidTypeError(f"entity type {obj.name} does not support delete"))
@@ -679,7 +698,7 @@ class RecordService:
         if not ready:
             return
         targets = [normalized[i] for i in ready]
-        now = utcnow()
+        now = now or utcnow()  # cascaded children share the parent's instant, so undelete can find them
         if action == "hard_delete":
             self._cascade(uow, context, obj, targets, action, now)
             uow.conn.execute(table.delete().where(table.c.Id.in_(targets)))
@@ -718,7 +737,7 @@ class RecordService:
             child_ids = list(uow.conn.execute(query).scalars())
             if child_ids:
                 self._lifecycle_object(uow, context, action, child, list(range(len(child_ids))),
-                                       dict(enumerate(child_ids)), [SaveResult() for _ in child_ids])
+                                       dict(enumerate(child_ids)), [SaveResult() for _ in child_ids], now)
 
 
 __all__ = ["RecordService"]

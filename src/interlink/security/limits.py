@@ -83,7 +83,7 @@ class ApiUsage:
         self._stored_at = time.monotonic()
 
     def reset(self) -> None:
-        """Forget all usage (used by tests and ``interlink limits reset``)."""
+        """Forget all usage (used by tests)."""
         with self._lock:
             self._pending.clear()
         with self._store.write() as conn:

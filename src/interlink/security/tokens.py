@@ -88,7 +88,8 @@ class TokenService:
             return cached.session
         row = self._load(hashed)
         now = utcnow()
-        if row is None or row.kind != "access" or row.revoked or now - row.last_used_at > self._timeout:
+        if (row is None or row.kind != "access" or row.revoked or now - row.last_used_at > self._timeout
+                or not self._user_active(row.user_id)):
             with self._lock:
                 self._cache.pop(hashed, None)
             raise InvalidSession()
@@ -102,6 +103,13 @@ class TokenService:
         with self._lock:
             self._cache[hashed] = _Cached(session, now_monotonic, last_used)
         return session
+
+    def _user_active(self, user_id: str) -> bool:
+        """A deactivated (or deleted) user's tokens stop working, as the platform's sessions do."""
+        table = self._store.table("User")
+        with self._store.read() as conn:
+            row = conn.execute(select(table.c.IsActive, table.c.IsDeleted).where(table.c.Id == user_id)).first()
+        return row is not None and bool(row.IsActive) and not row.IsDeleted
 
     def _load(self, hashed: str):  # type: ignore[no-untyped-def]
         with self._store.read() as conn:
@@ -142,7 +150,7 @@ class TokenService:
         issued = int(row.issued_at.replace(tzinfo=UTC).timestamp())
         body: dict[str, object] = {
             "active": True, "scope": row.scope, "token_type": f"{row.kind}_token", "iat": issued, "nbf": issued,
-            "user_id": row.user_id,
+            "user_id": row.user_id, "app_id": row.app_id,
         }
         if row.kind == "access":
             body["exp"] = int((row.last_used_at + self._timeout).replace(tzinfo=UTC).timestamp())

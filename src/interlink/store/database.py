@@ -27,6 +27,7 @@ from interlink.store.migrate import Plan, apply_plan, plan_changes
 from interlink.store.tables import build_metadata
 
 _DEPLOY_LOCK_ID = 0x1A7E_11C0
+_RETIRED_PREFIXES_KEY = "retired_key_prefixes"
 
 
 def utcnow() -> datetime:
@@ -177,6 +178,9 @@ class Store:
             if not plan:
                 return plan
             apply_plan(conn, plan, deployed, target)
+            dropped = [deployed.object(c.object_name) for c in plan.changes
+                       if deployed is not None and c.kind == "drop_table"]
+            self._retire_prefixes(conn, {obj.key_prefix for obj in dropped if obj is not None})
             specs_table = self.system["il_schema"]
             now = utcnow()
             conn.execute(specs_table.delete())
@@ -187,6 +191,19 @@ class Store:
             ])
         self._install_schema(Schema(list(target), version=now.isoformat()))
         return plan
+
+    def retired_prefixes(self) -> set[str]:
+        """Key prefixes of dropped objects: never handed to a new object, so old ids stay unambiguous."""
+        raw = self.kv_get(_RETIRED_PREFIXES_KEY)
+        return set(json.loads(raw)) if raw else set()
+
+    def _retire_prefixes(self, conn: Connection, prefixes: set[str]) -> None:
+        if not prefixes:
+            return
+        table = self.system["il_kv"]
+        raw = conn.execute(select(table.c.value).where(table.c.key == _RETIRED_PREFIXES_KEY)).scalar()
+        retired = set(json.loads(bytes(raw))) if raw is not None else set()
+        self.kv_put(conn, _RETIRED_PREFIXES_KEY, json.dumps(sorted(retired | prefixes)).encode())
 
     def _reload_in(self, conn: Connection) -> None:
         specs_table = self.system["il_schema"]

@@ -46,6 +46,11 @@ class Plan:
         return [("! " if c.destructive else "+ ") + c.description for c in self.changes]
 
 
+def _object_attributes(obj: ObjectDef) -> tuple[object, ...]:
+    return (obj.label, obj.label_plural, obj.description, obj.createable, obj.updateable, obj.deletable,
+            obj.queryable)
+
+
 def _type_signature(fdef: FieldDef) -> tuple[str, int]:
     sql_type = column_type(fdef)
     return type(sql_type).__name__, int(getattr(sql_type, "length", 0) or 0)
@@ -88,7 +93,7 @@ def plan_changes(deployed: Schema | None, target: Schema) -> Plan:
             if not obj.has_field(fdef.name):
                 plan.changes.append(Change(f"drop field {obj.name}.{fdef.name} (drops its data)", True,
                                            obj.name, fdef.name, "drop_column"))
-        if (old.label, old.label_plural, old.description) != (obj.label, obj.label_plural, obj.description):
+        if _object_attributes(old) != _object_attributes(obj):
             plan.changes.append(Change(f"update object {obj.name}", False, obj.name, kind="update_object"))
     target_names = {o.name.lower() for o in target}
     for name, old in old_objects.items():
@@ -150,8 +155,17 @@ def apply_plan(conn: Connection, plan: Plan, deployed: Schema | None, target: Sc
             _sync_indexes(conn, obj)
 
 
+def _index_names(conn: Connection, table_name: str) -> set[str]:
+    """Names of the indexes on a table, expression indexes included (SQLite's inspector skips those)."""
+    if conn.dialect.name == "sqlite":
+        rows = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = :t "
+                                 "AND sql IS NOT NULL"), {"t": table_name})
+        return {row[0] for row in rows}
+    return {ix["name"] for ix in inspect(conn).get_indexes(table_name) if ix["name"]}
+
+
 def _drop_indexes(conn: Connection, obj: ObjectDef) -> None:
-    existing = {ix["name"] for ix in inspect(conn).get_indexes(obj.name)}
+    existing = _index_names(conn, obj.name)
     table = Table(obj.name, MetaData())
     for name in existing:
         if name and name.startswith("ix_"):
@@ -159,7 +173,7 @@ def _drop_indexes(conn: Connection, obj: ObjectDef) -> None:
 
 
 def _sync_indexes(conn: Connection, obj: ObjectDef) -> None:
-    existing = {ix["name"] for ix in inspect(conn).get_indexes(obj.name)}
+    existing = _index_names(conn, obj.name)
     table = object_table(obj, MetaData())
     wanted = {ix.name: ix for ix in object_indexes(obj, table)}
     for name in existing - set(wanted):
