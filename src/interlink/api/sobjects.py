@@ -54,10 +54,13 @@ def render_record(request: ApiRequest, obj: ObjectDef, row: dict[str, Any],
                   fields: list[str] | None = None) -> dict[str, Any]:
     """A record as the REST API returns it: ``attributes`` first, then fields in the asked order."""
     body: dict[str, Any] = {"attributes": {"type": obj.name, "url": record_url(request, obj, row["Id"])}}
-    names = fields or obj.field_names
-    for name in names:
-        fdef = obj.field(name)
-        if fdef is not None:
+    if fields:
+        for name in fields:
+            fdef = obj.field(name)
+            if fdef is not None:
+                body[fdef.name] = to_wire(fdef, row.get(fdef.name))
+    else:  # every field, in declaration order (names are unique case-insensitively, so no lookup needed)
+        for fdef in obj.fields:
             body[fdef.name] = to_wire(fdef, row.get(fdef.name))
     if "Id" not in body:
         body["Id"] = row["Id"]

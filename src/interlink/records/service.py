@@ -76,7 +76,7 @@ class RecordService:
         self._ids = id_generator or ids.IdGenerator()
         # Read statements by (table, columns, skip deleted): building and cache-keying a SELECT of every
         # column costs more than running it, and a reused statement keeps its memoized cache key.
-        self._retrieve_queries: dict[tuple[Table, tuple[str, ...], bool], Select[Any]] = {}
+        self._retrieve_queries: dict[tuple[Table, tuple[str, ...], bool, bool], Select[Any]] = {}
 
     # -- lookups -------------------------------------------------------------------------------------------
 
@@ -117,19 +117,24 @@ class RecordService:
         columns = self._columns(obj, fields)
         table = self.store.table(obj.name)
         wanted = [ids.normalize(r) for r in record_ids]
-        query = self._retrieve_query(table, columns, not include_deleted and obj.has_field("IsDeleted"))
-        params = {"record_ids": [w for w in wanted if w]}
+        present = [w for w in wanted if w]
+        single = len(present) == 1  # the common case: ``Id = :record_id`` skips expanding the IN list
+        query = self._retrieve_query(table, columns, not include_deleted and obj.has_field("IsDeleted"), single)
+        params: dict[str, Any] = {"record_id": present[0]} if single else {"record_ids": present}
         with self.store.read() as conn:
             rows = {row.Id: dict(row._mapping) for row in conn.execute(query, params)} if "Id" in columns else {}
         return [rows.get(w) if w else None for w in wanted]
 
-    def _retrieve_query(self, table: Table, columns: Sequence[str], skip_deleted: bool) -> Select[Any]:
-        """``SELECT columns FROM table WHERE Id IN :record_ids`` (expanding), built once per shape."""
-        key = (table, tuple(columns), skip_deleted)
+    def _retrieve_query(self, table: Table, columns: Sequence[str], skip_deleted: bool, single: bool) -> Select[Any]:
+        """``SELECT columns FROM table WHERE Id = :record_id`` (``single``) or ``Id IN :record_ids`` (expanding),
+        built once per shape."""
+        key = (table, tuple(columns), skip_deleted, single)
         query = self._retrieve_queries.get(key)
         if query is None:
+            id_type = table.c.Id.type
             query = select(*[table.c[c] for c in columns]).where(
-                table.c.Id.in_(bindparam("record_ids", expanding=True, type_=table.c.Id.type)))
+                table.c.Id == bindparam("record_id", type_=id_type) if single
+                else table.c.Id.in_(bindparam("record_ids", expanding=True, type_=id_type)))
             if skip_deleted:
                 query = query.where(table.c.IsDeleted.is_not(True))
             if len(self._retrieve_queries) >= 512:  # tables are replaced on redeploy; drop stale shapes
