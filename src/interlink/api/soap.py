@@ -48,6 +48,8 @@ import xml.etree.ElementTree as ET
 from xml.parsers import expat
 from xml.sax.saxutils import escape as _escape_text
 
+from interlink.xmlsafe import XmlDeclarationError, check_untrusted_xml
+
 __all__ = [
     "CLIENT_EXCEPTION_CODE",
     "CONTENT_TYPE",
@@ -194,21 +196,9 @@ def login_disabled_fault() -> SoapFault:
 
 def _refuse_declarations(body: bytes) -> None:
     """Check well-formedness with expat and refuse any DOCTYPE / ENTITY declaration, in any encoding."""
-
-    class _Declared(Exception):
-        pass
-
-    def _refuse(*_args: object) -> None:
-        raise _Declared
-
-    parser = expat.ParserCreate()
-    parser.StartDoctypeDeclHandler = _refuse
-    parser.EntityDeclHandler = _refuse
-    parser.UnparsedEntityDeclHandler = _refuse
-    parser.ExternalEntityRefHandler = _refuse
     try:
-        parser.Parse(body, True)
-    except _Declared:
+        check_untrusted_xml(body)
+    except XmlDeclarationError:
         raise _client_fault(
             'DOCTYPE is disallowed when the feature "http://apache.org/xml/features/disallow-doctype-decl" '
             "set to true."

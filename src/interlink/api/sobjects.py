@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from interlink import ids
 from interlink.api.http import json_response, no_content, parse_json_object
-from interlink.api.resources import ApiRequest, ResourceRouter
+from interlink.api.resources import ApiRequest, Handler, ResourceRouter
 from interlink.errors import (
     DuplicateExternalId,
     InvalidFieldError,
@@ -37,7 +37,7 @@ from interlink.errors import (
 )
 from interlink.metadata import describe
 from interlink.metadata.model import ObjectDef
-from interlink.metadata.values import format_datetime, parse_datetime, to_wire
+from interlink.metadata.values import format_datetime, parse_datetime, parse_value, to_wire
 from interlink.records.results import SaveResult
 from interlink.store.database import utcnow
 
@@ -237,13 +237,12 @@ def _multiple_choices(request: ApiRequest, obj: ObjectDef, matches: list[str]) -
 def _matches(request: ApiRequest, obj: ObjectDef, field_name: str, value: str) -> list[str]:
     fdef = obj.field(field_name)
     assert fdef is not None
-    from interlink.metadata.values import parse_value
-
     key = parse_value(fdef, value)
     return request.org.records.find_by_external_id(obj.name, field_name, [key])[key]
 
 
-async def get_by_external_id(request: ApiRequest) -> Response:
+async def _by_external_id(request: ApiRequest, on_record: Handler) -> Response:
+    """Resolve ``{field}/{value}`` to one record and hand over to the by-id handler (300 when several)."""
     obj, field_name, value = _external(request)
     matches = _matches(request, obj, field_name, value)
     if len(matches) > 1:
@@ -251,18 +250,15 @@ async def get_by_external_id(request: ApiRequest) -> Response:
     if not matches:
         raise NotFoundError()
     request.params["id"] = matches[0]
-    return await get_record(request)
+    return await on_record(request)
+
+
+async def get_by_external_id(request: ApiRequest) -> Response:
+    return await _by_external_id(request, get_record)
 
 
 async def delete_by_external_id(request: ApiRequest) -> Response:
-    obj, field_name, value = _external(request)
-    matches = _matches(request, obj, field_name, value)
-    if len(matches) > 1:
-        return _multiple_choices(request, obj, matches)
-    if not matches:
-        raise NotFoundError()
-    request.params["id"] = matches[0]
-    return await delete_record(request)
+    return await _by_external_id(request, delete_record)
 
 
 async def upsert_by_external_id(request: ApiRequest) -> Response:

@@ -29,9 +29,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from interlink.errors import MetadataError
+from interlink.metadata.loader import read_yaml_files
 
 if TYPE_CHECKING:
     from interlink.app.org import Org
@@ -41,16 +40,8 @@ _APP_KEYS = {"name", "runAs", "certificate", "callbackUrl", "consumerKey", "cons
 
 
 def _documents(folder: Path, allowed: set[str], required: str) -> list[tuple[dict[str, Any], Path]]:
-    if not folder.is_dir():
-        return []
     found = []
-    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            raise MetadataError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    for path, data in read_yaml_files(folder):
         if not isinstance(data, Mapping):
             raise MetadataError(f"{path}: expected a mapping of keys")
         unknown = set(data) - allowed

@@ -6,7 +6,9 @@ place (:func:`main`): configuration problems exit 2, anything else Interlink rai
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -132,10 +134,17 @@ def token(
     store: StoreUrl = None,
 ) -> None:
     """Mint an access token for a user; prints only the token, for scripts."""
+    with _existing_org(data_dir, store) as org:
+        typer.echo(org.mint_token(user))
+
+
+@contextlib.contextmanager
+def _existing_org(data_dir: Path | None, store: str | None) -> Iterator[Org]:
+    """Open the org a command works on; a clear error (exit 2) when the data dir has none."""
     settings = _settings(data_dir=data_dir, store=store)
     _require_org(settings)
     with _open(settings) as org:
-        typer.echo(org.mint_token(user))
+        yield org
 
 
 def _require_org(settings: Settings) -> None:
@@ -238,9 +247,7 @@ def users_create(
 
     if password is not None and len(password) < 8:
         raise ConfigurationError("passwords need at least 8 characters")
-    settings = _settings(data_dir=data_dir, store=store)
-    _require_org(settings)
-    with _open(settings) as org:
+    with _existing_org(data_dir, store) as org:
         user_id, chosen = create_user(org, username, last_name=last_name, first_name=first_name, email=email,
                                       password=password)
         _err(f"Created user {username} ({user_id})")
@@ -256,9 +263,7 @@ def users_list(data_dir: DataDir = None, store: StoreUrl = None) -> None:
 
     from interlink.app.setup_users import list_users
 
-    settings = _settings(data_dir=data_dir, store=store)
-    _require_org(settings)
-    with _open(settings) as org:
+    with _existing_org(data_dir, store) as org:
         table = Table("Id", "Username", "Name", "Active")
         for row in list_users(org):
             table.add_row(row["Id"], row["Username"], row.get("Name") or "", "yes" if row.get("IsActive") else "no")
@@ -276,9 +281,7 @@ def users_password(
     """Set a user's password."""
     from interlink.errors import ConfigurationError
 
-    settings = _settings(data_dir=data_dir, store=store)
-    _require_org(settings)
-    with _open(settings) as org:
+    with _existing_org(data_dir, store) as org:
         user = org.directory.user_by_username(username)
         if user is None:
             raise ConfigurationError(f"no user {username!r}")
@@ -299,9 +302,7 @@ def apps_create(
     """Create a connected app; prints its consumer key and secret."""
     from interlink.errors import ConfigurationError
 
-    settings = _settings(data_dir=data_dir, store=store)
-    _require_org(settings)
-    with _open(settings) as org:
+    with _existing_org(data_dir, store) as org:
         run_as_id = None
         if run_as:
             user = org.directory.user_by_username(run_as)
@@ -322,9 +323,7 @@ def apps_list(data_dir: DataDir = None, store: StoreUrl = None,
     from rich.console import Console
     from rich.table import Table
 
-    settings = _settings(data_dir=data_dir, store=store)
-    _require_org(settings)
-    with _open(settings) as org:
+    with _existing_org(data_dir, store) as org:
         if secrets:
             # Plain lines, so keys and secrets are never cut to fit a table.
             for item in org.directory.apps():

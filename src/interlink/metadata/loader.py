@@ -30,18 +30,27 @@ class LoadedMetadata:
     sources: dict[str, list[str]] = field(default_factory=dict)
 
 
+def read_yaml_files(folder: Path) -> list[tuple[Path, Any]]:
+    """Parse every ``*.yaml`` / ``*.yml`` in ``folder`` (sorted); a syntax error names file and line."""
+    if not folder.is_dir():
+        return []
+    parsed: list[tuple[Path, Any]] = []
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        try:
+            parsed.append((path, yaml.safe_load(path.read_text(encoding="utf-8"))))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise MetadataError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parsed
+
+
 def read_yaml_specs(folder: Path) -> list[tuple[Spec, str]]:
     """Every ``*.yaml`` / ``*.yml`` under ``folder`` as (spec, source); the file stem names the object."""
     if not folder.is_dir():
         return []
     found: list[tuple[Spec, str]] = []
-    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            raise MetadataError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    for path, data in read_yaml_files(folder):
         if data is None:
             continue
         if not isinstance(data, dict):

@@ -31,6 +31,7 @@ from xml.parsers import expat
 
 from interlink.errors import MetadataError
 from interlink.metadata.spec import Spec, build_field
+from interlink.xmlsafe import XmlDeclarationError, check_untrusted_xml
 
 __all__ = [
     "METADATA_NAMESPACE",
@@ -188,14 +189,6 @@ def _load_object_dir(obj_dir: Path, warnings: list[str]) -> tuple[Spec, str] | N
 # XML
 
 
-class _Forbidden(Exception):
-    pass
-
-
-def _forbid(*_args: Any) -> None:
-    raise _Forbidden
-
-
 def _parse(path: Path, root_tag: str) -> ET.Element:
     """Parse one metadata file, rejecting DOCTYPE/entity declarations, and check its root element."""
     try:
@@ -204,14 +197,9 @@ def _parse(path: Path, root_tag: str) -> ET.Element:
         raise MetadataError(f"{path}: cannot read: {exc}") from None
     # A first pass with expat on its own: it stops at any DOCTYPE or entity declaration before
     # ElementTree would expand anything, and reports malformed XML with line and column.
-    checker = expat.ParserCreate()
-    checker.StartDoctypeDeclHandler = _forbid
-    checker.EntityDeclHandler = _forbid
-    checker.UnparsedEntityDeclHandler = _forbid
-    checker.ExternalEntityRefHandler = _forbid
     try:
-        checker.Parse(data, True)
-    except _Forbidden:
+        check_untrusted_xml(data)
+    except XmlDeclarationError:
         raise MetadataError(f"{path}: DOCTYPE and entity declarations are not allowed in metadata files") \
             from None
     except expat.ExpatError as exc:
