@@ -48,7 +48,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 
@@ -58,6 +58,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 RECORD_PATH = f"/services/data/v{API_VERSION}/sobjects/Account/{{id}}"
 THROUGHPUT_GOAL = 0.5  # interlink requests/s divided by baseline requests/s
 STARTUP_GOAL_S = 1.5
+SATURATED = 0.8  # a server using less CPU than this (of one core) is starved by the load generator
 
 # A realistic Account: a dozen populated fields plus the system fields Interlink fills in.
 SAMPLE_ACCOUNT: dict[str, Any] = {
@@ -93,6 +94,7 @@ class LoadResult:
     p99_ms: float | None = None
     errors: int = 0
     server_cpu_us_per_request: float | None = None  # server process user+system CPU / requests (Linux)
+    server_busy: float | None = None  # server CPU seconds / wall seconds: ~1.0 when the server is the bottleneck
 
 
 @dataclass
@@ -128,8 +130,23 @@ class BenchReport:
         return self.interlink.requests_per_second / base if base else 0.0
 
     @property
+    def saturated(self) -> bool | None:
+        """Whether both servers were CPU-bound (None when CPU time is not available)."""
+        busy = (self.interlink.server_busy, self.baseline.server_busy)
+        if None in busy:
+            return None
+        return all(b is not None and b >= SATURATED for b in busy)
+
+    @property
+    def goal_ratio(self) -> float:
+        """The ratio the goal is judged on: requests/s, or CPU per request when the client was the bottleneck."""
+        if self.saturated is False and self.cpu_ratio is not None:
+            return self.cpu_ratio
+        return self.ratio
+
+    @property
     def goal_met(self) -> bool:
-        return self.ratio >= THROUGHPUT_GOAL
+        return self.goal_ratio >= THROUGHPUT_GOAL
 
     @property
     def cpu_ratio(self) -> float | None:
@@ -141,6 +158,8 @@ class BenchReport:
         data = dataclasses.asdict(self)
         data["ratio"] = round(self.ratio, 4)
         data["cpu_ratio"] = None if self.cpu_ratio is None else round(self.cpu_ratio, 4)
+        data["saturated"] = self.saturated
+        data["goal_ratio"] = round(self.goal_ratio, 4)
         data["throughput_goal"] = THROUGHPUT_GOAL
         data["throughput_goal_met"] = self.goal_met
         if self.startup is not None:
@@ -275,6 +294,7 @@ def measure(url: str, token: str, *, tool: str, connections: int, duration: floa
     cpu_after = process_cpu_seconds(server_pid) if server_pid else None
     if cpu_before is not None and cpu_after is not None and result.requests:
         result.server_cpu_us_per_request = (cpu_after - cpu_before) / result.requests * 1e6
+        result.server_busy = (cpu_after - cpu_before) / result.seconds if result.seconds else None
     return result
 
 
@@ -286,6 +306,7 @@ def _baseline_module() -> ModuleType:
     if spec is None or spec.loader is None:
         raise ImportError("cannot load bench/baseline_app.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # registered first, as ``import`` does (dataclasses and pickling need it)
     spec.loader.exec_module(module)
     return module
 
@@ -414,7 +435,7 @@ def _median_result(results: list[LoadResult]) -> LoadResult:
 
 
 def run_benchmark(*, duration: float = 5.0, warmup: float = 2.0, connections: int = 16, rounds: int = 1,
-                  tool: str = "auto", startup: bool = True, log: Any = None) -> BenchReport:
+                  tool: str = "auto", startup: bool = True, log: TextIO | None = None) -> BenchReport:
     """Run the throughput comparison (and the startup timing) and return the results."""
     chosen = choose_tool(tool)
 
@@ -483,20 +504,24 @@ def format_report(report: BenchReport) -> str:
         f"{report.warmup_s:g}s warm-up + {report.duration_s:g}s measured)",
         "",
         f"{'target':<10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'errors':>7} "
-        f"{'payload B':>10} {'server CPU us/req':>18}",
+        f"{'payload B':>10} {'server CPU us/req':>18} {'server busy':>12}",
     ]
     for result, size in ((report.interlink, report.interlink_payload_bytes),
                          (report.baseline, report.baseline_payload_bytes)):
         cpu = result.server_cpu_us_per_request
         lines.append(f"{result.target:<10} {result.requests_per_second:>11.1f} {_ms(result.p50_ms):>8} "
                      f"{_ms(result.p99_ms):>8} {result.requests:>9} {result.errors:>7} {size:>10} "
-                     f"{'-' if cpu is None else f'{cpu:.0f}':>18}")
+                     f"{'-' if cpu is None else f'{cpu:.0f}':>18} "
+                     f"{'-' if result.server_busy is None else f'{result.server_busy:.0%}':>12}")
     lines.append("")
-    lines.append(f"ratio interlink/baseline: {report.ratio:.3f}   goal >= {THROUGHPUT_GOAL}: "
-                 f"{'met' if report.goal_met else 'NOT met'}")
+    lines.append(f"requests/s ratio interlink/baseline:       {report.ratio:.3f}")
     if report.cpu_ratio is not None:
-        lines.append(f"CPU-per-request ratio baseline/interlink: {report.cpu_ratio:.3f}   (same goal; steadier on a "
-                     "busy machine)")
+        lines.append(f"CPU-per-request ratio baseline/interlink:  {report.cpu_ratio:.3f}  (steadier on a busy machine)")
+    if report.saturated is False:
+        lines.append(f"note: a server used < {SATURATED:.0%} of a core, so the load generator was the bottleneck "
+                     "and requests/s understates the gap; the goal is judged on CPU per request")
+    lines.append(f"goal ratio >= {THROUGHPUT_GOAL}: {'met' if report.goal_met else 'NOT met'} "
+                 f"({report.goal_ratio:.3f})")
     if report.startup is not None:
         lines.append(f"startup to first /health 200: first start {report.startup.first_start_s:.3f}s, "
                      f"second start {report.startup.second_start_s:.3f}s   goal < {STARTUP_GOAL_S}s: "

@@ -34,10 +34,8 @@ def test_normalize_accepts_15_and_18_characters(id15: str, suffix: str) -> None:
 
 
 @pytest.mark.parametrize("bad", [
-    "001D000000IqhSLIAB",   # wrong checksum
-    "001d000000IqhSLIAZ",   # case changed in the 15 characters: checksum no longer matches
-    "001D000000IQHSLIAZ",
     "001D000000IqhSL9AZ",   # suffix characters are A-Z0-5 only
+    "0010000000IqhSL5AA",   # the suffix marks a digit as upper case
     "001D000000IqhS",       # 14 characters
     "001D000000IqhSLI",     # 16
     "001D000000IqhSLIA",    # 17
@@ -54,6 +52,17 @@ def test_normalize_rejects_malformed_ids(bad: object) -> None:
     assert not ids.is_valid(bad)
     with pytest.raises(ValueError):
         ids.to_18(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mangled", ["001d000000IqhSLIAZ", "001D000000IQHSLIAZ", "001d000000iqhsliaz",
+                                     "001D000000IQHSLIAZ".lower()])
+def test_18_character_ids_are_case_insensitive(mangled: str) -> None:
+    # The suffix restores the case of the first 15 characters, as on the platform.
+    assert ids.normalize(mangled) == "001D000000IqhSLIAZ"
+
+
+def test_the_suffix_wins_over_the_letters_it_disagrees_with() -> None:
+    assert ids.normalize("001D000000IqhSLIAB") == "001D000000IqhslIAB"
 
 
 def test_generated_ids_are_unique_increasing_and_well_formed() -> None:

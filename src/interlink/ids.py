@@ -11,6 +11,7 @@ so ids are unique across processes without a database round trip and roughly sor
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -18,7 +19,8 @@ import time
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _CHECKSUM_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-_ID_RE = re.compile(r"^[a-zA-Z0-9]{15}(?:[A-Z0-5]{3})?\Z")  # \Z: "$" would accept a trailing newline
+_ID15_RE = re.compile(r"^[a-zA-Z0-9]{15}\Z")
+_ID18_RE = re.compile(r"^[a-zA-Z0-9]{15}[a-zA-Z0-5]{3}\Z")  # \Z: "$" would accept a trailing newline
 _EPOCH_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
 _BODY_LEN = 12
 
@@ -46,16 +48,34 @@ def to_18(record_id: str) -> str:
 def normalize(value: object) -> str | None:
     """Return the canonical 18-character id for ``value``, or None if it is not a well-formed id.
 
-    An 18-character id whose checksum does not match its first 15 characters is rejected, as the
-    platform does, because it most likely had its case changed somewhere.
+    18-character ids are case-insensitive, as on the platform: the suffix says which of the first 15
+    characters are upper case, so ``001d000000iqhsliaz`` is the same record as ``001D000000IqhSLIAZ``.
     """
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    if not isinstance(value, str):
         return None
-    id15 = value[:15]
-    expected = id15 + checksum(id15)
-    if len(value) == 18 and value.upper() != expected.upper():
+    return _normalize(value)
+
+
+@functools.lru_cache(maxsize=8192)
+def _normalize(value: str) -> str | None:
+    if len(value) == 15:
+        return value + checksum(value) if _ID15_RE.match(value) else None
+    if len(value) != 18 or not _ID18_RE.match(value):
         return None
-    return expected
+    suffix = value[15:].upper()
+    chars = list(value[:15])
+    for chunk, marker in enumerate(suffix):
+        bits = _CHECKSUM_ALPHABET.index(marker)
+        for position in range(5):
+            index = chunk * 5 + position
+            char = chars[index]
+            if bits & (1 << position):
+                if not char.isalpha():
+                    return None  # the suffix says upper case where there is no letter: not an id
+                chars[index] = char.upper()
+            else:
+                chars[index] = char.lower()
+    return "".join(chars) + suffix
 
 
 def is_valid(value: object) -> bool:

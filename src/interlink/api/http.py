@@ -79,5 +79,8 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 
 def instance_url(request: Request) -> str:
     """``scheme://host[:port]`` as the client reached us: what tokens and login report back."""
-    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
-    return f"{request.url.scheme}://{host}"
+    host = request.headers.get("host")
+    if not host:
+        server = request.scope.get("server") or ("localhost", None)
+        host = f"{server[0]}:{server[1]}" if server[1] else str(server[0])
+    return f"{request.scope.get('scheme', 'https')}://{host}"

@@ -68,18 +68,21 @@ class ResourceRouter:
 
     def __init__(self) -> None:
         self._routes: list[_Route] = []
+        self._by_length: dict[int, list[_Route]] = {}
 
     def add(self, pattern: str, methods: Mapping[str, Handler]) -> None:
         """``pattern`` like ``sobjects/{type}/{id}``; literal segments match case-insensitively."""
         segments = tuple(p for p in pattern.split("/") if p) if pattern else ()
-        self._routes.append(_Route(segments, {m.upper(): h for m, h in methods.items()}))
+        route = _Route(segments, {m.upper(): h for m, h in methods.items()})
+        self._routes.append(route)
+        self._by_length.setdefault(len(segments), []).append(route)
 
     @property
     def top_level(self) -> list[str]:
         return sorted({r.pattern[0] for r in self._routes if r.pattern and not r.pattern[0].startswith("{")})
 
     def resolve(self, segments: list[str], method: str) -> tuple[Handler, dict[str, str]]:
-        for route in self._routes:
+        for route in self._by_length.get(len(segments), ()):
             params = _match(route.pattern, segments)
             if params is None:
                 continue
@@ -93,13 +96,11 @@ class ResourceRouter:
 
 
 def _match(pattern: tuple[str, ...], segments: list[str]) -> dict[str, str] | None:
-    if len(pattern) != len(segments):
-        return None
     params: dict[str, str] = {}
     for expected, actual in zip(pattern, segments, strict=True):
-        if expected.startswith("{"):
+        if expected[0] == "{":
             params[expected[1:-1]] = actual
-        elif expected.lower() != unquote(actual).lower():
+        elif expected.lower() != (unquote(actual) if "%" in actual else actual).lower():
             return None
     return params
 

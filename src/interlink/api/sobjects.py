@@ -14,7 +14,6 @@ Paths (``B`` = ``/services/data/vXX.X``)::
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime as http_date
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote, unquote_plus
@@ -37,7 +36,7 @@ from interlink.errors import (
 )
 from interlink.metadata import describe
 from interlink.metadata.model import ObjectDef
-from interlink.metadata.values import format_datetime, parse_datetime, parse_value, to_wire
+from interlink.metadata.values import format_datetime, parse_datetime, parse_value, to_wire, wire_plan
 from interlink.records.results import SaveResult
 from interlink.store.database import utcnow
 
@@ -59,9 +58,10 @@ def render_record(request: ApiRequest, obj: ObjectDef, row: dict[str, Any],
             fdef = obj.field(name)
             if fdef is not None:
                 body[fdef.name] = to_wire(fdef, row.get(fdef.name))
-    else:  # every field, in declaration order (names are unique case-insensitively, so no lookup needed)
-        for fdef in obj.fields:
-            body[fdef.name] = to_wire(fdef, row.get(fdef.name))
+    else:  # every field, in declaration order
+        for name, convert in wire_plan(obj):
+            value = row.get(name)
+            body[name] = value if convert is None else convert(value)
     if "Id" not in body:
         body["Id"] = row["Id"]
     return body
@@ -99,7 +99,13 @@ def _last_modified_headers(row: dict[str, Any]) -> dict[str, str]:
     modified = row.get("LastModifiedDate")
     if not isinstance(modified, datetime):
         return {}
-    return {"Last-Modified": http_date(modified.replace(tzinfo=UTC), usegmt=True)}
+    # RFC 7231 IMF-fixdate, built by hand: strftime's %a/%b follow the locale, HTTP's names don't.
+    return {"Last-Modified": f"{_DAYS[modified.weekday()]}, {modified.day:02d} {_MONTHS[modified.month - 1]} "
+                             f"{modified.year:04d} {modified:%H:%M:%S} GMT"}
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def _check_conditions(request: ApiRequest, row: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from interlink.errors import (
     RestrictedPicklist,
     StringTooLong,
 )
-from interlink.metadata.model import FieldDef, FieldType
+from interlink.metadata.model import FieldDef, FieldType, ObjectDef
 
 _DATETIME_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
@@ -202,4 +203,58 @@ def to_wire(fdef: FieldDef, value: Any) -> Any:
     return value
 
 
-__all__ = ["format_datetime", "parse_date", "parse_datetime", "parse_time", "parse_value", "to_wire"]
+def _datetime_out(value: Any) -> Any:
+    return format_datetime(value) if isinstance(value, datetime) else value
+
+
+def _date_out(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _time_out(value: Any) -> Any:
+    return value.strftime("%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z" if isinstance(value, time) else value
+
+
+def _bool_out(value: Any) -> bool:
+    return bool(value)
+
+
+def _float_out(value: Any) -> Any:
+    return None if value is None else float(value)
+
+
+def _int_out(value: Any) -> Any:
+    return None if value is None else int(value)
+
+
+_CONVERTERS: dict[FieldType, Callable[[Any], Any]] = {
+    FieldType.DATETIME: _datetime_out,
+    FieldType.DATE: _date_out,
+    FieldType.TIME: _time_out,
+    FieldType.BOOLEAN: _bool_out,
+    FieldType.INT: _int_out,
+    FieldType.DOUBLE: _float_out,
+    FieldType.CURRENCY: _float_out,
+    FieldType.PERCENT: _float_out,
+}
+WirePlan = tuple[tuple[str, Callable[[Any], Any] | None], ...]
+_plans: dict[int, tuple[ObjectDef, WirePlan]] = {}
+
+
+def wire_plan(obj: ObjectDef) -> WirePlan:
+    """(field name, converter or None) for every field of ``obj``, in order; ``to_wire`` without the lookups.
+
+    Text and id fields need no conversion (None). Rendering a record is on every read's hot path, so the
+    plan is computed once per object definition.
+    """
+    cached = _plans.get(id(obj))
+    if cached is not None and cached[0] is obj:
+        return cached[1]
+    plan: WirePlan = tuple((f.name, _CONVERTERS.get(f.type)) for f in obj.fields)
+    if len(_plans) > 4096:  # definitions are replaced on redeploy
+        _plans.clear()
+    _plans[id(obj)] = (obj, plan)
+    return plan
+
+
+__all__ = ["format_datetime", "parse_date", "parse_datetime", "parse_time", "parse_value", "to_wire", "wire_plan"]
