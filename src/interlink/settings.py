@@ -45,6 +45,11 @@ class Settings:
     soap_login_enabled: bool = _setting(True, "Answer SOAP partner login(); off answers the platform's fault.")
     log_level: str = _setting("info", "Log level: debug, info, warning or error.")
 
+    def __post_init__(self) -> None:
+        # Absolute paths, so what is printed for clients (the CA bundle) works from any directory.
+        for name in ("data_dir", "project_dir"):
+            object.__setattr__(self, name, Path(getattr(self, name)).expanduser().resolve())
+
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]

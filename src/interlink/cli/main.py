@@ -115,8 +115,8 @@ def up(
             lines.append(f"  [bold]Admin password {report.admin_password}[/]  (shown once; set "
                          "INTERLINK_ADMIN_PASSWORD to choose it)")
         lines.append(f"  Access token  {token}")
-        lines.append("  Try it:        curl --cacert "
-                     f"{info.tls.bundle} -H 'Authorization: Bearer {token[:12]}…' "
+        lines.append(f"  Try it:       export SF_TOKEN={token[:12]}…  (the token above), then\n"
+                     f"                curl --cacert {info.tls.bundle} -H \"Authorization: Bearer $SF_TOKEN\" "
                      f"{info.url}/services/data/v{settings.api_max_version}/sobjects/Account/describe")
         _err("\n".join(lines))
 

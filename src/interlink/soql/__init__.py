@@ -1,0 +1,1 @@
+"""SOQL and SOSL: one query engine for every surface."""
