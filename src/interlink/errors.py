@@ -11,11 +11,14 @@ these; nothing else formats error bodies.
     │   ├── JsonParserError             JSON_PARSER_ERROR          400
     │   ├── MalformedIdError            MALFORMED_ID               400
     │   ├── MalformedQueryError         MALFORMED_QUERY            400
+    │   ├── MalformedSearchError        MALFORMED_SEARCH           400
     │   ├── InvalidFieldError           INVALID_FIELD              400
     │   ├── InvalidTypeError            INVALID_TYPE               400 (404 on sObject paths)
     │   ├── InvalidFieldForInsertUpdate INVALID_FIELD_FOR_INSERT_UPDATE 400
     │   ├── InvalidReplicationDate      INVALID_REPLICATION_DATE   400
     │   ├── InvalidHeaderError          INVALID_HEADER_VALUE       400
+    │   ├── QueryTimeout                QUERY_TIMEOUT              400
+    │   ├── InvalidQueryLocator         INVALID_QUERY_LOCATOR      400
     │   └── DmlError                    (per-record save errors, carry statusCode in SaveResults)
     │       ├── RequiredFieldMissing    REQUIRED_FIELD_MISSING     400
     │       ├── StringTooLong           STRING_TOO_LONG            400
@@ -97,6 +100,12 @@ class MalformedQueryError(RequestError):
     error_code = "MALFORMED_QUERY"
 
 
+class MalformedSearchError(RequestError):
+    """A SOSL search (or parameterizedSearch) the platform would refuse to run."""
+
+    error_code = "MALFORMED_SEARCH"
+
+
 class InvalidFieldError(RequestError):
     error_code = "INVALID_FIELD"
 
@@ -115,6 +124,16 @@ class InvalidReplicationDate(RequestError):
 
 class InvalidHeaderError(RequestError):
     error_code = "INVALID_HEADER_VALUE"
+
+
+class InvalidQueryLocator(RequestError):
+    error_code = "INVALID_QUERY_LOCATOR"
+
+
+class QueryTimeout(RequestError):
+    """A query ran past its time limit (120 seconds, as on the platform)."""
+
+    error_code = "QUERY_TIMEOUT"
 
 
 class DmlError(RequestError):
@@ -285,6 +304,7 @@ __all__ = [
     "InvalidFieldError",
     "InvalidFieldForInsertUpdate",
     "InvalidHeaderError",
+    "InvalidQueryLocator",
     "InvalidReplicationDate",
     "InvalidSession",
     "InvalidTypeError",
@@ -292,6 +312,7 @@ __all__ = [
     "JsonParserError",
     "MalformedIdError",
     "MalformedQueryError",
+    "MalformedSearchError",
     "MetadataError",
     "MethodNotAllowed",
     "MultipleErrors",
@@ -299,6 +320,7 @@ __all__ = [
     "NotModified",
     "OAuthError",
     "PreconditionFailed",
+    "QueryTimeout",
     "RequestError",
     "RequestLimitExceeded",
     "RequiredFieldMissing",

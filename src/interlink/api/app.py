@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from interlink.api import oauth_routes, soap_routes, sobjects
+from interlink.api import oauth_routes, query, search, soap_routes, sobjects
 from interlink.api.http import error_response, instance_url, json_response, unexpected_error_response
 from interlink.api.resources import VERSION_RE, ApiRequest, ResourceRouter, split_path
 from interlink.errors import InterlinkError, InvalidSession, NotFoundError
@@ -61,6 +61,8 @@ class DataApi:
         self.org = org
         self.router = ResourceRouter()
         sobjects.register(self.router)
+        search.register(self.router)
+        query.register(self.router)
         self.router.add("limits", {"GET": self.limits})
         self.router.add("", {"GET": self.resources})
         self._versions = set(supported_versions(org))

@@ -27,6 +27,9 @@ from interlink.security.oauth import OAuthService
 from interlink.security.passwords import generate_password
 from interlink.security.tokens import TokenService
 from interlink.settings import Settings
+from interlink.soql import search_index
+from interlink.soql.cursors import CursorStore
+from interlink.soql.engine import QueryEngine
 from interlink.store.database import Store, utcnow
 from interlink.store.migrate import Plan
 
@@ -55,6 +58,9 @@ class Org:
         self.store = store
         self.hooks = HookRegistry()
         self.records = RecordService(store, self.hooks)
+        self.query = QueryEngine(store)
+        self.cursors = CursorStore(store)
+        search_index.install_search_hooks(self.hooks, store)
         self.directory = Directory(store)
         self.org_id = ""
         self.org_name = settings.org_name
@@ -99,6 +105,7 @@ class Org:
                 report.plan = self.store.deploy(additive_only)
             else:
                 report.plan = self.store.deploy(loaded.schema, allow_destructive=existing is None)
+        search_index.sync(self.store)  # create the SOSL index; rebuild it when stale
         if existing is None:
             self._create_org(report)
             existing = self._org_row()

@@ -154,6 +154,18 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("next_value", Integer, nullable=False),
         ),
         Table(
+            "il_query_cursor", metadata,
+            Column("id", String(18), primary_key=True),
+            Column("user_id", String(18), nullable=False, index=True),
+            Column("soql", Text, nullable=False),
+            Column("include_deleted", Boolean, nullable=False),
+            Column("batch_size", Integer, nullable=False),
+            Column("total_size", Integer, nullable=False),
+            Column("api_version", String(8), nullable=False),
+            Column("created_at", DateTime, nullable=False),
+            Column("last_used_at", DateTime, nullable=False),
+        ),
+        Table(
             "il_kv", metadata,
             Column("key", String(255), primary_key=True),
             Column("value", LargeBinary, nullable=False),

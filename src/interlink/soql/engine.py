@@ -1,0 +1,507 @@
+"""The query engine every surface shares: SOQL text in, pages of REST-shaped records out.
+
+::
+
+    engine = QueryEngine(store)
+    page = engine.execute("SELECT Id, Name, Account.Name FROM Contact", context, batch_size=2000)
+    page.to_wire()                       # {"totalSize", "done", "records": [...]}
+    if not page.done:
+        more = engine.fetch_more(page.locator, context)
+
+Plans are cached (LRU) by query text, user, deployed schema version and whether deleted rows are included, so
+a repeated query pays neither parsing nor compiling. A page is the cached plan run with ``LIMIT``/``OFFSET``;
+later pages run it again at their offset (the plan's ``ORDER BY`` ends in a unique tiebreak, so pages are
+stable while the data is). ``totalSize`` comes for free when the first page is not full; otherwise one
+``COUNT`` runs, once: the :class:`QueryLocator` carries it to later pages. Child relationship subqueries run
+as one query per subquery per page, for all the page's parents at once.
+
+Cursors (``nextRecordsUrl`` ids, their lifetime and limits) belong to the API layer: it keeps a
+:class:`QueryLocator` per cursor and calls :meth:`QueryEngine.fetch_more`.
+
+Queries time out (QUERY_TIMEOUT) after ``timeout_seconds`` (120 by default, as on the platform). SQLite runs a
+progress handler that aborts the statement once the deadline has passed; for PostgreSQL a watchdog thread sends
+a server-side cancel for a query still running at its deadline (``SET LOCAL statement_timeout`` would cost an
+extra round trip on every query, doubling the latency of small lookups).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Connection, Select, bindparam, func, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ClauseElement, Executable
+
+from interlink.errors import QueryTimeout
+from interlink.records.context import Context
+from interlink.soql import parser as _parser
+from interlink.soql.compiler import (
+    ChildOut,
+    ChildPlan,
+    CompiledQuery,
+    FieldOut,
+    Out,
+    ParentOut,
+    RecordShape,
+    TypeOfOut,
+    compile_query,
+)
+from interlink.soql.dates import today_utc
+from interlink.store.database import Store
+
+DEFAULT_URL_PREFIX = "/services/data/v66.0/sobjects"
+DEFAULT_BATCH_SIZE = 2000
+DEFAULT_TIMEOUT_SECONDS = 120.0
+_TIMEOUT_MESSAGE = "Your query request was running for too long."
+
+
+@dataclass(frozen=True)
+class QueryLocator:
+    """Everything needed to fetch the next page of a query (the API layer maps cursor ids to these)."""
+
+    soql: str
+    user_id: str
+    include_deleted: bool
+    batch_size: int
+    url_prefix: str
+    offset: int
+    total_size: int
+
+
+@dataclass
+class QueryPage:
+    """One page of a query result."""
+
+    total_size: int
+    records: list[dict[str, Any]]
+    done: bool
+    next_offset: int | None = None
+    locator: QueryLocator | None = None
+
+    def to_wire(self, next_records_url: str | None = None) -> dict[str, Any]:
+        """The REST body: ``{"totalSize", "done", "nextRecordsUrl"?, "records"}``."""
+        body: dict[str, Any] = {"totalSize": self.total_size, "done": self.done}
+        if next_records_url is not None and not self.done:
+            body["nextRecordsUrl"] = next_records_url
+        body["records"] = self.records
+        return body
+
+
+@dataclass
+class _Plan:
+    """A compiled query plus its paged statements, as cached."""
+
+    compiled: CompiledQuery
+    paged: Select[Any] | None = None
+    children: list[Select[Any]] = field(default_factory=list)
+
+
+# -- EXPLAIN as a construct (so bind parameters go through SQLAlchemy as usual) -----------------------------
+
+
+class _Explain(Executable, ClauseElement):
+    inherit_cache = False
+
+    def __init__(self, statement: Select[Any], prefix: str) -> None:
+        self.statement = statement
+        self.prefix = prefix
+
+
+@compiles(_Explain)
+def _compile_explain(element: _Explain, compiler: Any, **kw: Any) -> str:
+    return element.prefix + compiler.process(element.statement, **kw)
+
+
+# -- the timeout watchdog (PostgreSQL) -------------------------------------------------------------------
+
+
+class _Watchdog:
+    """One daemon thread that calls a cancel function for each watched statement still running at its deadline."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._active: dict[int, Callable[[], Any]] = {}
+        self._fired: set[int] = set()
+        self._counter = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: float, cancel: Callable[[], Any]) -> int:
+        with self._cond:
+            token = next(self._counter)
+            heapq.heappush(self._heap, (deadline, token))
+            self._active[token] = cancel
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="interlink-query-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return token
+
+    def release(self, token: int) -> bool:
+        """Stop watching ``token``; True if its cancel function was called."""
+        with self._cond:
+            self._active.pop(token, None)
+            if token in self._fired:
+                self._fired.discard(token)
+                return True
+            return False
+
+    def _loop(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][1] not in self._active:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                deadline, token = self._heap[0]
+                now = time.monotonic()
+                if now < deadline:
+                    self._cond.wait(deadline - now)
+                    continue
+                heapq.heappop(self._heap)
+                cancel = self._active.pop(token)
+                self._fired.add(token)
+                with contextlib.suppress(Exception):  # the statement may have just finished
+                    cancel()
+
+
+_WATCHDOG = _Watchdog()
+
+
+# -- rendering rows ------------------------------------------------------------------------------------------
+
+
+def _fill(target: dict[str, Any], items: Sequence[Out], row: Sequence[Any], prefix: str,
+          children: list[dict[str, Any]], record_id: Any) -> None:
+    for item in items:
+        kind = type(item)
+        if kind is FieldOut:
+            value = row[item.index]  # type: ignore[union-attr]
+            convert = item.convert  # type: ignore[union-attr]
+            target[item.key] = value if convert is None else convert(value)
+        elif kind is ParentOut:
+            parent_id = row[item.id_index]  # type: ignore[union-attr]
+            if parent_id is None:
+                target[item.key] = None
+                continue
+            type_name = item.type_name or item.prefixes.get(parent_id[:3], "Name")  # type: ignore[union-attr]
+            nested: dict[str, Any] = {"attributes": {"type": type_name, "url": f"{prefix}/{type_name}/{parent_id}"}}
+            _fill(nested, item.items, row, prefix, children, parent_id)  # type: ignore[union-attr]
+            target[item.key] = nested
+        elif kind is ChildOut:
+            target[item.key] = children[item.child].get(record_id)  # type: ignore[union-attr]
+        elif kind is TypeOfOut:
+            parent_id = row[item.id_index]  # type: ignore[union-attr]
+            if parent_id is None:
+                target[item.key] = None
+                continue
+            type_name = item.prefixes.get(parent_id[:3], "Name")  # type: ignore[union-attr]
+            nested = {"attributes": {"type": type_name, "url": f"{prefix}/{type_name}/{parent_id}"}}
+            fields = item.variants.get(type_name, item.otherwise)  # type: ignore[union-attr]
+            _fill(nested, fields, row, prefix, children, parent_id)
+            target[item.key] = nested
+
+
+def _records(shape: RecordShape, rows: Sequence[Sequence[Any]], prefix: str,
+             children: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    type_name = shape.type_name
+    id_index = shape.id_index
+    base = f"{prefix}/{type_name}/"
+    result = []
+    for row in rows:
+        record_id = row[id_index]
+        record: dict[str, Any] = {"attributes": {"type": type_name, "url": base + record_id}}
+        _fill(record, shape.items, row, prefix, children, record_id)
+        result.append(record)
+    return result
+
+
+def _aggregate_records(columns: Sequence[FieldOut], rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    result = []
+    for row in rows:
+        record: dict[str, Any] = {"attributes": {"type": "AggregateResult"}}
+        for column in columns:
+            value = row[column.index]
+            record[column.key] = value if column.convert is None else column.convert(value)
+        result.append(record)
+    return result
+
+
+# -- the engine ----------------------------------------------------------------------------------------------
+
+
+class QueryEngine:
+    """Parses, compiles (cached) and runs SOQL against a :class:`Store`.
+
+    ``today`` gives the current UTC date for relative date literals (tests pin it); ``timeout_seconds`` None
+    disables the query timeout.
+    """
+
+    def __init__(self, store: Store, *, timeout_seconds: float | None = DEFAULT_TIMEOUT_SECONDS,
+                 cache_size: int = 512, today: Callable[[], date] = today_utc, fiscal_start_month: int = 1) -> None:
+        self.store = store
+        self.timeout_seconds = timeout_seconds
+        self.cache_size = cache_size
+        self.today = today
+        self.fiscal_start_month = fiscal_start_month
+        self._cache: OrderedDict[tuple[Any, ...], _Plan] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    # -- plans ------------------------------------------------------------------------------------------------
+
+    def compile(self, soql: str, context: Context, *, include_deleted: bool = False) -> CompiledQuery:
+        """The compiled plan for ``soql`` (from the cache when possible)."""
+        return self._plan(soql, context.user_id, include_deleted).compiled
+
+    def _plan(self, soql: str, user_id: str, include_deleted: bool) -> _Plan:
+        schema = self.store.schema
+        key = (soql, user_id, schema.version, include_deleted)
+        with self._lock:
+            plan = self._cache.get(key)
+            if plan is not None:
+                self._cache.move_to_end(key)
+                self.hits += 1
+                return plan
+        query = _parser.parse_soql(soql)
+        compiled = compile_query(query, schema, self.store.tables, include_deleted=include_deleted,
+                                 user_id=user_id, fiscal_start_month=self.fiscal_start_month)
+        plan = _Plan(compiled)
+        if compiled.kind != "count":
+            plan.paged = compiled.statement.limit(bindparam("il_limit")).offset(bindparam("il_offset"))
+        with self._lock:
+            self.misses += 1
+            self._cache[key] = plan
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return plan
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    # -- running ----------------------------------------------------------------------------------------------
+
+    def execute(self, soql: str, context: Context, *, include_deleted: bool = False,
+                batch_size: int = DEFAULT_BATCH_SIZE, url_prefix: str = DEFAULT_URL_PREFIX, offset: int = 0,
+                total_size: int | None = None) -> QueryPage:
+        """Run ``soql`` and return the page starting at ``offset`` (0: the first page) of ``batch_size`` rows.
+
+        ``total_size``, when the caller knows it from an earlier page, saves the COUNT.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        plan = self._plan(soql, context.user_id, include_deleted)
+        page = self._run(plan, offset, batch_size, url_prefix, total_size)
+        if not page.done:
+            page.locator = QueryLocator(soql, context.user_id, include_deleted, batch_size, url_prefix,
+                                        page.next_offset or 0, page.total_size)
+        return page
+
+    def fetch_more(self, locator: QueryLocator, context: Context | None = None) -> QueryPage:
+        """The page a locator points at (queryMore). The plan comes from the cache, or is compiled again."""
+        plan = self._plan(locator.soql, locator.user_id if context is None else context.user_id,
+                          locator.include_deleted)
+        page = self._run(plan, locator.offset, locator.batch_size, locator.url_prefix, locator.total_size)
+        if not page.done:
+            page.locator = QueryLocator(locator.soql, locator.user_id, locator.include_deleted, locator.batch_size,
+                                        locator.url_prefix, page.next_offset or 0, page.total_size)
+        return page
+
+    def _run(self, plan: _Plan, offset: int, batch_size: int, url_prefix: str,
+             known_total: int | None) -> QueryPage:
+        compiled = plan.compiled
+        params = compiled.parameters(self.today()) if compiled.date_params else {}
+        with self.store.read() as conn, self._deadline(conn):
+            if compiled.kind == "count":
+                count = conn.execute(compiled.statement, params).scalar() or 0
+                return QueryPage(self._clip(compiled, count), [], True)
+            remaining = None if compiled.limit is None else compiled.limit - offset
+            page_limit = batch_size if remaining is None else max(0, min(batch_size, remaining))
+            rows: Sequence[Any] = []
+            if page_limit > 0:
+                assert plan.paged is not None
+                rows = conn.execute(plan.paged, {**params, "il_limit": page_limit,
+                                                 "il_offset": compiled.offset + offset}).all()
+            total = known_total
+            if total is None:
+                if len(rows) < page_limit and (rows or offset == 0):
+                    total = offset + len(rows)
+                elif remaining is not None and len(rows) == remaining:
+                    total = compiled.limit
+                else:
+                    total = self._clip(compiled, conn.execute(compiled.count_statement, params).scalar() or 0)
+            assert total is not None
+            if compiled.kind == "aggregate":
+                records = _aggregate_records(compiled.columns, rows)
+            else:
+                assert compiled.shape is not None
+                children = [self._children(conn, child, compiled.shape, rows, params, url_prefix)
+                            for child in compiled.children]
+                records = _records(compiled.shape, rows, url_prefix, children)
+        end = offset + len(rows)
+        done = end >= total or not rows
+        return QueryPage(total, records, done, None if done else end)
+
+    @staticmethod
+    def _clip(compiled: CompiledQuery, count: int) -> int:
+        total = max(0, count - compiled.offset)
+        return total if compiled.limit is None else min(total, compiled.limit)
+
+    def _children(self, conn: Connection, child: ChildPlan, parent_shape: RecordShape, rows: Sequence[Any],
+                  params: dict[str, Any], url_prefix: str) -> dict[str, Any]:
+        parent_ids = [row[parent_shape.id_index] for row in rows]
+        if not parent_ids:
+            return {}
+        child_rows = conn.execute(child.statement, {**params, "parent_ids": parent_ids}).all()
+        grouped: dict[str, list[Sequence[Any]]] = {}
+        for row in child_rows:
+            grouped.setdefault(row[child.parent_index], []).append(row)
+        return {
+            parent_id: {"totalSize": len(group), "done": True,
+                        "records": _records(child.shape, group, url_prefix, [])}
+            for parent_id, group in grouped.items()
+        }
+
+    # -- timeouts -----------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _deadline(self, conn: Connection) -> Iterator[None]:
+        if self.timeout_seconds is None:
+            yield
+            return
+        if self.store.backend == "postgresql":
+            with self._postgres_deadline(conn):
+                yield
+            return
+        raw = conn.connection.driver_connection
+        deadline = time.monotonic() + self.timeout_seconds
+        raw.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 1000)  # type: ignore[union-attr]
+        try:
+            yield
+        except DBAPIError as exc:
+            if "interrupted" in str(exc.orig).lower() and time.monotonic() > deadline:
+                raise QueryTimeout(_TIMEOUT_MESSAGE) from None
+            raise
+        finally:
+            raw.set_progress_handler(None, 1000)  # type: ignore[union-attr]
+
+    @contextmanager
+    def _postgres_deadline(self, conn: Connection) -> Iterator[None]:
+        # A watchdog cancels the running statement server-side at the deadline (PostgreSQL answers 57014,
+        # query_canceled). Unlike ``SET LOCAL statement_timeout`` this costs no extra round trip per query.
+        raw = conn.connection.driver_connection
+        cancel = getattr(raw, "cancel_safe", None) or raw.cancel  # type: ignore[union-attr]
+        token = _WATCHDOG.watch(time.monotonic() + (self.timeout_seconds or 0), cancel)
+        fired = False
+        try:
+            yield
+        except DBAPIError as exc:
+            fired = _WATCHDOG.release(token)
+            if fired and getattr(exc.orig, "sqlstate", None) == "57014":
+                raise QueryTimeout(_TIMEOUT_MESSAGE) from None
+            raise
+        finally:
+            if not fired:
+                _WATCHDOG.release(token)
+
+    # -- explain ------------------------------------------------------------------------------------------------
+
+    def explain(self, soql: str, context: Context, *, include_deleted: bool = False) -> dict[str, Any]:
+        """The platform's ``?explain=`` shape, from the database's own plan for the query."""
+        compiled = self._plan(soql, context.user_id, include_deleted).compiled
+        obj = compiled.object
+        table = self.store.table(obj.name)
+        params = compiled.parameters(self.today()) if compiled.date_params else {}
+        with self.store.read() as conn, self._deadline(conn):
+            sobject_cardinality = conn.execute(select(func.count()).select_from(table)).scalar() or 0
+            if self.store.backend == "postgresql":
+                raw = conn.execute(_Explain(compiled.statement, "EXPLAIN (FORMAT JSON) "), params).scalar()
+                document = raw if isinstance(raw, list) else json.loads(raw)
+                operation, index_text, estimate = _postgres_plan(document[0]["Plan"], table.name)
+                cardinality = int(estimate)
+            else:
+                details = [row[3] for row in conn.execute(_Explain(compiled.statement, "EXPLAIN QUERY PLAN "),
+                                                          params)]
+                operation, index_text = _sqlite_plan(details, table.name)
+                cardinality = (conn.execute(compiled.count_statement, params).scalar() or 0
+                               if compiled.kind != "count" else 1)
+        fields = [f for f in dict.fromkeys(["Id", *compiled.filter_fields]) if _mentions(index_text, f)]
+        if operation == "Index" and not fields and "autoindex" in index_text.lower():
+            fields = ["Id"]
+        ratio = cardinality / sobject_cardinality if sobject_cardinality else 0.0
+        # Relative cost: an index plan is selective below 1 (10% of the object's rows); a table scan costs its
+        # full read, a bit over the index threshold, as the platform's usual 0.65..3 scan costs do.
+        relative_cost = round(ratio / 0.1, 6) if operation == "Index" else round(0.65 + ratio, 6)
+        notes = []
+        unindexed = [f for f in compiled.filter_fields if f not in fields]
+        if unindexed:
+            notes.append({"description": "Not considering filter for optimization because unindexed",
+                          "fields": unindexed, "tableEnumOrId": obj.name})
+        return {"plans": [{
+            "cardinality": cardinality,
+            "fields": fields,
+            "leadingOperationType": operation,
+            "notes": notes,
+            "relativeCost": relative_cost,
+            "sobjectCardinality": sobject_cardinality,
+            "sobjectType": obj.name,
+        }]}
+
+
+def _mentions(text: str, field_name: str) -> bool:
+    lowered = text.lower()
+    name = field_name.lower()
+    return f'"{name}"' in lowered or f"({name}" in lowered or f" {name}" in lowered or f"_{name}_" in lowered
+
+
+def _sqlite_plan(details: Sequence[str], table_name: str) -> tuple[str, str]:
+    for detail in details:
+        words = detail.split()
+        if len(words) >= 2 and words[0] in ("SCAN", "SEARCH") and words[1] == table_name:
+            if words[0] == "SEARCH":
+                return "Index", detail
+            return "TableScan", detail
+    return "TableScan", ""
+
+
+def _postgres_plan(node: dict[str, Any], table_name: str) -> tuple[str, str, float]:
+    estimate = float(node.get("Plan Rows", 0))
+    found = _find_relation(node, table_name)
+    if found is None:
+        return "TableScan", "", estimate
+    node_type = found.get("Node Type", "")
+    if node_type in ("Index Scan", "Index Only Scan", "Bitmap Heap Scan"):
+        text = " ".join(str(found.get(k, "")) for k in ("Index Name", "Index Cond", "Recheck Cond"))
+        for child in found.get("Plans", []):
+            text += " " + " ".join(str(child.get(k, "")) for k in ("Index Name", "Index Cond"))
+        return "Index", text, estimate
+    return "TableScan", "", estimate
+
+
+def _find_relation(node: dict[str, Any], table_name: str) -> dict[str, Any] | None:
+    if node.get("Relation Name") == table_name and node.get("Alias", table_name) == table_name:
+        return node
+    for child in node.get("Plans", []):
+        found = _find_relation(child, table_name)
+        if found is not None:
+            return found
+    return None
+
+
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_URL_PREFIX", "QueryEngine", "QueryLocator", "QueryPage"]
