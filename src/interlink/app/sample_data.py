@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
-
 if TYPE_CHECKING:
     from interlink.app.org import Org
 
@@ -43,11 +41,9 @@ OPPORTUNITIES = [
 
 def seed_sample_data(org: Org) -> dict[str, int]:
     """Create the sample records once (skipped when the org already has accounts)."""
-    table = org.store.table("Account")
-    with org.store.read() as conn:
-        if conn.execute(select(func.count()).select_from(table)).scalar():
-            return {}
     context = org.admin_context()
+    if org.query.execute("SELECT COUNT() FROM Account", context).total_size:
+        return {}
     with org.records.unit_of_work(context):
         accounts = org.records.create(context, "Account", ACCOUNTS, all_or_none=True)
         by_name = {a["Name"]: r.id for a, r in zip(ACCOUNTS, accounts, strict=True)}

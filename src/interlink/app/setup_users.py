@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from interlink.security.passwords import generate_password
 
 if TYPE_CHECKING:
@@ -30,8 +28,7 @@ def create_user(org: Org, username: str, *, last_name: str, first_name: str | No
 
 
 def list_users(org: Org) -> list[dict[str, Any]]:
-    """Every user, ordered by username."""
-    # Until the SOQL engine lands this reads the User table directly; it writes nothing.
-    table = org.store.table("User")
-    with org.store.read() as conn:
-        return [dict(row._mapping) for row in conn.execute(select(table).order_by(table.c.Username))]
+    """Every user, ordered by username (through the query engine, like every other read)."""
+    page = org.query.execute("SELECT Id, Username, Name, IsActive FROM User ORDER BY Username", org.admin_context(),
+                             batch_size=100_000)
+    return page.records
