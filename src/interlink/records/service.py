@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, bindparam, func, select, update
+from sqlalchemy import Select, Table, and_, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from interlink import ids
@@ -38,26 +38,19 @@ from interlink.errors import (
     PreconditionFailed,
     UnableToLockRow,
 )
-from interlink.metadata.model import FieldDef, FieldType, ObjectDef
+from interlink.metadata.model import FieldDef, ObjectDef
 from interlink.metadata.values import parse_value
 from interlink.records import prepare
 from interlink.records.context import Context
 from interlink.records.hooks import HookRegistry, Operation, SaveEvent
+from interlink.records.lifecycle import RecordLifecycle
+from interlink.records.reads import RecordReads
 from interlink.records.results import SaveResult
+from interlink.records.rollback import RollBack
 from interlink.records.unit_of_work import Change, UnitOfWork, UnitOfWorkManager
 from interlink.store.database import Store, utcnow
 
 _MAX_PARTIAL_RETRIES = 2
-_TEXT_TYPES = {FieldType.STRING, FieldType.TEXTAREA, FieldType.EMAIL, FieldType.PHONE, FieldType.URL,
-               FieldType.PICKLIST, FieldType.MULTIPICKLIST}
-
-
-class _RollBack(Exception):
-    """Undo a savepoint; carries the indexes that caused it."""
-
-    def __init__(self, failed: dict[int, list[InterlinkError]]) -> None:
-        super().__init__("rollback")
-        self.failed = failed
 
 
 def _rolled_back() -> DmlError:
@@ -65,7 +58,7 @@ def _rolled_back() -> DmlError:
                     "AllOrNone header", error_code="ALL_OR_NONE_OPERATION_ROLLED_BACK")
 
 
-class RecordService:
+class RecordService(RecordReads, RecordLifecycle):
     """Create, read, update and delete records of any object through one pipeline."""
 
     def __init__(self, store: Store, hooks: HookRegistry | None = None,
@@ -107,112 +100,6 @@ class RecordService:
         """Group several operations in one transaction (joins an open one on this thread)."""
         with self.units.begin(context) as uow:
             yield uow
-
-    # -- reads ---------------------------------------------------------------------------------------------
-
-    def retrieve(self, object_name: str, record_ids: Sequence[str], fields: Sequence[str] | None = None,
-                 *, include_deleted: bool = False) -> list[dict[str, Any] | None]:
-        """Rows for ``record_ids`` in the same order (None where missing or deleted)."""
-        obj = self.object(object_name)
-        columns = self._columns(obj, fields)
-        table = self.store.table(obj.name)
-        wanted = [ids.normalize(r) for r in record_ids]
-        present = [w for w in wanted if w]
-        single = len(present) == 1  # the common case: ``Id = :record_id`` skips expanding the IN list
-        query = self._retrieve_query(table, columns, not include_deleted and obj.has_field("IsDeleted"), single)
-        params: dict[str, Any] = {"record_id": present[0]} if single else {"record_ids": present}
-        with self.store.read() as conn:
-            result = conn.execute(query, params)
-            keys = list(result.keys())
-            rows = {row[0]: dict(zip(keys, row, strict=True)) for row in result} if keys[0] == "Id" else {}
-        return [rows.get(w) if w else None for w in wanted]
-
-    def _retrieve_query(self, table: Table, columns: Sequence[str], skip_deleted: bool, single: bool) -> Select[Any]:
-        """``SELECT columns FROM table WHERE Id = :record_id`` (``single``) or ``Id IN :record_ids`` (expanding),
-        built once per shape."""
-        key = (table, tuple(columns), skip_deleted, single)
-        query = self._retrieve_queries.get(key)
-        if query is None:
-            id_type = table.c.Id.type
-            query = select(*[table.c[c] for c in columns]).where(
-                table.c.Id == bindparam("record_id", type_=id_type) if single
-                else table.c.Id.in_(bindparam("record_ids", expanding=True, type_=id_type)))
-            if skip_deleted:
-                query = query.where(table.c.IsDeleted.is_not(True))
-            if len(self._retrieve_queries) >= 512:  # tables are replaced on redeploy; drop stale shapes
-                self._retrieve_queries.clear()
-            self._retrieve_queries[key] = query
-        return query
-
-    def _columns(self, obj: ObjectDef, fields: Sequence[str] | None) -> list[str]:
-        if not fields:
-            return obj.field_names
-        names = ["Id"]
-        for name in fields:
-            fdef = obj.field(name.strip())
-            if fdef is None:
-                raise InvalidFieldError(f"No such column '{name.strip()}' on sobject of type {obj.name}",
-                                        [name.strip()])
-            if fdef.name not in names:
-                names.append(fdef.name)
-        return names
-
-    def find_by_external_id(self, object_name: str, field_name: str, values: Sequence[Any],
-                            conn: Any | None = None) -> dict[Any, list[str]]:
-        """Ids of live records whose ``field_name`` matches each value (case-insensitively for text)."""
-        obj = self.object(object_name)
-        fdef = self.external_id_field(obj, field_name)
-        table = self.store.table(obj.name)
-        keys = {self._match_key(fdef, v): v for v in values if v is not None}
-        found: dict[Any, list[str]] = {v: [] for v in values}
-        if not keys:
-            return found
-        column = table.c[fdef.name]
-        folded = self._folds(fdef)
-        expression = func.lower(column) if folded else column
-        query = select(table.c.Id, column).where(expression.in_(list(keys)))
-        if obj.has_field("IsDeleted"):
-            query = query.where(table.c.IsDeleted.is_not(True))
-
-        def run(connection: Any) -> None:
-            for row in connection.execute(query.order_by(table.c.Id)):
-                original = keys.get(self._match_key(fdef, row[1]))
-                if original is not None:
-                    found.setdefault(original, []).append(row.Id)
-
-        if conn is not None:
-            run(conn)
-        else:
-            with self.store.read() as connection:
-                run(connection)
-        return found
-
-    def external_id_field(self, obj: ObjectDef, field_name: str) -> FieldDef:
-        fdef = obj.field(field_name)
-        if fdef is None or not (fdef.external_id or fdef.name == "Id" or (fdef.unique and fdef.type in _TEXT_TYPES)):
-            raise NotFoundError(
-                f"Provided external ID field does not exist or is not accessible: {field_name}")
-        return fdef
-
-    def _folds(self, fdef: FieldDef) -> bool:
-        return fdef.type in _TEXT_TYPES and not fdef.case_sensitive
-
-    def _match_key(self, fdef: FieldDef, value: Any) -> Any:
-        if fdef.name == "Id":
-            return ids.normalize(value) or value
-        return value.lower() if isinstance(value, str) and self._folds(fdef) else value
-
-    def changed_between(self, object_name: str, start: datetime, end: datetime, *,
-                        deleted: bool) -> list[tuple[str, datetime]]:
-        """(id, SystemModstamp) of records changed (or deleted) in [start, end)."""
-        obj = self.object(object_name)
-        table = self.store.table(obj.name)
-        query = (select(table.c.Id, table.c.SystemModstamp)
-                 .where(table.c.SystemModstamp >= start, table.c.SystemModstamp < end)
-                 .where(table.c.IsDeleted.is_(True) if deleted else table.c.IsDeleted.is_not(True))
-                 .order_by(table.c.SystemModstamp, table.c.Id))
-        with self.store.read() as conn:
-            return [(row.Id, row.SystemModstamp) for row in conn.execute(query)]
 
     # -- writes --------------------------------------------------------------------------------------------
 
@@ -369,8 +256,8 @@ class RecordService:
                 with uow.savepoint():
                     yield scope
                     if all_or_none and any(not r.success for r in scope.results):
-                        raise _RollBack({})
-            except _RollBack:
+                        raise RollBack({})
+            except RollBack:
                 for result in scope.results:
                     if result.success:
                         result.errors.append(_rolled_back())
@@ -385,7 +272,7 @@ class RecordService:
             with self._batch_scope(context, all_or_none) as scope:
                 scope.finish(results)
                 if all_or_none and any(not r.success for r in results):
-                    raise _RollBack({})
+                    raise RollBack({})
                 uow = scope.uow
                 table = self.store.table(obj.name)
                 old_rows: dict[int, dict[str, Any]] = {}
@@ -407,7 +294,7 @@ class RecordService:
                 self._check_references(uow, obj, prepared, results)
                 self._check_unique(uow, obj, table, prepared, targets, results)
                 if all_or_none and any(not r.success for r in results):
-                    raise _RollBack({})
+                    raise RollBack({})
                 self._write_with_retries(uow, context, obj, operation, table, results, prepared, targets,
                                          old_rows, all_or_none)
         except OperationalError as exc:
@@ -542,10 +429,10 @@ class RecordService:
                                         targets, old_rows)
                     self.hooks.run("after_save", event)
                     if event.errors:
-                        raise _RollBack({remaining[i]: errs for i, errs in event.errors.items()})  # type: ignore[misc]
+                        raise RollBack({remaining[i]: errs for i, errs in event.errors.items()})  # type: ignore[misc]
                 self._after_write(uow, event, obj, operation)
                 return
-            except _RollBack as rollback:
+            except RollBack as rollback:
                 for index, errors in rollback.failed.items():
                     results[index].errors.extend(prepare.as_dml_error(e) for e in errors)
                 for index in remaining:
@@ -567,7 +454,7 @@ class RecordService:
         event = SaveEvent(operation, obj, news, olds, context, uow)
         self.hooks.run("before_save", event)
         if event.errors:
-            raise _RollBack({indexes[i]: errs for i, errs in event.errors.items()})  # type: ignore[misc]
+            raise RollBack({indexes[i]: errs for i, errs in event.errors.items()})  # type: ignore[misc]
         if operation == "insert":
             self._assign_autonumbers(uow, obj, news, now)
             for position, record in enumerate(news):
@@ -606,14 +493,14 @@ class RecordService:
                     failed[indexes[position]] = [DuplicateValue("duplicate value found: a unique field "
                                                                 "duplicates another record", [])]
             if failed:
-                raise _RollBack(failed) from None
+                raise RollBack(failed) from None
 
     def _guarded(self, action: Any, obj: ObjectDef, indexes: list[int], results: list[SaveResult]) -> None:
         try:
             with self.units.current.savepoint():  # type: ignore[union-attr]
                 action()
         except IntegrityError:
-            raise _RollBack({i: [DuplicateValue("duplicate value found: a unique field duplicates another "
+            raise RollBack({i: [DuplicateValue("duplicate value found: a unique field duplicates another "
                                                 "record", [])] for i in indexes}) from None
 
     def _assign_autonumbers(self, uow: UnitOfWork, obj: ObjectDef, rows: list[dict[str, Any]],
@@ -640,111 +527,6 @@ class RecordService:
             uow.changes.append(Change(operation, obj.name, record["Id"], record, changed, event.context))
         uow.after_commit(lambda: self.hooks.run("on_commit", event))
         uow.after_rollback(lambda: self.hooks.run("on_rollback", event))
-
-    # -- delete, undelete, hard delete -------------------------------------------------------------------------
-
-    def _lifecycle(self, context: Context, action: str, record_ids: Sequence[str], all_or_none: bool,
-                   object_name: str | None) -> list[SaveResult]:
-        results = [SaveResult() for _ in record_ids]
-        grouped: dict[str, list[int]] = {}
-        normalized: dict[int, str] = {}
-        for index, raw in enumerate(record_ids):
-            try:
-                obj = self.object(object_name) if object_name else self.object_for_id(str(raw))
-                normalized[index] = self.check_id(obj, str(raw))
-                results[index].id = normalized[index]
-                grouped.setdefault(obj.name, []).append(index)
-            except InterlinkError as error:
-                results[index].errors.append(error)
-        with self._batch_scope(context, all_or_none) as scope:
-            scope.finish(results)
-            if all_or_none and any(not r.success for r in results):
-                raise _RollBack({})
-            for name, indexes in grouped.items():
-                self._lifecycle_object(scope.uow, context, action, self.object(name), indexes, normalized,
-                                       results)
-        return results
-
-    def _lifecycle_object(self, uow: UnitOfWork, context: Context, action: str, obj: ObjectDef,
-                          indexes: list[int], normalized: dict[int, str], results: list[SaveResult],
-                          now: datetime | None = None) -> None:
-        if action != "undelete" and not obj.deletable:
-            for index in indexes:
-                results[index].errors.append(InvalidTypeError(f"entity type {obj.name} does not support delete"))
-            return
-        table = self.store.table(obj.name)
-        rows = {row.Id: dict(row._mapping) for row in
-                uow.conn.execute(select(table).where(table.c.Id.in_([normalized[i] for i in indexes])))}
-        ready: list[int] = []
-        for index in indexes:
-            row = rows.get(normalized[index])
-            if row is None:
-                results[index].errors.append(NotFoundError() if action != "undelete" else InvalidCrossReference(
-                    "invalid cross reference id", []))
-            elif action == "delete" and row.get("IsDeleted"):
-                results[index].errors.append(EntityIsDeleted("entity is deleted", []))
-            elif action == "undelete" and not row.get("IsDeleted"):
-                results[index].errors.append(DmlError("Record is not in the recycle bin", [],
-                                                      error_code="UNDELETE_FAILED"))
-            else:
-                ready.append(index)
-        if not ready:
-            return
-        operation: Operation = "undelete" if action == "undelete" else "delete"
-        olds: list[dict[str, Any] | None] = [rows[normalized[i]] for i in ready]
-        news = [dict(rows[normalized[i]]) for i in ready]
-        event = SaveEvent(operation, obj, news, olds, context, uow)
-        self.hooks.run("before_save", event)
-        rejected = {ready[i] for i in event.errors}
-        for position, errors in event.errors.items():
-            results[ready[position]].errors.extend(prepare.as_dml_error(e) for e in errors)
-        if rejected:
-            keep = [p for p, i in enumerate(ready) if i not in rejected]
-            ready = [ready[p] for p in keep]
-            event = SaveEvent(operation, obj, [news[p] for p in keep], [olds[p] for p in keep], context, uow)
-        if not ready:
-            return
-        targets = [normalized[i] for i in ready]
-        now = now or utcnow()  # cascaded children share the parent's instant, so undelete can find them
-        if action == "hard_delete":
-            self._cascade(uow, context, obj, targets, action, now)
-            uow.conn.execute(table.delete().where(table.c.Id.in_(targets)))
-        else:
-            deleting = action == "delete"
-            if deleting:
-                self._cascade(uow, context, obj, targets, action, now)
-            uow.conn.execute(update(table).where(table.c.Id.in_(targets))
-                             .values(IsDeleted=deleting, SystemModstamp=now))
-            for record in event.new:
-                record.update(IsDeleted=deleting, SystemModstamp=now)
-            if not deleting:
-                self._cascade(uow, context, obj, targets, action, now, stamps={
-                    row["Id"]: row["SystemModstamp"] for row in olds if row})
-        self.hooks.run("after_save", event)
-        self._after_write(uow, event, obj, operation)
-
-    def _cascade(self, uow: UnitOfWork, context: Context, obj: ObjectDef, parent_ids: list[str], action: str,
-                 now: datetime, stamps: dict[str, datetime] | None = None) -> None:
-        """Carry a delete, undelete or hard delete to children whose relationship cascades."""
-        for relation in self.store.schema.children_of(obj.name):
-            if not relation.cascade_delete:
-                continue
-            child = self.store.schema.object(relation.child_object)
-            if child is None:
-                continue
-            table = self.store.table(child.name)
-            column = table.c[relation.field]
-            query = select(table.c.Id).where(column.in_(parent_ids))
-            if action == "delete":
-                query = query.where(table.c.IsDeleted.is_not(True))
-            elif action == "undelete":
-                # Only the children this parent's deletion took along (deleted in the same instant).
-                times = set((stamps or {}).values())
-                query = query.where(table.c.IsDeleted.is_(True), table.c.SystemModstamp.in_(times))
-            child_ids = list(uow.conn.execute(query).scalars())
-            if child_ids:
-                self._lifecycle_object(uow, context, action, child, list(range(len(child_ids))),
-                                       dict(enumerate(child_ids)), [SaveResult() for _ in child_ids], now)
 
 
 __all__ = ["RecordService"]
