@@ -42,6 +42,7 @@ class Settings:
     token_cache_seconds: float = _setting(
         2.0, "How long a process trusts a validated token before checking the store again (revocation lag)."
     )
+    fiscal_year_start_month: int = _setting(1, "Month (1-12) the fiscal year starts in, for FISCAL_* date literals.")
     soap_login_enabled: bool = _setting(True, "Answer SOAP partner login(); off answers the platform's fault.")
     log_level: str = _setting("info", "Log level: debug, info, warning or error.")
 

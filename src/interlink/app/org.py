@@ -58,7 +58,9 @@ class Org:
         self.store = store
         self.hooks = HookRegistry()
         self.records = RecordService(store, self.hooks)
-        self.query = QueryEngine(store)
+        if not 1 <= settings.fiscal_year_start_month <= 12:
+            raise ConfigurationError("fiscal_year_start_month must be between 1 and 12")
+        self.query = QueryEngine(store, fiscal_start_month=settings.fiscal_year_start_month)
         self.cursors = CursorStore(store)
         search_index.install_search_hooks(self.hooks, store)
         self.directory = Directory(store)

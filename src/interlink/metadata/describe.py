@@ -107,7 +107,7 @@ def describe_global_entry(obj: ObjectDef, api_version: str) -> dict[str, Any]:
         "queryable": obj.queryable,
         "replicateable": obj.queryable,
         "retrieveable": obj.queryable,
-        "searchable": obj.queryable,
+        "searchable": obj.queryable and obj.searchable,
         "triggerable": obj.name not in NON_TRIGGERABLE_OBJECTS,
         "undeletable": obj.deletable,
         "updateable": obj.updateable,

@@ -198,6 +198,7 @@ class ObjectDef:
     updateable: bool = True
     deletable: bool = True
     queryable: bool = True
+    searchable: bool = True
     description: str = ""
     _by_lower: Mapping[str, FieldDef] = field(default_factory=dict, repr=False, compare=False)
 

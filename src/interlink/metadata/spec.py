@@ -53,7 +53,7 @@ _FIELD_KEYS = {
 }
 _OBJECT_KEYS = {
     "name", "label", "labelPlural", "keyPrefix", "description", "nameField", "fields", "standard",
-    "owner", "createable", "updateable", "deletable", "queryable",
+    "owner", "createable", "updateable", "deletable", "queryable", "searchable",
 }
 
 
@@ -310,6 +310,7 @@ def build_object(spec: Mapping[str, Any], source: str = "<spec>") -> ObjectDef:
         updateable=_as_bool(spec.get("updateable", True), source, "updateable"),
         deletable=_as_bool(spec.get("deletable", True), source, "deletable"),
         queryable=_as_bool(spec.get("queryable", True), source, "queryable"),
+        searchable=_as_bool(spec.get("searchable", True), source, "searchable"),
         description=str(spec.get("description", "")),
     )
 
@@ -404,7 +405,8 @@ def object_to_spec(obj: ObjectDef) -> Spec:
         "fields": [field_to_spec(f) for f in declared],
     }
     for key, value in (("createable", obj.createable), ("updateable", obj.updateable),
-                       ("deletable", obj.deletable), ("queryable", obj.queryable)):
+                       ("deletable", obj.deletable), ("queryable", obj.queryable),
+                       ("searchable", obj.searchable)):
         if not value:
             spec[key] = False
     if obj.description:

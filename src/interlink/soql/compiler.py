@@ -517,6 +517,7 @@ class _Scope:
         self.query = query
         self.prefixes = {p.lower() for p in (*prefixes, query.alias, obj.name) if p}
         self.joins: dict[tuple[str, ...], _Join] = {}
+        self.inner: set[tuple[str, ...]] = set()  # parent paths the WHERE clause requires (see _required_joins)
         self.filter_fields: list[str] = []
         # Aggregate context: group key -> expression (None outside aggregate queries).
         self.groups: dict[tuple[Any, ...], ColumnElement[Any]] | None = None
@@ -539,7 +540,8 @@ class _Scope:
         result: FromClause = self.root
         for join in self.joins.values():
             if join.alias is not None and (needed is None or join.key in needed):
-                result = result.outerjoin(join.alias, join.on)  # type: ignore[attr-defined]
+                attach = result.join if join.key in self.inner else result.outerjoin  # type: ignore[attr-defined]
+                result = attach(join.alias, join.on)
             for target_key_obj in join.targets.values():
                 _obj, alias, on, key = target_key_obj
                 if needed is None or key in needed:
@@ -1289,7 +1291,34 @@ def _root_where(scope: _Scope, query: ast.Query) -> list[ColumnElement[bool]]:
         where.append(scope.root.c.OwnerId == (scope.c.user_id or ""))
     if query.where is not None:
         where.append(scope.condition(query.where))
+        scope.inner = _required_joins(scope, query.where)
     return where
+
+
+def _required_joins(scope: _Scope, where: ast.Condition) -> set[tuple[str, ...]]:
+    """Parent paths that a top-level ``AND`` term of WHERE can only be true through.
+
+    A comparison with a null field is false, so ``Account.Code__c = 'x'`` already drops the rows without a
+    (live) Account: an inner join for that path returns the same rows, and lets the database start from the
+    parent's index instead of scanning the child table (SQLite keeps a LEFT JOIN's left table outermost).
+    Only plain comparisons that stay false for null qualify: not ``!=``/``NOT IN``, not a null or ``''``
+    value, not booleans (``= false`` matches null), not multi-select picklists, not polymorphic paths.
+    """
+    keys: set[tuple[str, ...]] = set()
+    for cond in where.items if isinstance(where, ast.And) else (where,):
+        if isinstance(cond, ast.Comparison) and cond.op != "!=":
+            values: tuple[Any, ...] = (cond.value,)
+        elif isinstance(cond, ast.InList) and not cond.negated:
+            values = cond.values
+        else:
+            continue
+        if not isinstance(cond.left, ast.FieldPath) or any(v is None or v is False or v == "" for v in values):
+            continue
+        op = scope.resolve(cond.left)
+        if (op.joins and op.type not in (FieldType.BOOLEAN, FieldType.MULTIPICKLIST)
+                and all(j.alias is not None for j in op.joins)):
+            keys.update(j.key for j in op.joins)
+    return keys
 
 
 def _is_aggregate(query: ast.Query) -> bool:

@@ -46,7 +46,6 @@ Scope = Literal["ALL", "NAME", "EMAIL", "PHONE"]
 INDEXED_TYPES = frozenset({FieldType.STRING, FieldType.TEXTAREA, FieldType.EMAIL, FieldType.PHONE, FieldType.URL,
                            FieldType.PICKLIST})
 # Objects the platform does not search (no sObject search layout).
-NOT_SEARCHABLE = frozenset({"organization", "pricebookentry", "orderitem"})
 COLUMNS = ("name", "email", "phone", "body")
 WILDCARDS = frozenset("*?")
 MAX_PER_OBJECT = 2000
@@ -167,8 +166,8 @@ def _digits(value: str) -> str:
 
 
 def searchable(obj: ObjectDef) -> bool:
-    """Whether SOSL searches ``obj``: queryable, not excluded, with at least one indexed field."""
-    return (obj.queryable and obj.name.lower() not in NOT_SEARCHABLE
+    """Whether SOSL searches ``obj``: queryable, searchable in its metadata, with at least one indexed field."""
+    return (obj.queryable and obj.searchable
             and any(_indexed(f) for f in obj.fields))
 
 
