@@ -36,6 +36,7 @@ test: lint
 
 bench: $(VENV)/.stamp-test
 	$(BIN)/python bench/rest_get.py
+	$(BIN)/python bench/soql.py --quick
 
 clean:
 	rm -rf $(VENV) .interlink .pytest_cache .ruff_cache
