@@ -832,6 +832,13 @@ class _Scope:
         if kind in _NUMERIC:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise self._type_error(op, node)
+            # Bind decimals as floats (an IN list must not take its type from an integer first value) and
+            # integers past 64 bits as floats too, which both databases compare correctly.
+            if kind is not FieldType.INT or not -(2**63) <= value < 2**63:
+                try:
+                    return float(value)
+                except OverflowError:
+                    raise self.c.fail(MalformedQueryError, f"Invalid number: {value}", node) from None
             return value
         if kind is FieldType.DATETIME:
             if not isinstance(value, datetime):
@@ -1011,6 +1018,7 @@ class _Scope:
         if live is not None:
             where.append(live)
         if sub.where is not None:
+            _check_semi_join_placement(self.c, sub.where, inside_semi_join=True)
             where.append(scope.condition(sub.where))
         statement = select(selected.expr).select_from(scope.from_clause()).where(*where)
         return self._finish(op.expr.in_(statement), negate != cond.negated, op.expr)
@@ -1290,9 +1298,33 @@ def _root_where(scope: _Scope, query: ast.Query) -> list[ColumnElement[bool]]:
     if query.using_scope is not None and query.using_scope.lower() == "mine" and scope.obj.has_field("OwnerId"):
         where.append(scope.root.c.OwnerId == (scope.c.user_id or ""))
     if query.where is not None:
+        _check_semi_join_placement(scope.c, query.where)
         where.append(scope.condition(query.where))
         scope.inner = _required_joins(scope, query.where)
     return where
+
+
+def _check_semi_join_placement(compiler: Any, where: ast.Condition, *, inside_semi_join: bool = False) -> None:
+    """The platform allows semi-/anti-joins only as top-level ``AND`` terms, and never one inside another."""
+
+    def walk(cond: ast.Condition, top: bool) -> None:
+        if isinstance(cond, ast.InSubquery):
+            if inside_semi_join:
+                raise compiler.fail(MalformedQueryError, "Nesting of semi join sub-selects is not supported",
+                                    cond.left)
+            if not top:
+                raise compiler.fail(MalformedQueryError, "Semi join sub-selects are only allowed at the top level "
+                                    "WHERE expressions and not in nested WHERE expressions.", cond.left)
+        elif isinstance(cond, ast.And):
+            for item in cond.items:
+                walk(item, top)
+        elif isinstance(cond, ast.Or):
+            for item in cond.items:
+                walk(item, False)
+        elif isinstance(cond, ast.Not):
+            walk(cond.item, False)
+
+    walk(where, True)
 
 
 def _required_joins(scope: _Scope, where: ast.Condition) -> set[tuple[str, ...]]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 
+from interlink.errors import MalformedQueryError
 from interlink.soql.ast import DateLiteral
 
 DateRange = tuple[date, date]
@@ -75,8 +76,19 @@ def _shift(start: date, length_months: int, periods: int) -> date:
 def resolve(literal: DateLiteral, today: date, *, fiscal_start_month: int = 1) -> DateRange:
     """The half-open date range ``[start, end)`` that ``literal`` covers when the current date is ``today``.
 
-    Raises :class:`UnknownDateLiteral` for an unknown name or a missing/unexpected ``:n``.
+    Raises :class:`UnknownDateLiteral` for an unknown name or a missing/unexpected ``:n``, and
+    MALFORMED_QUERY when ``:n`` reaches outside the years 1..9999.
     """
+    try:
+        return _resolve(literal, today, fiscal_start_month)
+    except UnknownDateLiteral:
+        raise
+    except (OverflowError, ValueError):
+        raise MalformedQueryError(f"Date literal {literal.name}:{literal.n} is out of the supported range "
+                                  "(years 1 to 9999)", []) from None
+
+
+def _resolve(literal: DateLiteral, today: date, fiscal_start_month: int) -> DateRange:
     name = literal.name.upper()
     n = literal.n
     simple = {"YESTERDAY": -1, "TODAY": 0, "TOMORROW": 1}

@@ -42,6 +42,14 @@ def _normalize_url(url: str) -> str:
     return url
 
 
+def _unicode_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _unicode_upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
 def _sqlite_engine(url: str, *, writer: bool) -> Engine:
     path = url.split("sqlite:///", 1)[-1]
     if path and path != ":memory:":
@@ -52,6 +60,10 @@ def _sqlite_engine(url: str, *, writer: bool) -> Engine:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        # SQLite's lower()/upper() fold ASCII only; the platform compares text case-insensitively in every
+        # script, so replace them on every connection (expression indexes stay consistent across connections).
+        dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
+        dbapi_connection.create_function("upper", 1, _unicode_upper, deterministic=True)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
