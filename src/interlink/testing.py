@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,6 +89,33 @@ def postgres_database(admin_url: str = POSTGRES_ADMIN_URL) -> Iterator[str]:
     finally:
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def backend_org(root: Path, backend: str = "sqlite", objects: Mapping[str, str] | None = None, *,
+                unavailable: Callable[[str], Any] | None = None, **settings: Any) -> Iterator[Org]:
+    """An org under ``root`` on ``backend`` (``sqlite`` or ``postgresql``, a fresh database dropped afterwards),
+    whose project declares ``objects`` (object name -> YAML text).
+
+    When PostgreSQL is unreachable, ``unavailable(reason)`` is called (pass ``pytest.skip``); without it the
+    ``RuntimeError`` propagates.
+    """
+    project = root / "project"
+    folder = project / "metadata" / "objects"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in (objects or {}).items():
+        (folder / f"{name}.yaml").write_text(text)
+    with contextlib.ExitStack() as stack:
+        url = ""
+        if backend != "sqlite":
+            try:
+                url = stack.enter_context(postgres_database())
+            except RuntimeError as exc:
+                if unavailable is None:
+                    raise
+                unavailable(str(exc))
+                raise
+        yield stack.enter_context(local_org(root / "org", store=url, project_dir=project, **settings))
 
 
 @dataclass
@@ -163,5 +190,5 @@ def live_server(data_dir: Path, *, extra_args: tuple[str, ...] = (), env: dict[s
                 process.wait()
 
 
-__all__ = ["ADMIN_PASSWORD", "API_VERSION", "LiveServer", "live_server", "local_org", "postgres_database",
-           "rest_client", "run_cli"]
+__all__ = ["ADMIN_PASSWORD", "API_VERSION", "LiveServer", "backend_org", "live_server", "local_org",
+           "postgres_database", "rest_client", "run_cli"]

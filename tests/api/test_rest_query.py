@@ -8,7 +8,6 @@ tests create the records they look at, each with a tag unique to the test.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import pytest
 from sqlalchemy import update
 
 from interlink.app.setup_users import create_user
-from interlink.testing import local_org, postgres_database, rest_client
+from interlink.testing import backend_org, rest_client
 
 V = "66.0"
 B = f"/services/data/v{V}"
@@ -51,18 +50,8 @@ fields:
 def org(store_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One org per backend for this module, with Row__c (2,500 rows) and Invoice__c."""
     root = tmp_path_factory.mktemp(f"rest-query-{store_backend}")
-    objects = root / "project" / "metadata" / "objects"
-    objects.mkdir(parents=True)
-    (objects / "Row__c.yaml").write_text(ROW_YAML)
-    (objects / "Invoice__c.yaml").write_text(INVOICE_YAML)
-    with contextlib.ExitStack() as stack:
-        url = ""
-        if store_backend != "sqlite":
-            try:
-                url = stack.enter_context(postgres_database())
-            except RuntimeError as exc:
-                pytest.skip(str(exc))
-        opened = stack.enter_context(local_org(root / "org", store=url, project_dir=root / "project"))
+    objects = {"Row__c": ROW_YAML, "Invoice__c": INVOICE_YAML}
+    with backend_org(root, store_backend, objects, unavailable=pytest.skip) as opened:
         context = opened.admin_context()
         for start in range(0, ROWS, 1000):
             results = opened.records.create(context, "Row__c", [

@@ -5,14 +5,13 @@ One org per backend is shared by the module; each test searches for words unique
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from interlink.testing import local_org, postgres_database, rest_client
+from interlink.testing import backend_org, rest_client
 
 B = "/services/data/v66.0"
 
@@ -20,14 +19,8 @@ B = "/services/data/v66.0"
 @pytest.fixture(scope="module")
 def org(store_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     root = tmp_path_factory.mktemp(f"rest-search-{store_backend}")
-    with contextlib.ExitStack() as stack:
-        url = ""
-        if store_backend != "sqlite":
-            try:
-                url = stack.enter_context(postgres_database())
-            except RuntimeError as exc:
-                pytest.skip(str(exc))
-        yield stack.enter_context(local_org(root / "org", store=url))
+    with backend_org(root, store_backend, unavailable=pytest.skip) as opened:
+        yield opened
 
 
 @pytest.fixture(scope="module")

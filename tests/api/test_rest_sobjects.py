@@ -11,7 +11,6 @@ Tests assert what a client sees: status, body shape, headers, and that a rejecte
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
 
 from interlink import ids
-from interlink.testing import local_org, postgres_database, rest_client
+from interlink.testing import backend_org, local_org, rest_client
 
 V = "/services/data/v66.0"
 
@@ -96,28 +95,15 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def write_project(root: Path) -> Path:
-    """A project declaring Invoice__c and its master-detail child Line__c."""
-    project = root / "project"
-    objects = project / "metadata" / "objects"
-    objects.mkdir(parents=True)
-    (objects / "Invoice__c.yaml").write_text(INVOICE_YAML)
-    (objects / "Line__c.yaml").write_text(LINE_YAML)
-    return project
+OBJECTS = {"Invoice__c": INVOICE_YAML, "Line__c": LINE_YAML}  # Invoice__c and its master-detail child Line__c
 
 
 @pytest.fixture(scope="module")
 def org(store_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One org per backend for this module (overrides conftest's per-test ``org``), with the custom objects."""
     root = tmp_path_factory.mktemp(f"rest-{store_backend}")
-    with contextlib.ExitStack() as stack:
-        store = ""
-        if store_backend == "postgresql":
-            try:
-                store = stack.enter_context(postgres_database())
-            except RuntimeError as exc:
-                pytest.skip(str(exc))
-        yield stack.enter_context(local_org(root / "org", store=store, project_dir=write_project(root)))
+    with backend_org(root, store_backend, OBJECTS, unavailable=pytest.skip) as opened:
+        yield opened
 
 
 # -- versions and resources ------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ works on records it creates itself, with names unique to the test.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from sqlalchemy import select
 
 from interlink import ids
 from interlink.records.hooks import SaveEvent
-from interlink.testing import local_org, postgres_database
+from interlink.testing import backend_org
 
 INVOICE_YAML = """\
 name: Invoice__c
@@ -47,17 +46,8 @@ fields:
 def org(store_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One org per backend for this module, with an Invoice__c custom object."""
     root = tmp_path_factory.mktemp(f"records-{store_backend}")
-    project = root / "project"
-    (project / "metadata" / "objects").mkdir(parents=True)
-    (project / "metadata" / "objects" / "Invoice__c.yaml").write_text(INVOICE_YAML)
-    with contextlib.ExitStack() as stack:
-        url = ""
-        if store_backend != "sqlite":
-            try:
-                url = stack.enter_context(postgres_database())
-            except RuntimeError as exc:
-                pytest.skip(str(exc))
-        yield stack.enter_context(local_org(root / "org", store=url, project_dir=project))
+    with backend_org(root, store_backend, {"Invoice__c": INVOICE_YAML}, unavailable=pytest.skip) as opened:
+        yield opened
 
 
 @pytest.fixture

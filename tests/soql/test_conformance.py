@@ -7,7 +7,6 @@ literals run against the pinned "today" of the data set (2026-06-15) through the
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from conformance import data as D
 
 from interlink.errors import InterlinkError
 from interlink.soql.engine import QueryEngine, QueryPage
-from interlink.testing import local_org, postgres_database
+from interlink.testing import backend_org
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]+):([^}:]+)(?::(15|18))?\}")
 
@@ -28,17 +27,8 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_]+):([^}:]+)(?::(15|18))?\}")
 def org(store_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One org per backend for this module, with the Project__c custom object deployed."""
     root = tmp_path_factory.mktemp(f"soql-conformance-{store_backend}")
-    project = root / "project"
-    (project / "metadata" / "objects").mkdir(parents=True)
-    (project / "metadata" / "objects" / "Project__c.yaml").write_text(D.PROJECT_YAML)
-    with contextlib.ExitStack() as stack:
-        url = ""
-        if store_backend != "sqlite":
-            try:
-                url = stack.enter_context(postgres_database())
-            except RuntimeError as exc:
-                pytest.skip(str(exc))
-        yield stack.enter_context(local_org(root / "org", store=url, project_dir=project))
+    with backend_org(root, store_backend, {"Project__c": D.PROJECT_YAML}, unavailable=pytest.skip) as opened:
+        yield opened
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ pinned "today", 2024-05-15 (a Wednesday; weeks start on Sunday 2024-05-12).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Iterator
 from datetime import date
@@ -22,7 +21,7 @@ from interlink.soql import parser as soql_parser
 from interlink.soql.compiler import compile_query
 from interlink.soql.dates import resolve
 from interlink.soql.engine import QueryEngine, QueryPage
-from interlink.testing import local_org, postgres_database
+from interlink.testing import backend_org
 
 TODAY = date(2024, 5, 15)
 
@@ -65,17 +64,8 @@ ALL_ACCOUNTS = ["Acme Corp", "Bolt Industries", "Cobalt Bank", "delta labs", "Ec
 def org(store_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One org per backend for this module, with a Widget__c custom object."""
     root = tmp_path_factory.mktemp(f"soql-{store_backend}")
-    project = root / "project"
-    (project / "metadata" / "objects").mkdir(parents=True)
-    (project / "metadata" / "objects" / "Widget__c.yaml").write_text(WIDGET_YAML)
-    with contextlib.ExitStack() as stack:
-        url = ""
-        if store_backend != "sqlite":
-            try:
-                url = stack.enter_context(postgres_database())
-            except RuntimeError as exc:
-                pytest.skip(str(exc))
-        yield stack.enter_context(local_org(root / "org", store=url, project_dir=project))
+    with backend_org(root, store_backend, {"Widget__c": WIDGET_YAML}, unavailable=pytest.skip) as opened:
+        yield opened
 
 
 def _create(org: Any, ctx: Any, object_name: str, records: list[dict[str, Any]]) -> list[str]:

@@ -19,7 +19,6 @@ first literal).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 import string
@@ -37,7 +36,7 @@ from hypothesis import strategies as st
 from interlink.errors import InterlinkError
 from interlink.metadata.model import TEXT_TYPES, FieldDef, FieldType
 from interlink.soql.engine import QueryEngine
-from interlink.testing import local_org, postgres_database, rest_client
+from interlink.testing import backend_org, rest_client
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 QUERY_PATH = "/services/data/v66.0/query"
@@ -610,17 +609,7 @@ def evaluate(generated: Generated, table: Table) -> list[str]:
 @pytest.fixture(scope="module")
 def org(store_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     root = tmp_path_factory.mktemp(f"soql-properties-{store_backend}")
-    project = root / "project"
-    (project / "metadata" / "objects").mkdir(parents=True)
-    (project / "metadata" / "objects" / "Project__c.yaml").write_text(D.PROJECT_YAML)
-    with contextlib.ExitStack() as stack:
-        url = ""
-        if store_backend != "sqlite":
-            try:
-                url = stack.enter_context(postgres_database())
-            except RuntimeError as exc:
-                pytest.skip(str(exc))
-        opened = stack.enter_context(local_org(root / "org", store=url, project_dir=project))
+    with backend_org(root, store_backend, {"Project__c": D.PROJECT_YAML}, unavailable=pytest.skip) as opened:
         D.load(opened)
         yield opened
 

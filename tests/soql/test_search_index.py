@@ -6,7 +6,6 @@ records other tests create never match.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,7 +20,7 @@ from interlink.errors import InvalidTypeError, MalformedSearchError
 from interlink.metadata.model import FieldDef, FieldType, Schema
 from interlink.soql import search_index, sosl
 from interlink.soql.engine import QueryEngine
-from interlink.testing import local_org, postgres_database
+from interlink.testing import backend_org
 
 GADGET_YAML = """\
 name: Gadget__c
@@ -41,17 +40,8 @@ fields:
 def org(store_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One org per backend for this module, with a Gadget__c custom object."""
     root = tmp_path_factory.mktemp(f"search-{store_backend}")
-    project = root / "project"
-    (project / "metadata" / "objects").mkdir(parents=True)
-    (project / "metadata" / "objects" / "Gadget__c.yaml").write_text(GADGET_YAML)
-    with contextlib.ExitStack() as stack:
-        url = ""
-        if store_backend != "sqlite":
-            try:
-                url = stack.enter_context(postgres_database())
-            except RuntimeError as exc:
-                pytest.skip(str(exc))
-        yield stack.enter_context(local_org(root / "org", store=url, project_dir=project))
+    with backend_org(root, store_backend, {"Gadget__c": GADGET_YAML}, unavailable=pytest.skip) as opened:
+        yield opened
 
 
 @pytest.fixture
