@@ -9,17 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from interlink.api import oauth_routes, query, search, soap_routes, sobjects
-from interlink.api.http import error_response, instance_url, json_response, unexpected_error_response
+from interlink.api.http import dumps, error_response, instance_url, json_response, unexpected_error_response
 from interlink.api.resources import VERSION_RE, ApiRequest, ResourceRouter, split_path
 from interlink.errors import InterlinkError, InvalidSession, NotFoundError
 
@@ -95,6 +98,7 @@ class DataApi:
                 body=await request.body(),
                 instance_url=instance_url(request),
                 params=params,
+                dispatcher=self,
             )
             response = await handler(api_request)
         except InterlinkError as error:
@@ -103,6 +107,39 @@ class DataApi:
             response = unexpected_error_response(exc)
         response.headers.update(limit_header)
         return response
+
+    async def call(self, parent: ApiRequest, method: str, url: str, body: Any = None,
+                   headers: Mapping[str, str] | None = None) -> SubResponse:
+        """Run one REST call in-process on behalf of ``parent`` (composite, batch and graph subrequests).
+
+        ``url`` is a path under ``/services/data/vXX.X/`` (the ``/services/data/`` prefix may be left out, as
+        composite batch does) with an optional query string. The subrequest shares the parent's session and,
+        when the parent opened one, its unit of work. Errors come back in the platform's body, never raised.
+        """
+        path, _, query_string = url.partition("?")
+        segments = split_path(path)
+        if len(segments) >= 2 and [s.lower() for s in segments[:2]] == ["services", "data"]:
+            segments = segments[2:]
+        try:
+            if not segments:
+                raise NotFoundError()
+            version = self._version(segments[0])
+            handler, params = self.router.resolve(segments[1:], method)
+            merged_headers = {k.lower(): v for k, v in parent.headers.items()}
+            merged_headers.update({k.lower(): v for k, v in (headers or {}).items()})
+            sub_request = ApiRequest(
+                org=self.org, session=parent.session, context=parent.context.with_version(version),
+                version=version, method=method.upper(), segments=segments[1:],
+                query=QueryParams(query_string), headers=merged_headers,
+                body=b"" if body is None else dumps(body), instance_url=parent.instance_url, params=params,
+                dispatcher=self)
+            response = await handler(sub_request)
+        except InterlinkError as error:
+            response = error_response(error)
+        raw = bytes(response.body) if response.body else b""
+        return SubResponse(response.status_code, {k: v for k, v in response.headers.items()
+                                                  if k.lower() not in ("content-length", "content-type")},
+                           orjson.loads(raw) if raw else None)
 
     def _version(self, segment: str) -> str:
         if segment.lower() == "latest":
@@ -124,6 +161,15 @@ class DataApi:
         return json_response({
             "DailyApiRequests": {"Max": allocation, "Remaining": max(allocation - used, 0)},
         }, pretty=request.pretty)
+
+
+@dataclass
+class SubResponse:
+    """What an in-process call answered: status, headers (without length and type) and the parsed JSON body."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any
 
 
 def _call_client(request: Request) -> str:

@@ -41,6 +41,7 @@ class ApiRequest:
     body: bytes = b""
     instance_url: str = ""
     params: dict[str, str] = field(default_factory=dict)
+    dispatcher: Dispatcher | None = None  # runs subrequests in-process (composite, batch, graph)
 
     @property
     def base_path(self) -> str:
@@ -55,6 +56,13 @@ class ApiRequest:
 
 
 Handler = Callable[[ApiRequest], Awaitable[Response]]
+
+
+class Dispatcher(Protocol):
+    """Runs a REST call in-process for a parent request (implemented by the data API)."""
+
+    async def call(self, parent: ApiRequest, method: str, url: str, body: Any = None,
+                   headers: Mapping[str, str] | None = None) -> Any: ...
 
 
 @dataclass

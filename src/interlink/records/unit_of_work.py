@@ -8,8 +8,8 @@ discards it and runs the rollback callbacks instead.
 
 from __future__ import annotations
 
+import contextvars
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -69,11 +69,13 @@ class UnitOfWorkManager:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._local = threading.local()
+        # Per thread and per asyncio task (a contextvar), so concurrent requests never share a unit of work.
+        self._current: contextvars.ContextVar[UnitOfWork | None] = contextvars.ContextVar(
+            f"interlink_uow_{id(self)}", default=None)
 
     @property
     def current(self) -> UnitOfWork | None:
-        return getattr(self._local, "uow", None)
+        return self._current.get()
 
     @contextmanager
     def begin(self, context: Context) -> Iterator[UnitOfWork]:
@@ -86,17 +88,19 @@ class UnitOfWorkManager:
                 outer.depth -= 1
             return
         uow: UnitOfWork | None = None
+        token = None
         try:
             with self._store.write() as conn:
                 uow = UnitOfWork(conn, context)
-                self._local.uow = uow
+                token = self._current.set(uow)
                 yield uow
         except BaseException:
-            self._local.uow = None
+            if token is not None:
+                self._current.reset(token)
             if uow is not None:
                 _run_all(uow._after_rollback, "after-rollback")
             raise
-        self._local.uow = None
+        self._current.reset(token)  # type: ignore[arg-type]
         _run_all(uow._after_commit, "after-commit")
 
 

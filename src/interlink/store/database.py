@@ -8,6 +8,7 @@ and takes an advisory lock for schema changes so several processes can deploy sa
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
 from collections.abc import Iterator
@@ -102,7 +103,10 @@ class Store:
         self._lock = threading.RLock()
         self.schema = Schema([])
         self._system_metadata, self.tables, self.system = build_metadata(self.schema)
-        self._write_local = threading.local()
+        # The open write transaction of the current thread *or asyncio task*: a contextvar, so two requests
+        # interleaving on one event loop never join each other's transaction.
+        self._current_write: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
+            f"interlink_write_{id(self)}", default=None)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -148,21 +152,21 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction; nested calls on the same thread join the outer transaction."""
-        current: Connection | None = getattr(self._write_local, "conn", None)
+        current = self._current_write.get()
         if current is not None:
             yield current
             return
         with self.write_engine.begin() as conn:
-            self._write_local.conn = conn
+            token = self._current_write.set(conn)
             try:
                 yield conn
             finally:
-                self._write_local.conn = None
+                self._current_write.reset(token)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only connection (joins the current write transaction when there is one)."""
-        current: Connection | None = getattr(self._write_local, "conn", None)
+        current = self._current_write.get()
         if current is not None:
             yield current
             return
