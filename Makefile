@@ -37,6 +37,7 @@ test: lint
 bench: $(VENV)/.stamp-test
 	$(BIN)/python bench/rest_get.py
 	$(BIN)/python bench/soql.py --quick
+	$(BIN)/python bench/collections_insert.py
 
 clean:
 	rm -rf $(VENV) .interlink .pytest_cache .ruff_cache

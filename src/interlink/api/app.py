@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from interlink.api import collections as collections_api
+from interlink.api import composite as composite_api
 from interlink.api import oauth_routes, query, search, soap_routes, sobjects
 from interlink.api.http import dumps, error_response, instance_url, json_response, unexpected_error_response
 from interlink.api.resources import VERSION_RE, ApiRequest, ResourceRouter, split_path
@@ -66,6 +68,8 @@ class DataApi:
         sobjects.register(self.router)
         search.register(self.router)
         query.register(self.router)
+        collections_api.register(self.router)
+        composite_api.register(self.router)
         self.router.add("limits", {"GET": self.limits})
         self.router.add("", {"GET": self.resources})
         self._versions = set(supported_versions(org))

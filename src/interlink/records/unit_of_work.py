@@ -53,12 +53,23 @@ class UnitOfWork:
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        """A nested transaction: roll back part of the work and keep the rest."""
+        """A nested transaction: roll back part of the work and keep the rest.
+
+        Rolling back also forgets what the undone part queued: its change records and after-commit work are
+        dropped (undone records must never emit change events when the rest commits) and its after-rollback
+        callbacks run at once.
+        """
         nested = self.conn.begin_nested()
+        marks = len(self.changes), len(self._after_commit), len(self._after_rollback)
         try:
             yield
         except BaseException:
             nested.rollback()
+            undone = self._after_rollback[marks[2]:]
+            del self.changes[marks[0]:]
+            del self._after_commit[marks[1]:]
+            del self._after_rollback[marks[2]:]
+            _run_all(undone, "after-rollback")
             raise
         else:
             nested.commit()
