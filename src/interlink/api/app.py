@@ -70,6 +70,7 @@ class DataApi:
         query.register(self.router)
         collections_api.register(self.router)
         composite_api.register(self.router)
+        __import__("interlink.api.graphql_api", fromlist=["register"]).register(self.router)
         self.router.add("limits", {"GET": self.limits})
         self.router.add("", {"GET": self.resources})
         self._versions = set(supported_versions(org))

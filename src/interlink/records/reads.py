@@ -40,10 +40,8 @@ class RecordReads:
         single = len(present) == 1  # the common case: ``Id = :record_id`` skips expanding the IN list
         query = self._retrieve_query(table, columns, not include_deleted and obj.has_field("IsDeleted"), single)
         params: dict[str, Any] = {"record_id": present[0]} if single else {"record_ids": present}
-        with self.store.read() as conn:
-            result = conn.execute(query, params)
-            keys = list(result.keys())
-            rows = {row[0]: dict(zip(keys, row, strict=True)) for row in result} if keys[0] == "Id" else {}
+        keys, fetched = self.store.fetch(query, params)
+        rows = {row[0]: dict(zip(keys, row, strict=True)) for row in fetched} if keys[0] == "Id" else {}
         return [rows.get(w) if w else None for w in wanted]
 
     def _retrieve_query(self, table: Table, columns: Sequence[str], skip_deleted: bool, single: bool) -> Select[Any]:

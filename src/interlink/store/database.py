@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextvars
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, Select, Table, create_engine, event, func, select
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import NullPool
 
@@ -101,6 +101,7 @@ class Store:
         except (ArgumentError, NoSuchModuleError) as exc:
             raise ConfigurationError(f"cannot open store {url!r}: {exc}") from None
         self._lock = threading.RLock()
+        self._prepared_statements: dict[int, tuple[Select[Any], Any]] = {}
         self.schema = Schema([])
         self._system_metadata, self.tables, self.system = build_metadata(self.schema)
         # The open write transaction of the current thread *or asyncio task*: a contextvar, so two requests
@@ -172,6 +173,45 @@ class Store:
             return
         with self.read_engine.connect() as conn:
             yield conn
+
+    def fetch(self, statement: Select[Any], params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a SELECT built once and reused (hot-path primary-key reads): ``(column names, rows)``.
+
+        On SQLite the statement is compiled once to SQL text and run on the raw DBAPI cursor with the column
+        types' own result processors, which skips SQLAlchemy's per-execution machinery (about half the cost of
+        a one-row read). Statements with expanding parameters, and other backends, take the ordinary path.
+        """
+        with self.read() as conn:
+            prepared = self._prepared(statement) if self.backend == "sqlite" else None
+            if prepared is None:
+                result = conn.execute(statement, params)
+                return list(result.keys()), [tuple(row) for row in result]
+            sql, order, keys, processors = prepared
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                raw_rows = cursor.execute(sql, [params[name] for name in order]).fetchall()
+            finally:
+                cursor.close()
+            return keys, [tuple(value if process is None else process(value)
+                                for value, process in zip(row, processors, strict=True)) for row in raw_rows]
+
+    def _prepared(self, statement: Select[Any]) -> tuple[str, list[str], list[str], list[Any]] | None:
+        cached = self._prepared_statements.get(id(statement))
+        if cached is not None and cached[0] is statement:
+            return cached[1]
+        compiled = statement.compile(dialect=self.read_engine.dialect)
+        if compiled.literal_execute_params or any(p.expanding for p in compiled.binds.values()) \
+                or compiled.positiontup is None:
+            prepared = None
+        else:
+            dialect = self.read_engine.dialect
+            columns = list(statement.selected_columns)
+            prepared = (compiled.string, list(compiled.positiontup), [c.key for c in columns],
+                        [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns])
+        if len(self._prepared_statements) > 1024:
+            self._prepared_statements.clear()
+        self._prepared_statements[id(statement)] = (statement, prepared)
+        return prepared
 
     def table(self, object_name: str) -> Table:
         return self.tables[object_name.lower()]
