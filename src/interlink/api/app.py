@@ -235,12 +235,12 @@ def build_app(org: Org) -> Starlette:
             stop.set()
             await task
 
-    routes = [
-        Route("/health", health, methods=["GET", "HEAD"]),
+    routes = [  # the data API first: it serves nearly every request, and routes are tried in order
+        Route("/services/data/{version}/{rest:path}", data_entry, methods=_ALL_METHODS),
+        Route("/services/data/{version}", data_entry, methods=_ALL_METHODS),
         Route("/services/data", data.versions, methods=["GET", "HEAD"]),
         Route("/services/data/", data.versions, methods=["GET", "HEAD"]),
-        Route("/services/data/{version}", data_entry, methods=_ALL_METHODS),
-        Route("/services/data/{version}/{rest:path}", data_entry, methods=_ALL_METHODS),
+        Route("/health", health, methods=["GET", "HEAD"]),
         *oauth_routes.routes(),
         *soap_routes.routes(),
     ]

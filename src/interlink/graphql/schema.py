@@ -52,7 +52,7 @@ def _string_scalar(name: str, serialize: Callable[[Any], Any] = str) -> GraphQLS
 
     def parse_literal(node: ValueNode, _variables: Any = None) -> str:
         if not isinstance(node, StringValueNode):
-            raise GraphQLError(f"{name} cannot represent a non-string value")
+            raise ValueError(f"{name} cannot represent a non-string value")
         return node.value
 
     return GraphQLScalarType(name, serialize=serialize, parse_value=parse_value, parse_literal=parse_literal)
@@ -69,7 +69,7 @@ def _number_scalar(name: str) -> GraphQLScalarType:
             return int(node.value)
         if isinstance(node, FloatValueNode):
             return float(node.value)
-        raise GraphQLError(f"{name} cannot represent a non-numeric value")
+        raise ValueError(f"{name} cannot represent a non-numeric value")
 
     return GraphQLScalarType(name, serialize=lambda v: v, parse_value=parse_value, parse_literal=parse_literal)
 
