@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from interlink.api import collections as collections_api
 from interlink.api import composite as composite_api
-from interlink.api import oauth_routes, query, search, soap_routes, sobjects
+from interlink.api import graphql_api, oauth_routes, query, search, soap_routes, sobjects
 from interlink.api.http import dumps, error_response, instance_url, json_response, unexpected_error_response
 from interlink.api.resources import VERSION_RE, ApiRequest, ResourceRouter, split_path
 from interlink.errors import InterlinkError, InvalidSession, NotFoundError
@@ -70,7 +70,7 @@ class DataApi:
         query.register(self.router)
         collections_api.register(self.router)
         composite_api.register(self.router)
-        __import__("interlink.api.graphql_api", fromlist=["register"]).register(self.router)
+        graphql_api.register(self.router)
         self.router.add("limits", {"GET": self.limits})
         self.router.add("", {"GET": self.resources})
         self._versions = set(supported_versions(org))

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from graphql import (
+    FloatValueNode,
     GraphQLArgument,
     GraphQLBoolean,
     GraphQLEnumType,
@@ -36,8 +37,10 @@ from graphql import (
     GraphQLScalarType,
     GraphQLSchema,
     GraphQLString,
+    IntValueNode,
+    StringValueNode,
+    ValueNode,
 )
-from graphql.language import FloatValueNode, IntValueNode, StringValueNode, ValueNode
 
 from interlink.metadata.model import FieldDef, FieldType, ObjectDef, Schema
 
