@@ -11,7 +11,6 @@ from starlette.responses import Response
 from interlink.api.http import json_response, parse_json_object
 from interlink.api.resources import ApiRequest, ResourceRouter
 from interlink.errors import NotFoundError
-from interlink.graphql import run
 
 MIN_VERSION = 56.0
 
@@ -29,6 +28,8 @@ async def graphql(request: ApiRequest) -> Response:
                                                          "extensions": {"ErrorType": "InvalidSyntax"}}]})
     if variables is not None and not isinstance(variables, dict):
         variables = None
+    from interlink.graphql import run  # graphql-core costs ~150 ms to import: load it on first use, not at start
+
     result = run(request.org, request.context, query, variables,
                  operation_name if isinstance(operation_name, str) else None,
                  url_prefix=f"{request.base_path}/sobjects")
