@@ -76,21 +76,24 @@ class ResourceRouter:
 
     def __init__(self) -> None:
         self._routes: list[_Route] = []
-        self._by_length: dict[int, list[_Route]] = {}
+        self._by_length: dict[tuple[int, str], list[_Route]] = {}  # (segments, literal first segment)
 
     def add(self, pattern: str, methods: Mapping[str, Handler]) -> None:
         """``pattern`` like ``sobjects/{type}/{id}``; literal segments match case-insensitively."""
         segments = tuple(p for p in pattern.split("/") if p) if pattern else ()
         route = _Route(segments, {m.upper(): h for m, h in methods.items()})
         self._routes.append(route)
-        self._by_length.setdefault(len(segments), []).append(route)
+        first = segments[0].lower() if segments and not segments[0].startswith("{") else "*"
+        self._by_length.setdefault((len(segments), first), []).append(route)
 
     @property
     def top_level(self) -> list[str]:
         return sorted({r.pattern[0] for r in self._routes if r.pattern and not r.pattern[0].startswith("{")})
 
     def resolve(self, segments: list[str], method: str) -> tuple[Handler, dict[str, str]]:
-        for route in self._by_length.get(len(segments), ()):
+        head = unquote(segments[0]).lower() if segments else "*"
+        candidates = [*self._by_length.get((len(segments), head), ()), *self._by_length.get((len(segments), "*"), ())]
+        for route in candidates:
             params = _match(route.pattern, segments)
             if params is None:
                 continue

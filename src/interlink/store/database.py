@@ -8,6 +8,7 @@ and takes an advisory lock for schema changes so several processes can deploy sa
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import threading
@@ -102,6 +103,8 @@ class Store:
             raise ConfigurationError(f"cannot open store {url!r}: {exc}") from None
         self._lock = threading.RLock()
         self._prepared_statements: dict[int, tuple[Select[Any], Any]] = {}
+        self._readers = threading.local()
+        self._all_readers: list[Any] = []
         self.schema = Schema([])
         self._system_metadata, self.tables, self.system = build_metadata(self.schema)
         # The open write transaction of the current thread *or asyncio task*: a contextvar, so two requests
@@ -122,6 +125,11 @@ class Store:
         self._load_deployed()
 
     def close(self) -> None:
+        for reader in self._all_readers:
+            with contextlib.suppress(Exception):
+                reader.close()
+        self._all_readers.clear()
+        self._readers = threading.local()
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()
@@ -181,19 +189,32 @@ class Store:
         types' own result processors, which skips SQLAlchemy's per-execution machinery (about half the cost of
         a one-row read). Statements with expanding parameters, and other backends, take the ordinary path.
         """
-        with self.read() as conn:
-            prepared = self._prepared(statement) if self.backend == "sqlite" else None
-            if prepared is None:
+        prepared = self._prepared(statement) if self.backend == "sqlite" else None
+        if prepared is None:
+            with self.read() as conn:
                 result = conn.execute(statement, params)
                 return list(result.keys()), [tuple(row) for row in result]
-            sql, order, keys, processors = prepared
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                raw_rows = cursor.execute(sql, [params[name] for name in order]).fetchall()
-            finally:
-                cursor.close()
-            return keys, [tuple(value if process is None else process(value)
-                                for value, process in zip(row, processors, strict=True)) for row in raw_rows]
+        sql, order, keys, processors = prepared
+        current = self._current_write.get()
+        # Inside a write transaction read through it (to see its own writes); otherwise on this thread's own
+        # autocommit reader connection, kept open so a hot read needs no pool checkout.
+        dbapi = current.connection.dbapi_connection if current is not None else self._raw_reader()
+        cursor = dbapi.cursor()  # type: ignore[union-attr]
+        try:
+            raw_rows = cursor.execute(sql, [params[name] for name in order]).fetchall()
+        finally:
+            cursor.close()
+        return keys, [tuple(value if process is None else process(value)
+                            for value, process in zip(row, processors, strict=True)) for row in raw_rows]
+
+    def _raw_reader(self) -> Any:
+        reader = getattr(self._readers, "connection", None)
+        if reader is None:
+            reader = self.read_engine.raw_connection()
+            reader.detach()  # the thread's own autocommit connection, outside the pool's count
+            self._readers.connection = reader
+            self._all_readers.append(reader)
+        return reader
 
     def _prepared(self, statement: Select[Any]) -> tuple[str, list[str], list[str], list[Any]] | None:
         cached = self._prepared_statements.get(id(statement))
