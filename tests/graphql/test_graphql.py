@@ -79,6 +79,14 @@ def test_nested_children_and_parent_fields(env: tuple[Any, Any]) -> None:
     assert contacts["pageInfo"]["hasNextPage"] is True
 
 
+def test_connections_without_arguments(env: tuple[Any, Any]) -> None:
+    body = gql(env, "query { uiapi { query { Account { edges { node { Name { value } "
+                    "Contacts { edges { node { LastName { value } } } } } } totalCount } } } }")
+    assert body["errors"] == [], body["errors"]
+    conn = body["data"]["uiapi"]["query"]["Account"]
+    assert len(conn["edges"]) == min(10, conn["totalCount"])  # `first` defaults to 10
+
+
 def test_child_connection_after_and_total(env: tuple[Any, Any]) -> None:
     cursor = base64.b64encode(b"v1:0").decode()
     conn = accounts(env, 'where: {Name: {eq: "GQ-1"}}',

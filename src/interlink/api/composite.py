@@ -445,9 +445,12 @@ def _all_or_none_collections(sub: Subrequest) -> Subrequest:
 
 
 def _collection_failed(outcome: Outcome) -> bool:
-    """A collections answer is HTTP 200 with per-record results; any failed record fails the composite."""
-    return isinstance(outcome.body, list) and any(
-        isinstance(item, dict) and item.get("success") is False for item in outcome.body)
+    """Failures reported inside an HTTP 200: a collections answer with a failed record, or a GraphQL answer
+    with errors. Either fails an all-or-none composite."""
+    body = outcome.body
+    if isinstance(body, list):
+        return any(isinstance(item, dict) and item.get("success") is False for item in body)
+    return isinstance(body, dict) and "data" in body and bool(body.get("errors"))
 
 
 def _check_references_defined(subs: list[Subrequest]) -> None:

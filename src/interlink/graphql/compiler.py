@@ -143,7 +143,7 @@ def connection_plan(info: GraphQLResolveInfo, model: Schema, obj: ObjectDef, nod
         where = render_where(model, obj, args.get("where") or {})
     except LiteralError as exc:
         raise GraphQLError(f"Invalid filter value: {exc}", nodes) from None
-    ast_order = next((a.value for a in nodes[0].arguments if a.name.value == "orderBy"), None)
+    ast_order = next((a.value for a in nodes[0].arguments or () if a.name.value == "orderBy"), None)
     order_by = ", ".join(render_order(model, obj, args.get("orderBy") or {}, ast_order))
     return ConnectionPlan(obj, record, first, offset, where, order_by, "totalCount" in selected)
 
