@@ -291,7 +291,7 @@ class RecordService(RecordReads, RecordLifecycle):
                     if error is not None:
                         results[index].errors.append(error)
                         prepared.pop(index)
-                self._check_references(uow, obj, prepared, results)
+                self._check_references(uow, obj, prepared, results, context.user_id)
                 self._check_unique(uow, obj, table, prepared, targets, results)
                 if all_or_none and any(not r.success for r in results):
                     raise RollBack({})
@@ -353,13 +353,16 @@ class RecordService(RecordReads, RecordLifecycle):
                         f"{target_obj.name}", [fdef.name], matches=found))
 
     def _check_references(self, uow: UnitOfWork, obj: ObjectDef, prepared: dict[int, dict[str, Any]],
-                          results: list[SaveResult]) -> None:
-        """Lookups must point at a live record of an allowed object."""
+                          results: list[SaveResult], caller_id: str) -> None:
+        """Lookups must point at a live record of an allowed object.
+
+        The caller's own user id (the default OwnerId) needs no lookup: an authenticated caller exists.
+        """
         for fdef in obj.reference_fields:
             pending: dict[str, list[int]] = {}
             for index, record in prepared.items():
                 value = record.get(fdef.name)
-                if value is None or results[index].errors:
+                if value is None or results[index].errors or (value == caller_id and "User" in fdef.reference_to):
                     continue
                 allowed = {self.store.schema.object(t).key_prefix for t in fdef.reference_to
                            if self.store.schema.object(t) is not None}
@@ -479,6 +482,14 @@ class RecordService(RecordReads, RecordLifecycle):
                 indexes: list[int], results: list[SaveResult]) -> None:
         columns = obj.field_names
         full = [{c: row.get(c) for c in columns} for row in rows]
+        if len(full) == 1:
+            # One row needs no savepoint of its own: the caller's savepoint undoes it on RollBack.
+            try:
+                uow.conn.execute(table.insert(), full)
+            except IntegrityError:
+                raise RollBack({indexes[0]: [DuplicateValue("duplicate value found: a unique field duplicates "
+                                                            "another record", [])]}) from None
+            return
         try:
             with uow.savepoint():
                 uow.conn.execute(table.insert(), full)
