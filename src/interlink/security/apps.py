@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -43,6 +44,11 @@ class UserRecord:
     fields: dict[str, Any]
 
 
+@functools.cache
+def _equalizer_hash() -> str:
+    return hash_password("timing-equalizer")
+
+
 class Directory:
     """Looks up users and connected apps; verifies and sets passwords."""
 
@@ -81,19 +87,20 @@ class Directory:
         if len(password) < 8:
             raise ConfigurationError("passwords need at least 8 characters")
         table = self._store.system["il_user_credential"]
+        hashed = hash_password(password)  # scrypt is deliberately slow: hash once
         with self._store.write() as conn:
             changed = conn.execute(update(table).where(table.c.user_id == user_id).values(
-                password_hash=hash_password(password), failed_attempts=0, updated_at=utcnow())).rowcount
+                password_hash=hashed, failed_attempts=0, updated_at=utcnow())).rowcount
             if not changed:
-                conn.execute(table.insert().values(user_id=user_id, password_hash=hash_password(password),
-                                                   failed_attempts=0, updated_at=utcnow()))
+                conn.execute(table.insert().values(user_id=user_id, password_hash=hashed, failed_attempts=0,
+                                                   updated_at=utcnow()))
 
     def check_password(self, username: str, password: str) -> UserRecord | None:
         """The user when ``username``/``password`` match an active user, else None."""
         user = self.user_by_username(username)
         if user is None or not user.is_active:
             # Spend the same time as a real check so usernames can't be probed by timing.
-            verify_password(password, hash_password("timing-equalizer"))
+            verify_password(password, _equalizer_hash())
             return None
         table = self._store.system["il_user_credential"]
         with self._store.read() as conn:
