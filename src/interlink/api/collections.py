@@ -220,24 +220,23 @@ def _save_chunks(request: ApiRequest, records: list[dict[str, Any]], all_or_none
 
 # -- collections: handlers -------------------------------------------------------------------------------------
 
-async def create_records(request: ApiRequest) -> Response:
+async def _create_or_update(request: ApiRequest, *, inserting: bool) -> Response:
     _since(request, COLLECTIONS_SINCE)
     records, all_or_none = _records_body(request)
     service, context = request.org.records, request.context
+    save = service.create if inserting else service.update
     results = _save_chunks(request, records, all_or_none,
-                           lambda obj, rows: service.create(context, obj.name, rows, all_or_none=all_or_none),
-                           inserting=True)
+                           lambda obj, rows: save(context, obj.name, rows, all_or_none=all_or_none),
+                           inserting=inserting)
     return json_response([r.to_wire() for r in results], pretty=request.pretty)
+
+
+async def create_records(request: ApiRequest) -> Response:
+    return await _create_or_update(request, inserting=True)
 
 
 async def update_records(request: ApiRequest) -> Response:
-    _since(request, COLLECTIONS_SINCE)
-    records, all_or_none = _records_body(request)
-    service, context = request.org.records, request.context
-    results = _save_chunks(request, records, all_or_none,
-                           lambda obj, rows: service.update(context, obj.name, rows, all_or_none=all_or_none),
-                           inserting=False)
-    return json_response([r.to_wire() for r in results], pretty=request.pretty)
+    return await _create_or_update(request, inserting=False)
 
 
 async def upsert_records(request: ApiRequest) -> Response:

@@ -423,7 +423,7 @@ async def run_all_or_none(request: ApiRequest, subs: list[Subrequest]) -> tuple[
             for index, sub in enumerate(subs):
                 outcome = await run_subrequest(request, _all_or_none_collections(sub), results)
                 outcomes.append(outcome)
-                if outcome.failed or _collection_failed(outcome):
+                if outcome.failed or _failed_inside_200(outcome):
                     raise _RollBack(index)
                 results[sub.reference_id] = outcome.body
     except _RollBack as rollback:
@@ -444,7 +444,7 @@ def _all_or_none_collections(sub: Subrequest) -> Subrequest:
     return sub
 
 
-def _collection_failed(outcome: Outcome) -> bool:
+def _failed_inside_200(outcome: Outcome) -> bool:
     """Failures reported inside an HTTP 200: a collections answer with a failed record, or a GraphQL answer
     with errors. Either fails an all-or-none composite."""
     body = outcome.body

@@ -470,9 +470,11 @@ class RecordService(RecordReads, RecordLifecycle):
         else:
             for position, record in enumerate(news):
                 record.update(LastModifiedDate=now, LastModifiedById=context.user_id, SystemModstamp=now)
-                self._guarded(lambda record=record, position=position: uow.conn.execute(
-                    update(table).where(table.c.Id == targets[indexes[position]]).values(**record)),
-                    obj, [indexes[position]], results)
+                try:  # the caller's savepoint undoes the batch when RollBack leaves it
+                    uow.conn.execute(update(table).where(table.c.Id == targets[indexes[position]]).values(**record))
+                except IntegrityError:
+                    raise RollBack({indexes[position]: [DuplicateValue(
+                        "duplicate value found: a unique field duplicates another record", [])]}) from None
                 record["Id"] = targets[indexes[position]]
                 merged = {**(olds[position] or {}), **record}
                 news[position] = merged
@@ -505,14 +507,6 @@ class RecordService(RecordReads, RecordLifecycle):
                                                                 "duplicates another record", [])]
             if failed:
                 raise RollBack(failed) from None
-
-    def _guarded(self, action: Any, obj: ObjectDef, indexes: list[int], results: list[SaveResult]) -> None:
-        try:
-            with self.units.current.savepoint():  # type: ignore[union-attr]
-                action()
-        except IntegrityError:
-            raise RollBack({i: [DuplicateValue("duplicate value found: a unique field duplicates another "
-                                                "record", [])] for i in indexes}) from None
 
     def _assign_autonumbers(self, uow: UnitOfWork, obj: ObjectDef, rows: list[dict[str, Any]],
                             now: datetime) -> None:

@@ -101,11 +101,6 @@ class CursorStore:
     def cursor_id(locator_text: str) -> str:
         return locator_text.rsplit("-", 1)[0]
 
-    def close(self, cursor_id: str) -> None:
-        """Release a cursor once its last page has been read."""
-        with self._store.write() as conn:
-            conn.execute(delete(self._table).where(self._table.c.id == ids.normalize(cursor_id)))
-
 
 def _legacy_versions() -> list[str]:
     return [f"{v}.0" for v in range(20, int(_MODERN_FROM_VERSION))]
