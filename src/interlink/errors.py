@@ -320,11 +320,56 @@ __all__ = [
     "NotModified",
     "OAuthError",
     "PreconditionFailed",
+    "PubSubAuthError",
+    "PubSubInvalidRequest",
+    "PubSubPermissionDenied",
     "QueryTimeout",
+    "ReplayIdCorrupted",
+    "ReplayIdInvalid",
     "RequestError",
     "RequestLimitExceeded",
     "RequiredFieldMissing",
     "RestrictedPicklist",
     "StringTooLong",
+    "TopicNotFound",
     "UnableToLockRow",
 ]
+
+
+# -- event bus (Pub/Sub API error codes travel in the gRPC trailer "error-code") ----------------------
+
+
+class ReplayIdCorrupted(InterlinkError):
+    error_code = "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted"
+    http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class ReplayIdInvalid(InterlinkError):
+    error_code = "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.validation.failed"
+    http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class TopicNotFound(InterlinkError):
+    error_code = "sfdc.platform.eventbus.grpc.topic.not.found"
+    http_status = 404
+    grpc_status = "NOT_FOUND"
+
+
+class PubSubAuthError(InterlinkError):
+    error_code = "sfdc.platform.eventbus.grpc.service.auth.error"
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
+
+
+class PubSubInvalidRequest(InterlinkError):
+    error_code = "sfdc.platform.eventbus.grpc.service.invalid.argument"
+    http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class PubSubPermissionDenied(InterlinkError):
+    error_code = "sfdc.platform.eventbus.grpc.service.permission.denied"
+    http_status = 403
+    grpc_status = "PERMISSION_DENIED"

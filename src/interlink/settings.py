@@ -45,6 +45,15 @@ class Settings:
     fiscal_year_start_month: int = _setting(1, "Month (1-12) the fiscal year starts in, for FISCAL_* date literals.")
     soap_login_enabled: bool = _setting(True, "Answer SOAP partner login(); off answers the platform's fault.")
     log_level: str = _setting("info", "Log level: debug, info, warning or error.")
+    bus: str = _setting("", "Event bus URL: empty for the embedded SQLite log under data_dir, or nats://host:port.")
+    grpc_port: int = _setting(7443, "TLS port of the Pub/Sub API (gRPC); 0 picks a free one, -1 turns it off.")
+    event_retention_hours: float = _setting(72.0, "Hours platform and change events stay replayable.")
+    hourly_published_events: int = _setting(
+        250_000, "Platform events the org may publish per hour (HourlyPublishedPlatformEvents).")
+    cdc_overflow_threshold: int = _setting(
+        100_000, "Changed records in one transaction above which CDC sends header-only OVERFLOW events.")
+    pubsub_keepalive_seconds: float = _setting(
+        270.0, "Idle seconds before a Pub/Sub subscription gets an empty keep-alive FetchResponse.")
 
     def __post_init__(self) -> None:
         # Absolute paths, so what is printed for clients (the CA bundle) works from any directory.
@@ -102,6 +111,13 @@ class Settings:
         if self.store:
             return self.store
         return f"sqlite:///{(self.data_dir / 'org.db').resolve()}"
+
+    @property
+    def bus_url(self) -> str:
+        """The event bus: the explicit URL, or the embedded SQLite log under ``data_dir``."""
+        if self.bus:
+            return self.bus
+        return f"sqlite:///{(self.data_dir / 'bus.db').resolve()}"
 
     @property
     def store_backend(self) -> str:

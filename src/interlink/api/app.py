@@ -223,7 +223,7 @@ def build_app(org: Org) -> Starlette:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), _FLUSH_SECONDS)
                 try:
-                    org.usage.flush()
+                    org.housekeeping()
                     org.store.reload_if_changed()
                 except Exception:
                     log.exception("background flush failed")

@@ -7,6 +7,7 @@ deployed metadata, the admin user and the CLI's connected app.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,9 +17,12 @@ from sqlalchemy import select
 
 from interlink import ids
 from interlink.app.provisioning import apply_identity_metadata
+from interlink.bus.bus import EventBus, open_backend
+from interlink.bus.channels import metadata_members
 from interlink.errors import ConfigurationError
 from interlink.metadata.loader import LoadedMetadata, load_project
 from interlink.records.context import Context
+from interlink.records.events import EventEmitter
 from interlink.records.hooks import HookRegistry
 from interlink.records.service import RecordService
 from interlink.security.apps import ConnectedApp, Directory
@@ -71,6 +75,12 @@ class Org:
         self.oauth: OAuthService
         self.usage = ApiUsage(store, settings.daily_api_requests)
         self.bootstrap = BootstrapReport()
+        backend = open_backend(settings.bus_url, retention_seconds=settings.event_retention_hours * 3600)
+        self.bus = EventBus(store, backend, retention_hours=settings.event_retention_hours,
+                            hourly_allocation=settings.hourly_published_events,
+                            overflow_threshold=settings.cdc_overflow_threshold)
+        self.events = EventEmitter(store, self.records.units, self.bus)
+        self.records.events = self.events
 
     # -- opening ---------------------------------------------------------------------------------------------
 
@@ -84,17 +94,29 @@ class Org:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.store_url)
         store.open()
-        org = cls(settings, store)
         try:
-            org._bootstrap(deploy=deploy)
+            org = cls(settings, store)
         except BaseException:
             store.close()
+            raise
+        try:
+            org.bus.open()
+        except BaseException:
+            store.close()
+            raise
+        try:
+            org._bootstrap(deploy=deploy)
+            org.events.recover()
+        except BaseException:
+            org.close()
             raise
         return org
 
     def _bootstrap(self, *, deploy: bool) -> None:
         report = self.bootstrap
         existing = self._org_row()
+        if existing is not None and json.loads(existing.settings_json or "{}").get("sample_metadata"):
+            self._sample_metadata = True
         if deploy or existing is None:
             loaded = self.load_metadata()
             report.warnings.extend(loaded.warnings)
@@ -107,6 +129,7 @@ class Org:
                 report.plan = self.store.deploy(additive_only)
             else:
                 report.plan = self.store.deploy(loaded.schema, allow_destructive=existing is None)
+            self.bus.channels.replace_metadata_members(metadata_members(self.store.schema, loaded.channels))
         search_index.sync(self.store)  # create the SOSL index; rebuild it when stale
         if existing is None:
             self._create_org(report)
@@ -121,9 +144,13 @@ class Org:
         if deploy:
             report.identity_changes = apply_identity_metadata(self, self.settings.project_dir)
 
+    _sample_metadata = False
+
     def load_metadata(self) -> LoadedMetadata:
+        """The project's metadata (plus the sample org's events and CDC selection on a sample-data org)."""
         deployed = self.store.schema if len(self.store.schema) else None
-        return load_project(self.settings.project_dir, deployed, self.store.retired_prefixes())
+        return load_project(self.settings.project_dir, deployed, self.store.retired_prefixes(),
+                            include_sample=self.settings.sample_data or self._sample_metadata)
 
     def _org_row(self) -> Any:
         table = self.store.system["il_org"]
@@ -139,7 +166,8 @@ class Org:
             self.store.system["il_org"]
             with self.store.write() as conn:
                 conn.execute(self.store.system["il_org"].insert().values(
-                    id=org_id, name=self.settings.org_name, created_at=utcnow(), settings_json="{}"))
+                    id=org_id, name=self.settings.org_name, created_at=utcnow(),
+                settings_json=json.dumps({"sample_metadata": self.settings.sample_data})))
             _raise_first(self.records.create(context, "Organization", [{
                 "Name": self.settings.org_name, "OrganizationType": "Developer Edition", "IsSandbox": False,
                 "InstanceName": "LOCAL", "TimeZoneSidKey": "GMT", "LanguageLocaleKey": "en_US",
@@ -181,11 +209,20 @@ class Org:
         token, _ = self.tokens.mint(user.id, app_id=self.cli_app().id)
         return token
 
+    def housekeeping(self) -> None:
+        """Periodic work of a serving process: flush usage counters, tidy the event outbox."""
+        self.usage.flush()
+        self.events.housekeeping()
+
     def close(self) -> None:
         try:
             self.usage.flush()
+            self.events.housekeeping()
         finally:
-            self.store.close()
+            try:
+                self.bus.close()
+            finally:
+                self.store.close()
 
     def __enter__(self) -> Org:
         return self

@@ -22,12 +22,16 @@ from interlink.metadata.sfdx import find_package_directories, load_sfdx_objects_
 from interlink.metadata.spec import Spec, build_object, merge_specs
 from interlink.metadata.standard_objects import load_standard_specs
 
+SAMPLE_DIR = Path(__file__).parent / "sample"
+
 
 @dataclass
 class LoadedMetadata:
     schema: Schema
     warnings: list[str] = field(default_factory=list)
     sources: dict[str, list[str]] = field(default_factory=dict)
+    # Change-event channel files: (channel name, spec, source file).
+    channels: list[tuple[str, Any, str]] = field(default_factory=list)
 
 
 def read_yaml_files(folder: Path) -> list[tuple[Path, Any]]:
@@ -63,10 +67,11 @@ def read_yaml_specs(folder: Path) -> list[tuple[Spec, str]]:
 
 
 def load_project(project_dir: Path, deployed: Schema | None = None,
-                 retired_prefixes: Iterable[str] = ()) -> LoadedMetadata:
+                 retired_prefixes: Iterable[str] = (), *, include_sample: bool = False) -> LoadedMetadata:
     """Standard objects plus the project's YAML and SFDX objects, validated as one schema.
 
     ``retired_prefixes`` (of objects dropped earlier) are never assigned to a new object.
+    ``include_sample`` adds the sample org's platform events and CDC selection (``--sample-data``).
     """
     specs: dict[str, Spec] = {}
     sources: dict[str, list[str]] = {}
@@ -75,7 +80,8 @@ def load_project(project_dir: Path, deployed: Schema | None = None,
         sources[spec["name"].lower()] = ["interlink:standard"]
 
     warnings: list[str] = []
-    project_specs = read_yaml_specs(project_dir / "metadata" / "objects")
+    project_specs = read_yaml_specs(SAMPLE_DIR / "objects") if include_sample else []
+    project_specs += read_yaml_specs(project_dir / "metadata" / "objects")
     for package_dir in find_package_directories(project_dir):
         loaded, found_warnings = load_sfdx_objects_with_warnings(package_dir)
         project_specs.extend(loaded)
@@ -88,17 +94,21 @@ def load_project(project_dir: Path, deployed: Schema | None = None,
     objects = [build_object(spec, sources[name][-1]) for name, spec in specs.items()]
     schema = Schema(objects)
     _check_references(schema, sources)
-    return LoadedMetadata(schema, warnings, sources)
+    channels = [(path.stem, data, str(path)) for folder in
+                ([SAMPLE_DIR / "channels"] if include_sample else []) + [project_dir / "metadata" / "channels"]
+                for path, data in read_yaml_files(folder)]
+    return LoadedMetadata(schema, warnings, sources, channels)
 
 
 def _add(specs: dict[str, Spec], sources: dict[str, list[str]], spec: Spec, source: str) -> None:
     name = str(spec.get("name", ""))
     key = name.lower()
     existing = specs.get(key)
-    is_extension = set(spec) <= {"name", "fields", "label", "labelPlural", "description"}
+    is_extension = set(spec) <= {"name", "fields", "label", "labelPlural", "description", "changeDataCapture"}
     if existing is None:
-        if not name.endswith("__c"):
-            raise MetadataError(f"{source}: {name} is not a standard object; custom objects end in __c")
+        if not name.endswith(("__c", "__e")):
+            raise MetadataError(f"{source}: {name} is not a standard object; custom objects end in __c "
+                                "(platform events in __e)")
         if is_extension and "label" not in spec:
             # Fields for a custom object that is defined in another file (SFDX splits them this way).
             specs[key] = {"name": name, **spec}
@@ -122,10 +132,10 @@ def _add(specs: dict[str, Spec], sources: dict[str, list[str]], spec: Spec, sour
     sources[key].append(source)
 
 
-def _prefix_sequence() -> Iterable[str]:
+def _prefix_sequence(first: str = "a") -> Iterable[str]:
     for second in BASE62:
         for third in BASE62:
-            yield f"a{second}{third}"
+            yield f"{first}{second}{third}"
 
 
 def _assign_key_prefixes(specs: dict[str, Spec], deployed: Schema | None, retired: Iterable[str] = ()) -> None:
@@ -140,10 +150,11 @@ def _assign_key_prefixes(specs: dict[str, Spec], deployed: Schema | None, retire
     if deployed is not None:
         taken.update(obj.key_prefix for obj in deployed)
     taken.update(retired)
-    sequence = iter(_prefix_sequence())
-    for _name, spec in sorted(specs.items()):
+    sequences = {"a": iter(_prefix_sequence("a")), "e": iter(_prefix_sequence("e"))}
+    for name, spec in sorted(specs.items()):
         if spec.get("keyPrefix"):
             continue
+        sequence = sequences["e" if name.endswith("__e") else "a"]  # platform events get e.. prefixes
         prefix = next(sequence)
         while prefix in taken:
             prefix = next(sequence)

@@ -200,6 +200,12 @@ class ObjectDef:
     queryable: bool = True
     searchable: bool = True
     description: str = ""
+    # "object" (records in a table) or "event" (a platform event: published to the bus, never stored).
+    kind: str = "object"
+    # Platform events: "PublishImmediately" or "PublishAfterCommit".
+    publish_behavior: str = ""
+    # Change Data Capture selected for this object in its metadata (``changeDataCapture: true``).
+    change_data_capture: bool = False
     _by_lower: Mapping[str, FieldDef] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -211,6 +217,11 @@ class ObjectDef:
 
     def has_field(self, name: str) -> bool:
         return name.lower() in self._by_lower
+
+    @property
+    def is_event(self) -> bool:
+        """A platform event (``Name__e``): published to the event bus, never stored as records."""
+        return self.kind == "event"
 
     @property
     def field_names(self) -> list[str]:

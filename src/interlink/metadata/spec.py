@@ -53,8 +53,12 @@ _FIELD_KEYS = {
 }
 _OBJECT_KEYS = {
     "name", "label", "labelPlural", "keyPrefix", "description", "nameField", "fields", "standard",
-    "owner", "createable", "updateable", "deletable", "queryable", "searchable",
+    "owner", "createable", "updateable", "deletable", "queryable", "searchable", "publishBehavior",
+    "changeDataCapture",
 }
+PUBLISH_BEHAVIORS = ("PublishImmediately", "PublishAfterCommit")
+# Fields every platform event has (describe order), set by the bus when the event is published.
+EVENT_SYSTEM_FIELDS = ("ReplayId", "CreatedDate", "CreatedById", "EventUuid")
 
 
 def _where(source: str, *path: object) -> str:
@@ -241,6 +245,59 @@ def _system_fields(obj_name: str, owner: bool) -> list[FieldDef]:
     return fields
 
 
+def _event_system_fields() -> list[FieldDef]:
+    return [
+        FieldDef("ReplayId", FieldType.STRING, "Replay ID", length=255, createable=False, updateable=False),
+        FieldDef("CreatedDate", FieldType.DATETIME, "Created Date", createable=False, updateable=False),
+        FieldDef("CreatedById", FieldType.REFERENCE, "Created By ID", length=18, reference_to=("User",),
+                 relationship_name="CreatedBy", createable=False, updateable=False),
+        FieldDef("EventUuid", FieldType.STRING, "Event UUID", length=36, createable=False, updateable=False),
+    ]
+
+
+def _build_event(spec: Mapping[str, Any], source: str, name: str, key_prefix: str) -> ObjectDef:
+    """A platform event: custom fields only (no Id, owner or name field), plus the event system fields."""
+    for key in ("nameField", "owner", "changeDataCapture"):
+        if key in spec:
+            raise MetadataError(f"{_where(source, key)}: platform events have no {key}")
+    behavior = str(spec.get("publishBehavior", "PublishImmediately"))
+    if behavior not in PUBLISH_BEHAVIORS:
+        raise MetadataError(f"{_where(source, 'publishBehavior')}: expected one of {', '.join(PUBLISH_BEHAVIORS)}, "
+                            f"got {behavior!r}")
+    raw_fields = spec.get("fields", [])
+    if isinstance(raw_fields, Mapping):
+        raw_fields = [{"name": key, **(value or {})} for key, value in raw_fields.items()]
+    if not isinstance(raw_fields, list):
+        raise MetadataError(f"{_where(source, 'fields')}: fields is a list (or a mapping name -> field)")
+    system = _event_system_fields()
+    seen = {f.name.lower() for f in system}
+    declared: list[FieldDef] = []
+    for index, raw in enumerate(raw_fields):
+        fdef = build_field(raw, source, ("fields", index), custom_object=True)
+        if not fdef.name.endswith("__c"):
+            raise MetadataError(f"{_where(source, 'fields', index, 'name')}: platform event fields are custom "
+                                f"(end in __c): {fdef.name}")
+        if fdef.type not in _EVENT_FIELD_TYPES:
+            raise MetadataError(f"{_where(source, 'fields', index, 'type')}: platform event fields are checkbox, "
+                                f"date, datetime, number, text or long text; got {fdef.type.value}")
+        if fdef.name.lower() in seen:
+            raise MetadataError(f"{source}: field {fdef.name} is declared twice")
+        seen.add(fdef.name.lower())
+        declared.append(fdef)
+    label = str(spec.get("label") or _label_from_name(name.removesuffix("__e")))
+    return ObjectDef(
+        name=name, label=label, label_plural=str(spec.get("labelPlural") or label + "s"), key_prefix=key_prefix,
+        fields=tuple(system + declared), custom=True, createable=True, updateable=False, deletable=False,
+        queryable=False, searchable=False, description=str(spec.get("description", "")), kind="event",
+        publish_behavior=behavior,
+    )
+
+
+_EVENT_FIELD_TYPES = frozenset({FieldType.BOOLEAN, FieldType.DATE, FieldType.DATETIME, FieldType.DOUBLE,
+                                FieldType.INT, FieldType.CURRENCY, FieldType.PERCENT, FieldType.STRING,
+                                FieldType.TEXTAREA, FieldType.REFERENCE, FieldType.PICKLIST})
+
+
 def build_object(spec: Mapping[str, Any], source: str = "<spec>") -> ObjectDef:
     """Validate an object spec and return its :class:`ObjectDef`, system fields included.
 
@@ -256,11 +313,15 @@ def build_object(spec: Mapping[str, Any], source: str = "<spec>") -> ObjectDef:
         raise MetadataError(f"{_where(source, 'name')}: an object needs an API name, got {name!r}")
     standard = _as_bool(spec.get("standard", False), source, "standard")
     custom = name.endswith("__c")
-    if not standard and not custom:
+    if not standard and not custom and not name.endswith("__e"):
         raise MetadataError(f"{_where(source, 'name')}: custom objects end in __c: {name}")
     key_prefix = spec.get("keyPrefix")
     if not isinstance(key_prefix, str) or not re.match(r"^[a-zA-Z0-9]{3}$", key_prefix):
         raise MetadataError(f"{_where(source, 'keyPrefix')}: a 3-character key prefix is required, got {key_prefix!r}")
+    if name.endswith("__e"):
+        return _build_event(spec, source, name, key_prefix)
+    if "publishBehavior" in spec:
+        raise MetadataError(f"{_where(source, 'publishBehavior')}: only platform events (Name__e) publish")
     owner = _as_bool(spec.get("owner", True), source, "owner")
 
     raw_fields = spec.get("fields", [])
@@ -312,6 +373,7 @@ def build_object(spec: Mapping[str, Any], source: str = "<spec>") -> ObjectDef:
         queryable=_as_bool(spec.get("queryable", True), source, "queryable"),
         searchable=_as_bool(spec.get("searchable", True), source, "searchable"),
         description=str(spec.get("description", "")),
+        change_data_capture=_as_bool(spec.get("changeDataCapture", False), source, "changeDataCapture"),
     )
 
 
@@ -331,7 +393,7 @@ def merge_specs(base: Mapping[str, Any], extension: Mapping[str, Any], source: s
             base_fields.append(dict(raw))
             names.add(fname.lower())
     merged["fields"] = base_fields
-    for key in ("label", "labelPlural", "description"):
+    for key in ("label", "labelPlural", "description", "changeDataCapture"):
         if key in extension:
             merged[key] = extension[key]
     return merged
@@ -392,6 +454,13 @@ def field_to_spec(fdef: FieldDef) -> dict[str, Any]:
 
 def object_to_spec(obj: ObjectDef) -> Spec:
     """The spec that rebuilds ``obj`` exactly through :func:`build_object`."""
+    if obj.is_event:
+        event: Spec = {"name": obj.name, "label": obj.label, "labelPlural": obj.label_plural,
+                       "keyPrefix": obj.key_prefix, "publishBehavior": obj.publish_behavior,
+                       "fields": [field_to_spec(f) for f in obj.fields if f.name not in EVENT_SYSTEM_FIELDS]}
+        if obj.description:
+            event["description"] = obj.description
+        return event
     system = {"Id", "OwnerId", "IsDeleted", "CreatedDate", "CreatedById", "LastModifiedDate",
               "LastModifiedById", "SystemModstamp"}
     declared = [f for f in obj.fields if f.name not in system]
@@ -411,4 +480,6 @@ def object_to_spec(obj: ObjectDef) -> Spec:
             spec[key] = False
     if obj.description:
         spec["description"] = obj.description
+    if obj.change_data_capture:
+        spec["changeDataCapture"] = True
     return spec

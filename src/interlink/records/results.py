@@ -15,6 +15,8 @@ class SaveResult:
     id: str | None = None
     errors: list[InterlinkError] = field(default_factory=list)
     created: bool | None = None
+    # Informational statuses reported beside success (a published event's OPERATION_ENQUEUED + its uuid).
+    notices: list[InterlinkError] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -26,7 +28,7 @@ class SaveResult:
         if self.id is not None:
             body["id"] = self.id
         body["success"] = self.success
-        body["errors"] = [error.to_save_error() for error in self.errors]
+        body["errors"] = [error.to_save_error() for error in self.errors or self.notices]
         if with_created and self.created is not None:
             body["created"] = self.created
         return body

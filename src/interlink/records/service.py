@@ -67,6 +67,8 @@ class RecordService(RecordReads, RecordLifecycle):
         self.hooks = hooks or HookRegistry()
         self.units = UnitOfWorkManager(store)
         self._ids = id_generator or ids.IdGenerator()
+        # The event bus connection (platform events, change events); set by the org when it has a bus.
+        self.events: Any = None
         # Read statements by (table, columns, skip deleted): building and cache-keying a SELECT of every
         # column costs more than running it, and a reused statement keeps its memoized cache key.
         self._retrieve_queries: dict[tuple[Table, tuple[str, ...], bool, bool], Select[Any]] = {}
@@ -107,6 +109,10 @@ class RecordService(RecordReads, RecordLifecycle):
                all_or_none: bool = False, record_ids: Sequence[str] | None = None) -> list[SaveResult]:
         """Insert records. ``record_ids`` pre-assigns ids (bootstrap and migration tools only)."""
         obj = self.object(object_name)
+        if obj.is_event:
+            if self.events is None:
+                raise InvalidTypeError(f"entity type {obj.name} needs the event bus, which is not running", [])
+            return self.events.publish(context, obj, records, all_or_none=all_or_none)  # type: ignore[no-any-return]
         if record_ids is not None and (len(record_ids) != len(records) or
                                        any(r[:3] != obj.key_prefix for r in record_ids)):
             raise ValueError("record_ids must give one id with the object's key prefix per record")

@@ -41,6 +41,8 @@ class UnitOfWork:
     conn: Connection
     context: Context
     changes: list[Change] = field(default_factory=list)
+    # Events to publish only if this transaction commits (publish-after-commit platform events).
+    events: list[Any] = field(default_factory=list)
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
     _after_rollback: list[Callable[[], None]] = field(default_factory=list)
     depth: int = 0
@@ -60,13 +62,14 @@ class UnitOfWork:
         callbacks run at once.
         """
         nested = self.conn.begin_nested()
-        marks = len(self.changes), len(self._after_commit), len(self._after_rollback)
+        marks = len(self.changes), len(self._after_commit), len(self._after_rollback), len(self.events)
         try:
             yield
         except BaseException:
             nested.rollback()
             undone = self._after_rollback[marks[2]:]
             del self.changes[marks[0]:]
+            del self.events[marks[3]:]
             del self._after_commit[marks[1]:]
             del self._after_rollback[marks[2]:]
             _run_all(undone, "after-rollback")
@@ -83,6 +86,9 @@ class UnitOfWorkManager:
         # Per thread and per asyncio task (a contextvar), so concurrent requests never share a unit of work.
         self._current: contextvars.ContextVar[UnitOfWork | None] = contextvars.ContextVar(
             f"interlink_uow_{id(self)}", default=None)
+        # Run inside the transaction just before it commits (the event outbox writes here), so what
+        # they write commits or rolls back with the records.
+        self.before_commit: list[Callable[[UnitOfWork], None]] = []
 
     @property
     def current(self) -> UnitOfWork | None:
@@ -105,6 +111,8 @@ class UnitOfWorkManager:
                 uow = UnitOfWork(conn, context)
                 token = self._current.set(uow)
                 yield uow
+                for hook in self.before_commit:
+                    hook(uow)
         except BaseException:
             if token is not None:
                 self._current.reset(token)

@@ -20,12 +20,23 @@ _WINDOW_MINUTES = 24 * 60
 
 
 class ApiUsage:
-    """Counts API requests and enforces the daily allocation (``DailyApiRequests``)."""
+    """Counts API requests and enforces the daily allocation (``DailyApiRequests``).
 
-    def __init__(self, store: Store, allocation: int, *, refresh_seconds: float = 1.0) -> None:
+    The same counter, over another table and window, meters hourly platform-event publishing
+    (:func:`event_usage`).
+    """
+
+    def __init__(self, store: Store, allocation: int, *, refresh_seconds: float = 1.0,
+                 table: str = "il_api_usage", window_minutes: int = _WINDOW_MINUTES,
+                 limit_message: str = "TotalRequests Limit exceeded.",
+                 limit_error_code: str = "REQUEST_LIMIT_EXCEEDED") -> None:
         self._store = store
         self.allocation = allocation
         self._refresh_seconds = refresh_seconds
+        self._table = table
+        self._window = window_minutes
+        self._limit_message = limit_message
+        self._limit_error_code = limit_error_code
         self._pending: dict[int, int] = {}
         self._stored_total = 0
         self._stored_at = -1e9
@@ -35,18 +46,19 @@ class ApiUsage:
     def _minute() -> int:
         return int(time.time() // 60)
 
-    def count(self) -> tuple[int, int]:
-        """Count one request; raise REQUEST_LIMIT_EXCEEDED when the allocation is used up.
+    def count(self, amount: int = 1) -> tuple[int, int]:
+        """Count ``amount`` uses; raise REQUEST_LIMIT_EXCEEDED when they do not fit the allocation.
 
-        Returns (used, allocation) including this request, for the ``Sforce-Limit-Info`` header.
+        Returns (used, allocation) including these, for the ``Sforce-Limit-Info`` header.
         """
         used = self.used()
-        if used >= self.allocation:
-            raise RequestLimitExceeded(f"TotalRequests Limit exceeded. ({used}/{self.allocation})")
+        if used + amount > self.allocation:
+            raise RequestLimitExceeded(f"{self._limit_message} ({used}/{self.allocation})",
+                                       error_code=self._limit_error_code)
         with self._lock:
             minute = self._minute()
-            self._pending[minute] = self._pending.get(minute, 0) + 1
-        return used + 1, self.allocation
+            self._pending[minute] = self._pending.get(minute, 0) + amount
+        return used + amount, self.allocation
 
     def used(self) -> int:
         """Requests in the last 24 hours, including this process's unflushed ones."""
@@ -59,17 +71,17 @@ class ApiUsage:
         return self._stored_total + pending
 
     def _read_stored(self) -> int:
-        table = self._store.system["il_api_usage"]
+        table = self._store.system[self._table]
         with self._store.read() as conn:
             total = conn.execute(select(func.coalesce(func.sum(table.c.requests), 0))
-                                 .where(table.c.minute > self._minute() - _WINDOW_MINUTES)).scalar()
+                                 .where(table.c.minute > self._minute() - self._window)).scalar()
         return int(total or 0)
 
     def flush(self) -> None:
         """Write pending counts to the store and drop buckets older than the window."""
         with self._lock:
             pending, self._pending = self._pending, {}
-        table = self._store.system["il_api_usage"]
+        table = self._store.system[self._table]
         if not pending:
             return
         with self._store.write() as conn:
@@ -78,7 +90,7 @@ class ApiUsage:
                                        .values(requests=table.c.requests + requests)).rowcount
                 if not changed:
                     conn.execute(table.insert().values(minute=minute, requests=requests))
-            conn.execute(table.delete().where(table.c.minute <= self._minute() - _WINDOW_MINUTES))
+            conn.execute(table.delete().where(table.c.minute <= self._minute() - self._window))
         self._stored_total = self._read_stored()
         self._stored_at = time.monotonic()
 
@@ -87,5 +99,11 @@ class ApiUsage:
         with self._lock:
             self._pending.clear()
         with self._store.write() as conn:
-            conn.execute(self._store.system["il_api_usage"].delete())
+            conn.execute(self._store.system[self._table].delete())
         self._stored_total = 0
+
+
+def event_usage(store: Store, allocation: int) -> ApiUsage:
+    """Platform events published in the last hour (``HourlyPublishedPlatformEvents``)."""
+    return ApiUsage(store, allocation, table="il_event_usage", window_minutes=60,
+                    limit_message="HourlyPublishedPlatformEvents Limit exceeded.", limit_error_code="LIMIT_EXCEEDED")

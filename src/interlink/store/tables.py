@@ -142,6 +142,11 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("requests", Integer, nullable=False),
         ),
         Table(
+            "il_event_usage", metadata,
+            Column("minute", Integer, primary_key=True),  # minutes since the epoch
+            Column("requests", Integer, nullable=False),
+        ),
+        Table(
             "il_schema", metadata,
             Column("object_name", String(255), primary_key=True),
             Column("spec_json", Text, nullable=False),
@@ -170,6 +175,41 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("key", String(255), primary_key=True),
             Column("value", LargeBinary, nullable=False),
         ),
+        # Events a transaction emits (change events, publish-after-commit events), written in that
+        # transaction and relayed to the bus after it commits; rows left by a crash are relayed on start.
+        Table(
+            "il_outbox", metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("created_at", DateTime, nullable=False),
+            Column("events", LargeBinary, nullable=False),
+        ),
+        # Which objects' changes go to which change-event channel (ChangeEvents or a custom __chn).
+        Table(
+            "il_channel_member", metadata,
+            Column("channel", String(255), primary_key=True),
+            Column("entity", String(255), primary_key=True),
+            Column("filter", Text, nullable=True),
+            Column("enriched_json", Text, nullable=False, default="[]"),
+            Column("source", String(16), nullable=False),
+        ),
+        # Every Avro schema an event was ever written with, so old events stay decodable.
+        Table(
+            "il_event_schema", metadata,
+            Column("schema_id", String(64), primary_key=True),
+            Column("topic", String(255), nullable=False),
+            Column("schema_json", Text, nullable=False),
+            Column("created_at", DateTime, nullable=False),
+        ),
+        # ManagedSubscribe: the replay id the server keeps per named subscription.
+        Table(
+            "il_managed_subscription", metadata,
+            Column("id", String(18), primary_key=True),
+            Column("developer_name", String(80), nullable=False, unique=True),
+            Column("topic", String(255), nullable=False),
+            Column("default_replay", String(16), nullable=False),
+            Column("committed_replay_id", LargeBinary, nullable=True),
+            Column("updated_at", DateTime, nullable=False),
+        ),
     ]
     return {table.name: table for table in tables}
 
@@ -178,5 +218,5 @@ def build_metadata(schema: Schema) -> tuple[MetaData, dict[str, Table], dict[str
     """Declare every object table and system table; returns (metadata, object tables, system tables)."""
     metadata = MetaData()
     system = system_tables(metadata)
-    objects = {obj.name.lower(): object_table(obj, metadata) for obj in schema}
+    objects = {obj.name.lower(): object_table(obj, metadata) for obj in schema if not obj.is_event}
     return metadata, objects, system

@@ -1,0 +1,307 @@
+"""Which objects' changes go where: the ChangeEvents channel and custom ``__chn`` channels.
+
+Membership lives in the store (``il_channel_member``), written by two sources: the deployed metadata
+(``changeDataCapture: true`` on an object, ``metadata/channels/*.yaml``) and people (``interlink cdc
+enable``). A deploy replaces the metadata rows and leaves the hand-made ones alone.
+
+A member may carry a filter (a SOQL condition such as ``Amount > 10000 AND StageName = 'Closed Won'``),
+evaluated against the record's values after the change (before it, for deletes), and enriched fields,
+whose values every update event carries even when they did not change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import and_, select
+
+from interlink.errors import InterlinkError, MetadataError
+from interlink.metadata.model import ObjectDef, Schema
+from interlink.soql import ast
+from interlink.store.database import Store
+
+CHANGE_EVENTS = "ChangeEvents"
+_CHANNEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*__chn$")
+
+
+@dataclass(frozen=True)
+class Member:
+    channel: str
+    entity: str
+    filter: str | None = None
+    enriched_fields: tuple[str, ...] = ()
+    source: str = "metadata"
+    condition: ast.Condition | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def topic(self) -> str:
+        from interlink.bus.model import change_event_topic
+
+        return change_event_topic(self.entity) if self.channel == CHANGE_EVENTS else f"/data/{self.channel}"
+
+    def matches(self, values: Mapping[str, Any]) -> bool:
+        return self.condition is None or evaluate(self.condition, values)
+
+
+def parse_filter(entity: str, expression: str) -> ast.Condition:
+    """Parse a member filter as the WHERE clause of a query on its entity; MetadataError when malformed."""
+    from interlink.soql.parser import parse_soql
+
+    try:
+        query = parse_soql(f"SELECT Id FROM {entity} WHERE {expression}")
+    except InterlinkError as exc:
+        raise MetadataError(f"filter for {entity} is not a valid condition: {exc.message}") from None
+    assert query.where is not None
+    return query.where
+
+
+def member_from_spec(channel: str, raw: Any, schema: Schema, source: str) -> Member:
+    """One member of a channel file (an object name, or ``{entity, filter, enrichedFields}``), validated."""
+    if isinstance(raw, str):
+        raw = {"entity": raw}
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("entity"), str):
+        raise MetadataError(f"{source}: a channel member is an object name or {{entity, filter, enrichedFields}}")
+    unknown = set(raw) - {"entity", "filter", "enrichedFields"}
+    if unknown:
+        raise MetadataError(f"{source}: unknown key(s) {', '.join(sorted(unknown))} in a channel member")
+    obj = schema.object(raw["entity"])
+    if obj is None or obj.is_event:
+        raise MetadataError(f"{source}: {raw['entity']} is not an object that can capture changes")
+    enriched = raw.get("enrichedFields") or []
+    if not isinstance(enriched, list) or any(not isinstance(f, str) or not obj.has_field(f) for f in enriched):
+        raise MetadataError(f"{source}: enrichedFields must list fields of {obj.name}")
+    expression = raw.get("filter")
+    condition = None
+    if expression is not None:
+        if not isinstance(expression, str) or not expression.strip():
+            raise MetadataError(f"{source}: filter must be a non-empty condition")
+        condition = parse_filter(obj.name, expression)
+        _check_filter_fields(obj, condition, source)
+    return Member(channel, obj.name, expression, tuple(obj.field(f).name for f in enriched),  # type: ignore[union-attr]
+                  source, condition)
+
+
+def _check_filter_fields(obj: ObjectDef, condition: ast.Condition, source: str) -> None:
+    for path in _paths(condition):
+        if len(path.parts) != 1 or not obj.has_field(path.parts[0]):
+            raise MetadataError(f"{source}: filters use fields of {obj.name} itself; got {'.'.join(path.parts)}")
+
+
+def _paths(condition: Any) -> Iterable[ast.FieldPath]:
+    if isinstance(condition, ast.And | ast.Or):
+        for item in condition.items:
+            yield from _paths(item)
+    elif isinstance(condition, ast.Not):
+        yield from _paths(condition.item)
+    elif isinstance(condition, ast.Comparison | ast.InList | ast.Includes):
+        if not isinstance(condition.left, ast.FieldPath):
+            raise MetadataError("filters compare fields, not functions")
+        yield condition.left
+    else:
+        raise MetadataError("filters support comparisons, IN, INCLUDES, AND, OR and NOT")
+
+
+# -- evaluation ----------------------------------------------------------------------------------------------
+
+
+def _value(values: Mapping[str, Any], name: str) -> Any:
+    if name in values:
+        return values[name]
+    lowered = name.lower()
+    return next((v for k, v in values.items() if k.lower() == lowered), None)
+
+
+def _comparable(left: Any, right: Any) -> tuple[Any, Any]:
+    if isinstance(left, str) and isinstance(right, str):
+        return left.lower(), right.lower()
+    if isinstance(left, datetime) and isinstance(right, datetime):
+        return left.replace(tzinfo=None), right.replace(tzinfo=None)
+    if isinstance(left, date) and isinstance(right, datetime):
+        return left, right.date()
+    if (not isinstance(left, bool) and isinstance(left, int | float)) or hasattr(left, "as_integer_ratio"):
+        try:
+            return float(left), float(right)
+        except (TypeError, ValueError):
+            return left, right
+    return left, right
+
+
+def _like(value: Any, pattern: Any) -> bool:
+    if not isinstance(value, str) or not isinstance(pattern, str):
+        return False
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.IGNORECASE | re.DOTALL) is not None
+
+
+def evaluate(condition: ast.Condition, values: Mapping[str, Any]) -> bool:
+    """SOQL condition semantics over one record's values (null compares false, text is case-insensitive)."""
+    if isinstance(condition, ast.And):
+        return all(evaluate(item, values) for item in condition.items)
+    if isinstance(condition, ast.Or):
+        return any(evaluate(item, values) for item in condition.items)
+    if isinstance(condition, ast.Not):
+        return not evaluate(condition.item, values)
+    assert isinstance(condition, ast.Comparison | ast.InList | ast.Includes)
+    assert isinstance(condition.left, ast.FieldPath)
+    actual = _value(values, condition.left.parts[0])
+    if isinstance(condition, ast.Includes):
+        chosen = {v.lower() for v in str(actual or "").split(";") if v}
+        hit = any(all(p.lower() in chosen for p in option.split(";")) for option in condition.values)
+        return hit != condition.negated
+    if isinstance(condition, ast.InList):
+        hit = actual is not None and any(_equal(actual, v) for v in condition.values)
+        return hit != condition.negated
+    op, expected = condition.op, condition.value
+    if op == "=":
+        return actual is None if expected is None else _equal(actual, expected)
+    if op == "!=":
+        return actual is not None if expected is None else not _equal(actual, expected)
+    if actual is None or expected is None:
+        return False
+    if op == "LIKE":
+        return _like(actual, expected)
+    left, right = _comparable(actual, expected)
+    try:
+        return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+    except TypeError:
+        return False
+
+
+def _equal(actual: Any, expected: Any) -> bool:
+    if actual is None:
+        return False
+    left, right = _comparable(actual, expected)
+    return bool(left == right)
+
+
+# -- the directory -------------------------------------------------------------------------------------------
+
+
+class ChannelDirectory:
+    """Channel members from the store, cached briefly (another process may run ``interlink cdc``)."""
+
+    def __init__(self, store: Store, *, refresh_seconds: float = 2.0) -> None:
+        self._store = store
+        self._refresh_seconds = refresh_seconds
+        self._lock = threading.Lock()
+        self._loaded_at = 0.0
+        self._schema_version: object = None
+        self._by_entity: dict[str, list[Member]] = {}
+        self._channels: dict[str, list[Member]] = {}
+
+    def members_for(self, entity: str) -> list[Member]:
+        self._refresh()
+        return self._by_entity.get(entity.lower(), [])
+
+    def channel(self, name: str) -> list[Member] | None:
+        """The members of a channel (ChangeEvents or X__chn), or None when no such channel exists."""
+        self._refresh()
+        return self._channels.get(name.lower())
+
+    def channels(self) -> dict[str, list[Member]]:
+        self._refresh()
+        return dict(self._channels)
+
+    def invalidate(self) -> None:
+        self._loaded_at = 0.0
+
+    def _refresh(self) -> None:
+        schema = self._store.schema
+        if time.monotonic() - self._loaded_at < self._refresh_seconds and self._schema_version is schema:
+            return
+        with self._lock:
+            table = self._store.system["il_channel_member"]
+            with self._store.read() as conn:
+                rows = conn.execute(select(table)).all()
+            by_entity: dict[str, list[Member]] = {}
+            channels: dict[str, list[Member]] = {CHANGE_EVENTS.lower(): []}
+            for row in rows:
+                obj = schema.object(row.entity)
+                if obj is None:
+                    continue  # the object was dropped; its membership no longer means anything
+                condition = parse_filter(obj.name, row.filter) if row.filter else None
+                member = Member(row.channel, obj.name, row.filter, tuple(json.loads(row.enriched_json or "[]")),
+                                row.source, condition)
+                if any(m.channel == member.channel for m in by_entity.get(obj.name.lower(), [])):
+                    continue  # declared both in metadata and by hand: one member
+                by_entity.setdefault(obj.name.lower(), []).append(member)
+                channels.setdefault(row.channel.lower(), []).append(member)
+            self._by_entity, self._channels = by_entity, channels
+            self._schema_version = schema
+            self._loaded_at = time.monotonic()
+
+    # -- changes -------------------------------------------------------------------------------------------
+
+    def replace_metadata_members(self, members: list[Member]) -> None:
+        """Make the metadata-declared rows exactly ``members`` (a deploy); hand-made rows stay."""
+        table = self._store.system["il_channel_member"]
+        with self._store.write() as conn:
+            conn.execute(table.delete().where(table.c.source == "metadata"))
+            manual = {(r.channel.lower(), r.entity.lower()) for r in conn.execute(select(table.c.channel,
+                                                                                          table.c.entity))}
+            rows = [_row(m) for m in members if (m.channel.lower(), m.entity.lower()) not in manual]
+            if rows:
+                conn.execute(table.insert(), rows)
+        self.invalidate()
+
+    def enable(self, entity: str, channel: str = CHANGE_EVENTS, *, filter: str | None = None,
+               enriched_fields: Iterable[str] = ()) -> Member:
+        """Add (or redefine) a hand-made member; validated like metadata."""
+        if channel != CHANGE_EVENTS and not _CHANNEL_NAME.match(channel):
+            raise MetadataError(f"channel names are ChangeEvents or end in __chn: {channel}")
+        if channel == CHANGE_EVENTS and filter:
+            raise MetadataError("filters belong on custom channels (__chn), not on ChangeEvents")
+        spec: dict[str, Any] = {"entity": entity, "enrichedFields": list(enriched_fields)}
+        if filter:
+            spec["filter"] = filter
+        member = member_from_spec(channel, spec, self._store.schema, "interlink cdc")
+        table = self._store.system["il_channel_member"]
+        with self._store.write() as conn:
+            conn.execute(table.delete().where(and_(table.c.channel == channel, table.c.entity == member.entity)))
+            conn.execute(table.insert().values(**_row(Member(channel, member.entity, member.filter,
+                                                             member.enriched_fields, "cli"))))
+        self.invalidate()
+        return member
+
+    def disable(self, entity: str, channel: str = CHANGE_EVENTS) -> bool:
+        """Remove a member, whatever declared it (a metadata member returns on the next deploy)."""
+        obj = self._store.schema.object(entity)
+        name = obj.name if obj is not None else entity
+        table = self._store.system["il_channel_member"]
+        with self._store.write() as conn:
+            removed = conn.execute(table.delete().where(and_(table.c.channel == channel,
+                                                             table.c.entity == name))).rowcount
+        self.invalidate()
+        return bool(removed)
+
+
+def _row(member: Member) -> dict[str, Any]:
+    return {"channel": member.channel, "entity": member.entity, "filter": member.filter,
+            "enriched_json": json.dumps(list(member.enriched_fields)), "source": member.source}
+
+
+def metadata_members(schema: Schema, channel_specs: list[tuple[str, Any, str]]) -> list[Member]:
+    """Members declared by metadata: objects with ``changeDataCapture: true`` and channel files."""
+    members = [Member(CHANGE_EVENTS, obj.name) for obj in schema if obj.change_data_capture and not obj.is_event]
+    for name, spec, source in channel_specs:
+        if name != CHANGE_EVENTS and not _CHANNEL_NAME.match(name):
+            raise MetadataError(f"{source}: channel files are ChangeEvents.yaml or Name__chn.yaml")
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("members"), list):
+            raise MetadataError(f"{source}: a channel file holds members: [...]")
+        unknown = set(spec) - {"members", "label", "description"}
+        if unknown:
+            raise MetadataError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
+        for raw in spec["members"]:
+            member = member_from_spec(name, raw, schema, source)
+            if name == CHANGE_EVENTS and member.filter:
+                raise MetadataError(f"{source}: filters belong on custom channels (__chn), not on ChangeEvents")
+            members = [m for m in members if not (m.channel == name and m.entity == member.entity)]
+            members.append(member)
+    return members
