@@ -330,7 +330,9 @@ __all__ = [
     "RequestLimitExceeded",
     "RequiredFieldMissing",
     "RestrictedPicklist",
+    "SchemaNotFound",
     "StringTooLong",
+    "SubscriptionNotFound",
     "TopicNotFound",
     "UnableToLockRow",
 ]
@@ -373,3 +375,15 @@ class PubSubPermissionDenied(InterlinkError):
     error_code = "sfdc.platform.eventbus.grpc.service.permission.denied"
     http_status = 403
     grpc_status = "PERMISSION_DENIED"
+
+
+class SchemaNotFound(InterlinkError):
+    error_code = "sfdc.platform.eventbus.grpc.schema.not.found"
+    http_status = 404
+    grpc_status = "NOT_FOUND"
+
+
+class SubscriptionNotFound(InterlinkError):
+    error_code = "sfdc.platform.eventbus.grpc.subscription.not.found"
+    http_status = 404
+    grpc_status = "NOT_FOUND"

@@ -126,6 +126,13 @@ class LiveServer:
     data_dir: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    grpc_port: int | None = None
+    org_id: str = ""
+
+    @property
+    def grpc_target(self) -> str:
+        """``localhost:<port>`` of the Pub/Sub API (the certificate names localhost)."""
+        return f"localhost:{self.grpc_port}"
 
     @property
     def host(self) -> str:
@@ -160,7 +167,7 @@ def live_server(data_dir: Path, *, extra_args: tuple[str, ...] = (), env: dict[s
     with contextlib.suppress(OSError):
         info_path.unlink()
     merged = {**os.environ, "INTERLINK_ADMIN_PASSWORD": ADMIN_PASSWORD, "INTERLINK_PROJECT_DIR": str(data_dir),
-              **(env or {})}
+              "INTERLINK_GRPC_PORT": "0", **(env or {})}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "interlink.cli.main", "up", "--port", "0", "--data-dir", str(data_dir),
@@ -179,7 +186,8 @@ def live_server(data_dir: Path, *, extra_args: tuple[str, ...] = (), env: dict[s
             if time.monotonic() > deadline:
                 raise RuntimeError(f"interlink up did not start in {timeout}s:\n{log_path.read_text()}")
             time.sleep(0.05)
-        yield LiveServer(info["url"], int(info["port"]), info["ca_bundle"], data_dir, process, log_path)
+        yield LiveServer(info["url"], int(info["port"]), info["ca_bundle"], data_dir, process, log_path,
+                         info.get("grpc_port"), info.get("org_id", ""))
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

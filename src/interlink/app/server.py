@@ -33,6 +33,7 @@ class ServerInfo:
     insecure_url: str | None
     tls: TlsPaths
     pid: int
+    grpc_port: int | None = None
 
 
 class _Server(uvicorn.Server):
@@ -110,6 +111,14 @@ async def serve(org: Org, *, on_ready: Callable[[ServerInfo], None] | None = Non
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop)
 
+    grpc_server = None
+    grpc_port: int | None = None
+    if settings.grpc_port >= 0:
+        from interlink.pubsub.service import start_server
+
+        grpc_server, grpc_port = await start_server(
+            org, settings.host, settings.grpc_port, server_cert=tls.server_cert.read_bytes(),
+            server_key=tls.server_key.read_bytes(), keepalive_seconds=settings.pubsub_keepalive_seconds)
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     info_path = server_file(settings.data_dir)
     try:
@@ -121,16 +130,18 @@ async def serve(org: Org, *, on_ready: Callable[[ServerInfo], None] | None = Non
             host = _display_host(settings.host)
             port = _bound_port(https)
             insecure = f"http://{host}:{_bound_port(servers[1])}" if len(servers) > 1 else None
-            info = ServerInfo(f"https://{host}:{port}", port, insecure, tls, os.getpid())
+            info = ServerInfo(f"https://{host}:{port}", port, insecure, tls, os.getpid(), grpc_port)
             info_path.parent.mkdir(parents=True, exist_ok=True)
             info_path.write_text(json.dumps({"url": info.url, "port": port, "insecure_url": insecure,
                                              "pid": info.pid, "ca_bundle": str(tls.bundle),
-                                             "org_id": org.org_id}))
+                                             "org_id": org.org_id, "grpc_port": grpc_port}))
             if on_ready is not None:
                 on_ready(info)
         await asyncio.gather(*tasks)
     finally:
         stop()
+        if grpc_server is not None:
+            await grpc_server.stop(grace=1.0)
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task

@@ -122,6 +122,7 @@ class NatsLog(BusBackend):
         self._tokens = itertools.count(1)
         self._append_lock: asyncio.Lock | None = None
         self._last_error: BaseException | None = None
+        self._closing = False
 
     # -- names -----------------------------------------------------------------------------------------------
 
@@ -221,6 +222,7 @@ class NatsLog(BusBackend):
         """Connect (ConfigurationError if the server is unreachable) and create or update the streams."""
         if self._nc is not None:
             return
+        self._closing = False
         self._start_loop()
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(self._open(), self._loop)
@@ -236,11 +238,11 @@ class NatsLog(BusBackend):
 
         async def on_error(error: Exception) -> None:
             self._last_error = error
-            if self._nc is not None:
+            if self._nc is not None and not self._closing:
                 log.warning("NATS event bus %s: %s", self.url, error)
 
         async def on_disconnect() -> None:
-            if self._nc is not None:
+            if self._nc is not None and not self._closing:
                 log.warning("NATS event bus disconnected from %s; reconnecting", self.url)
 
         async def on_reconnect() -> None:
@@ -259,8 +261,9 @@ class NatsLog(BusBackend):
             if isinstance(error, asyncio.CancelledError):
                 raise
             cause = self._last_error if isinstance(error, TimeoutError) and self._last_error else error
+            detail = f"{type(cause).__name__}: {cause}" if str(cause) else "no answer"
             raise ConfigurationError(f"cannot reach the NATS server at {self.url} within {self.connect_timeout:g}s "
-                                     f"({type(cause).__name__}: {cause}); check the bus URL or start nats-server "
+                                     f"({detail}); check the bus URL or start nats-server "
                                      "with JetStream (-js)") from error
         try:
             try:
@@ -306,6 +309,7 @@ class NatsLog(BusBackend):
         """Drain and close the connection, then stop the loop thread."""
         if self._loop is None:
             return
+        self._closing = True
         try:
             if self._nc is not None:
                 future = asyncio.run_coroutine_threadsafe(self._close(self._nc), self._loop)
@@ -663,7 +667,9 @@ class _Puller:
             request["expires"] = max(int(expires * _NS), 1_000_000)
         try:
             await nc.publish(self._next_subject, json.dumps(request).encode(), reply=self._inbox + token)
-            deadline = time.monotonic() + (expires or 0.0) + self._log.request_timeout
+            # A no_wait request is answered at once unless the consumer is gone (the server then stays silent).
+            grace = self._log.request_timeout if expires is not None else min(1.0, self._log.request_timeout)
+            deadline = time.monotonic() + (expires or 0.0) + grace
             while self._status is None and len(self._buffer) < target:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -701,6 +707,8 @@ class _Puller:
                 await self._ensure()
             await self._fill(limit)
             if not self._staged and wait > 0:
+                if self._suspect:
+                    await self._ensure()
                 await self._pull(1, wait)
                 if self._stage(limit) and self._staged:
                     await self._fill(limit)
@@ -711,11 +719,15 @@ class _Puller:
 
     async def _fill(self, limit: int) -> None:
         """Stage what the server has right now, up to ``limit`` (one round trip per ``_MAX_PULL_BATCH``)."""
+        retried = False
         while self._stage(limit):
-            if self._suspect:
+            if self._suspect:  # the last request went unanswered: check (and recreate) the consumer once
+                if retried:
+                    return
+                retried = True
                 await self._ensure()
             await self._pull(min(limit - len(self._staged), _MAX_PULL_BATCH), None)
-            if self._status is not None or self._suspect:  # the server had fewer than asked for
+            if self._status is not None:  # the server had fewer than asked for
                 self._stage(limit)
                 return
 

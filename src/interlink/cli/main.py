@@ -72,8 +72,13 @@ def up(
                                                      help="Seed sample records into a new org.")] = None,
     log_level: Annotated[str | None, typer.Option(envvar="INTERLINK_LOG_LEVEL", help="debug, info, warning, error.")]
     = None,
+    grpc_port: Annotated[int | None, typer.Option(
+        envvar="INTERLINK_GRPC_PORT", help="Pub/Sub API (gRPC, TLS) port; 0 picks a free one, -1 turns it off.")]
+    = None,
+    bus: Annotated[str | None, typer.Option(
+        envvar="INTERLINK_BUS", help="Event bus: nats://host:port, or empty for the embedded SQLite log.")] = None,
 ) -> None:
-    """Start the org: HTTPS REST API, OAuth 2.0 and SOAP login, on the embedded store by default."""
+    """Start the org: HTTPS REST API, OAuth 2.0, SOAP login and the Pub/Sub API, embedded store and bus by default."""
     import asyncio
     import logging
 
@@ -82,7 +87,8 @@ def up(
     from interlink.app.server import ServerInfo, serve
 
     settings = _settings(host=host, port=port, insecure_http_port=insecure_http_port, store=store,
-                         data_dir=data_dir, project_dir=project_dir, sample_data=sample_data, log_level=log_level)
+                         data_dir=data_dir, project_dir=project_dir, sample_data=sample_data, log_level=log_level,
+                         grpc_port=grpc_port, bus=bus)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     org = _open(settings, deploy=True)
     report = org.bootstrap
@@ -107,6 +113,8 @@ def up(
             f"  OAuth token   {info.url}/services/oauth2/token",
             f"  SOAP login    {info.url}/services/Soap/u/64.0  (login() is retired from v65.0, as on the platform)",
             f"  CA bundle     {info.tls.bundle}   (export REQUESTS_CA_BUNDLE=... or run `interlink ca`)",
+            *([f"  Pub/Sub API   {info.url.split('://')[1].rsplit(':', 1)[0]}:{info.grpc_port}  (gRPC over TLS, "
+               f"event bus: {org.bus.backend.name})"] if info.grpc_port else []),
             f"  Admin user    {ADMIN_USERNAME}",
         ]
         if info.insecure_url:
