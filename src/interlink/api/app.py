@@ -163,8 +163,11 @@ class DataApi:
     async def limits(self, request: ApiRequest) -> Response:
         used = self.org.usage.used()
         allocation = self.org.usage.allocation
+        published = self.org.bus.usage.used()
+        hourly = self.org.bus.usage.allocation
         return json_response({
             "DailyApiRequests": {"Max": allocation, "Remaining": max(allocation - used, 0)},
+            "HourlyPublishedPlatformEvents": {"Max": hourly, "Remaining": max(hourly - published, 0)},
         }, pretty=request.pretty)
 
 

@@ -46,6 +46,7 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
@@ -54,6 +55,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
@@ -68,7 +70,6 @@ T = TypeVar("T")
 _NS = 1_000_000_000
 _API = "$JS.API"
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-_DUPLICATE_WINDOW_SECONDS = 120.0
 _MAX_PULL_BATCH = 500  # messages per pull request: bounds what one request can buffer (NATS payloads are <= 1 MB)
 
 # JetStream API error codes this module acts on.
@@ -99,8 +100,8 @@ class NatsLog(BusBackend):
     name = "nats"
 
     def __init__(self, url: str, *, prefix: str = "INTERLINK", retention_seconds: float = 72 * 3600,
-                 connect_timeout: float = 2.0, request_timeout: float = 5.0,
-                 cursor_idle_seconds: float = 120.0) -> None:
+                 connect_timeout: float = 2.0, request_timeout: float = 5.0, cursor_idle_seconds: float = 120.0,
+                 duplicate_window_seconds: float = 120.0) -> None:
         parts = urlsplit(url)
         prefix = parse_qs(parts.query).get("prefix", [prefix])[-1]
         if not _PREFIX_RE.match(prefix):
@@ -111,6 +112,7 @@ class NatsLog(BusBackend):
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.cursor_idle_seconds = cursor_idle_seconds
+        self.duplicate_window_seconds = duplicate_window_seconds
         self._subject_root = prefix.lower()
         self._stream_root = prefix.upper()
         self._subjects: dict[str, str] = {}
@@ -123,6 +125,7 @@ class NatsLog(BusBackend):
         self._append_lock: asyncio.Lock | None = None
         self._last_error: BaseException | None = None
         self._closing = False
+        self._pullers: weakref.WeakSet[_Puller] = weakref.WeakSet()
 
     # -- names -----------------------------------------------------------------------------------------------
 
@@ -174,6 +177,8 @@ class NatsLog(BusBackend):
                 raise
             future.cancel()
             raise NatsBusError(f"the NATS server at {self.url} did not answer within {limit:g}s") from None
+        except NatsError as error:
+            raise NatsBusError(f"NATS event bus at {self.url}: {type(error).__name__}: {error}") from error
 
     async def _bridge(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the NATS loop from another event loop, without blocking that loop."""
@@ -181,9 +186,12 @@ class NatsLog(BusBackend):
         if loop is None or self._nc is None:
             coro.close()
             raise RuntimeError("the NATS event bus is not open")
-        if asyncio.get_running_loop() is loop:
-            return await coro
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+        try:
+            if asyncio.get_running_loop() is loop:
+                return await coro
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+        except NatsError as error:
+            raise NatsBusError(f"NATS event bus at {self.url}: {type(error).__name__}: {error}") from error
 
     def _start_loop(self) -> None:
         loop = asyncio.new_event_loop()
@@ -223,6 +231,7 @@ class NatsLog(BusBackend):
         if self._nc is not None:
             return
         self._closing = False
+        self._last_error = None
         self._start_loop()
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(self._open(), self._loop)
@@ -268,9 +277,9 @@ class NatsLog(BusBackend):
         try:
             try:
                 await self._api_on(nc, f"{_API}.INFO", None)
-            except NoRespondersError:
-                raise ConfigurationError(f"the NATS server at {self.url} does not have JetStream enabled; start "
-                                         "nats-server with -js") from None
+            except NatsBusError as error:
+                raise ConfigurationError(f"the NATS server at {self.url} does not answer JetStream requests "
+                                         f"({error}); start nats-server with JetStream enabled (-js)") from error
             for family in FAMILIES:
                 await self._ensure_stream(nc, family)
             self._ack_root = nc.new_inbox() + "."
@@ -284,7 +293,7 @@ class NatsLog(BusBackend):
 
     def _stream_config(self, family: str) -> dict[str, Any]:
         max_age = max(0, int(self.retention_seconds * _NS))
-        window = int(_DUPLICATE_WINDOW_SECONDS * _NS)
+        window = int(self.duplicate_window_seconds * _NS)
         if max_age:
             window = min(window, max_age)
         return {"name": self.stream_name(family), "subjects": [self.family_subjects(family)], "retention": "limits",
@@ -320,6 +329,8 @@ class NatsLog(BusBackend):
             self._stop_loop()
 
     async def _close(self, nc: Client) -> None:
+        for puller in list(self._pullers):
+            puller.abort()
         for future, _subject in self._acks.values():
             if not future.done():
                 future.set_exception(NatsBusError("the NATS event bus closed before the server acknowledged"))
@@ -355,6 +366,8 @@ class NatsLog(BusBackend):
         except NatsTimeoutError:
             raise NatsBusError(f"the NATS server at {self.url} did not answer {subject} within "
                                f"{self.request_timeout:g}s") from None
+        except NoRespondersError:
+            raise NatsBusError(f"nothing answers {subject} on {self.url}: is JetStream enabled?") from None
         answer: dict[str, Any] = json.loads(reply.data)
         error = answer.get("error")
         if error:
@@ -367,8 +380,9 @@ class NatsLog(BusBackend):
         """Publish in order and wait for JetStream's acknowledgements (durable on return).
 
         Every message carries ``Nats-Msg-Id`` = event uuid, so an event re-published within the stream's
-        duplicate window (2 minutes) is answered with its original sequence whatever ``dedupe`` says; older
-        duplicates cannot be detected (JetStream keeps no index of uuids).
+        duplicate window (``duplicate_window_seconds``, 2 minutes) is answered with its original sequence
+        whatever ``dedupe`` says; older duplicates cannot be detected (JetStream keeps no index of uuids), so a
+        relay re-run later than that stores them again (at least once, not exactly once).
         """
         if not events:
             return []
@@ -468,8 +482,10 @@ class NatsLog(BusBackend):
         """Cut each stream below the first event created at or after ``older_than_ms``; returns how many went.
 
         Creation times are taken as increasing along a stream (they are stamped when an event is
-        published), so the cut is found by binary search over ``Il-Created`` with O(log n) message gets.
-        JetStream's own ``max_age`` already drops events by the time they were stored.
+        published), so the cut is found by binary search over ``Il-Created`` with O(log n) message gets; an
+        event re-relayed long after its creation can make the cut land a little earlier or later than the
+        SQLite log's (which cuts below its newest too-old event). JetStream's own ``max_age`` already drops
+        events by the time they were stored.
         """
         removed = 0
         for family in FAMILIES:
@@ -510,7 +526,8 @@ class NatsLog(BusBackend):
             for line in base64.b64decode(message["hdrs"]).decode(errors="replace").split("\r\n")[1:]:
                 key, _, value = line.partition(":")
                 if key.strip() == H_CREATED:
-                    created = int(value.strip() or 0)
+                    with contextlib.suppress(ValueError):
+                        created = int(value.strip())
                     break
         return int(message["seq"]), created
 
@@ -571,7 +588,9 @@ class _Puller:
         self._tokens = itertools.count(1)
         self._contact = 0.0
         self._suspect = False
+        self._closed = False
         self._lock = asyncio.Lock()
+        log._pullers.add(self)
 
     # -- consumer lifecycle ----------------------------------------------------------------------------------
 
@@ -635,7 +654,13 @@ class _Puller:
             self._contact = time.monotonic()
             self._suspect = False
 
+    def abort(self) -> None:
+        """End a fetch in progress and refuse further ones (the bus is closing)."""
+        self._closed = True
+        self._signal.set()
+
     async def close(self) -> None:
+        self.abort()
         await self._drop()
         self._buffer.clear()
         self._staged.clear()
@@ -656,7 +681,8 @@ class _Puller:
         """Ask for ``batch`` events (``no_wait``, or waiting up to ``expires`` s); return once they are buffered,
         the server ended the request, or it did not answer at all (then the consumer is suspect)."""
         nc = self._log._nc
-        assert nc is not None, "the NATS event bus is not open"
+        if self._closed or nc is None:
+            return
         token = str(next(self._tokens))
         self._current, self._status = token, None
         target = len(self._buffer) + batch
@@ -670,7 +696,7 @@ class _Puller:
             # A no_wait request is answered at once unless the consumer is gone (the server then stays silent).
             grace = self._log.request_timeout if expires is not None else min(1.0, self._log.request_timeout)
             deadline = time.monotonic() + (expires or 0.0) + grace
-            while self._status is None and len(self._buffer) < target:
+            while self._status is None and len(self._buffer) < target and not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self._suspect = True
@@ -700,6 +726,8 @@ class _Puller:
     async def fetch(self, limit: int, wait: float, position: int) -> list[StoredEvent]:
         """Up to ``limit`` events after ``position``, waiting up to ``wait`` s for the first one."""
         async with self._lock:
+            if self._closed:
+                raise RuntimeError("the cursor is closed")
             if position != self.position or self._consumer is None:
                 self.position = max(0, position)
                 await self._create()
@@ -712,6 +740,8 @@ class _Puller:
                 await self._pull(1, wait)
                 if self._stage(limit) and self._staged:
                     await self._fill(limit)
+            if self._closed:
+                raise RuntimeError("the cursor is closed")
             events, self._staged = self._staged[:limit], self._staged[limit:]
             if events:
                 self.position = events[-1].replay_id
@@ -720,7 +750,7 @@ class _Puller:
     async def _fill(self, limit: int) -> None:
         """Stage what the server has right now, up to ``limit`` (one round trip per ``_MAX_PULL_BATCH``)."""
         retried = False
-        while self._stage(limit):
+        while self._stage(limit) and not self._closed:
             if self._suspect:  # the last request went unanswered: check (and recreate) the consumer once
                 if retried:
                     return

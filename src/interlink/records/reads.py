@@ -32,7 +32,7 @@ class RecordReads:
     def retrieve(self, object_name: str, record_ids: Sequence[str], fields: Sequence[str] | None = None,
                  *, include_deleted: bool = False) -> list[dict[str, Any] | None]:
         """Rows for ``record_ids`` in the same order (None where missing or deleted)."""
-        obj = self.object(object_name)
+        obj = self._stored_object(object_name)
         columns = self._columns(obj, fields)
         table = self.store.table(obj.name)
         wanted = [ids.normalize(r) for r in record_ids]
@@ -43,6 +43,13 @@ class RecordReads:
         keys, fetched = self.store.fetch(query, params)
         rows = {row[0]: dict(zip(keys, row, strict=True)) for row in fetched} if keys[0] == "Id" else {}
         return [rows.get(w) if w else None for w in wanted]
+
+    def _stored_object(self, name: str) -> ObjectDef:
+        """An object whose records are stored: platform events are published, never kept as records."""
+        obj = self.object(name)
+        if obj.is_event:
+            raise NotFoundError(f"{obj.name} is a platform event: events are published, not stored as records")
+        return obj
 
     def _retrieve_query(self, table: Table, columns: Sequence[str], skip_deleted: bool, single: bool) -> Select[Any]:
         """``SELECT columns FROM table WHERE Id = :record_id`` (``single``) or ``Id IN :record_ids`` (expanding),
@@ -122,7 +129,7 @@ class RecordReads:
     def changed_between(self, object_name: str, start: datetime, end: datetime, *,
                         deleted: bool) -> list[tuple[str, datetime]]:
         """(id, SystemModstamp) of records changed (or deleted) in [start, end)."""
-        obj = self.object(object_name)
+        obj = self._stored_object(object_name)
         table = self.store.table(obj.name)
         query = (select(table.c.Id, table.c.SystemModstamp)
                  .where(table.c.SystemModstamp >= start, table.c.SystemModstamp < end)
