@@ -291,6 +291,7 @@ class DestructiveChangeError(ConfigurationError):
 
 __all__ = [
     "AuthError",
+    "BusUnavailable",
     "ConfigurationError",
     "DestructiveChangeError",
     "DmlError",
@@ -387,3 +388,15 @@ class SubscriptionNotFound(InterlinkError):
     error_code = "sfdc.platform.eventbus.grpc.subscription.not.found"
     http_status = 404
     grpc_status = "NOT_FOUND"
+
+
+class BusUnavailable(InterlinkError):
+    """The NATS server refused or did not answer a bus operation (``err_code`` is JetStream's, when it sent one)."""
+
+    error_code = "EVENT_BUS_UNAVAILABLE"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+
+    def __init__(self, message: str, *, err_code: int = 0) -> None:
+        super().__init__(message)
+        self.err_code = err_code

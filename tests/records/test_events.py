@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,29 @@ EVENTS = {
 }
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+def nats_reachable() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 4222), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "sqlite+nats"])
 def org(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Org]:
-    with backend_org(tmp_path, request.param, EVENTS, unavailable=pytest.skip) as opened:
-        yield opened
+    """The same behaviour on the SQLite and PostgreSQL stores, and with the NATS JetStream bus."""
+    store, _, bus = request.param.partition("+")
+    settings: dict[str, Any] = {}
+    if bus == "nats":
+        if not nats_reachable():
+            pytest.skip("no NATS server with JetStream on 127.0.0.1:4222")
+        settings["bus"] = f"nats://127.0.0.1:4222?prefix=T{uuid.uuid4().hex[:10]}"
+    with backend_org(tmp_path, store, EVENTS, unavailable=pytest.skip, **settings) as opened:
+        try:
+            yield opened
+        finally:
+            if bus == "nats":
+                opened.bus.backend.delete_streams()
 
 
 def events_on(org: Org, topic_name: str) -> list[dict[str, Any]]:

@@ -61,7 +61,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from interlink.bus.backend import Bounds, BusBackend, Cursor
 from interlink.bus.model import FAMILIES, NewEvent, Selector, StoredEvent, family_of, parse_topic
-from interlink.errors import ConfigurationError, InterlinkError
+from interlink.errors import BusUnavailable, ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -80,18 +80,6 @@ _ERR_STREAM_NOT_FOUND = 10059
 
 # Headers on every event message.
 H_TOPIC, H_UUID, H_SCHEMA, H_CREATED, H_MSG_ID = "Il-Topic", "Il-Uuid", "Il-Schema", "Il-Created", "Nats-Msg-Id"
-
-
-class NatsBusError(InterlinkError):
-    """The NATS server refused or did not answer a bus operation (``err_code`` is JetStream's, when it sent one)."""
-
-    error_code = "EVENT_BUS_UNAVAILABLE"
-    http_status = 503
-    grpc_status = "UNAVAILABLE"
-
-    def __init__(self, message: str, *, err_code: int = 0) -> None:
-        super().__init__(message)
-        self.err_code = err_code
 
 
 class NatsLog(BusBackend):
@@ -176,9 +164,9 @@ class NatsLog(BusBackend):
             if future.done():
                 raise
             future.cancel()
-            raise NatsBusError(f"the NATS server at {self.url} did not answer within {limit:g}s") from None
+            raise BusUnavailable(f"the NATS server at {self.url} did not answer within {limit:g}s") from None
         except NatsError as error:
-            raise NatsBusError(f"NATS event bus at {self.url}: {type(error).__name__}: {error}") from error
+            raise BusUnavailable(f"NATS event bus at {self.url}: {type(error).__name__}: {error}") from error
 
     async def _bridge(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the NATS loop from another event loop, without blocking that loop."""
@@ -191,7 +179,7 @@ class NatsLog(BusBackend):
                 return await coro
             return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
         except NatsError as error:
-            raise NatsBusError(f"NATS event bus at {self.url}: {type(error).__name__}: {error}") from error
+            raise BusUnavailable(f"NATS event bus at {self.url}: {type(error).__name__}: {error}") from error
 
     def _start_loop(self) -> None:
         loop = asyncio.new_event_loop()
@@ -277,7 +265,7 @@ class NatsLog(BusBackend):
         try:
             try:
                 await self._api_on(nc, f"{_API}.INFO", None)
-            except NatsBusError as error:
+            except BusUnavailable as error:
                 raise ConfigurationError(f"the NATS server at {self.url} does not answer JetStream requests "
                                          f"({error}); start nats-server with JetStream enabled (-js)") from error
             for family in FAMILIES:
@@ -305,12 +293,12 @@ class NatsLog(BusBackend):
         name = config["name"]
         try:
             await self._api_on(nc, f"{_API}.STREAM.CREATE.{name}", config)
-        except NatsBusError as error:
+        except BusUnavailable as error:
             if error.err_code != _ERR_STREAM_NAME_IN_USE:
                 raise ConfigurationError(f"cannot create JetStream stream {name} on {self.url}: {error}") from error
             try:
                 await self._api_on(nc, f"{_API}.STREAM.UPDATE.{name}", config)
-            except NatsBusError as update_error:
+            except BusUnavailable as update_error:
                 raise ConfigurationError(f"JetStream stream {name} on {self.url} exists with a configuration that "
                                          f"cannot be updated: {update_error}") from update_error
 
@@ -333,7 +321,7 @@ class NatsLog(BusBackend):
             puller.abort()
         for future, _subject in self._acks.values():
             if not future.done():
-                future.set_exception(NatsBusError("the NATS event bus closed before the server acknowledged"))
+                future.set_exception(BusUnavailable("the NATS event bus closed before the server acknowledged"))
         self._acks.clear()
         try:
             await asyncio.wait_for(nc.drain(), self.request_timeout)
@@ -348,7 +336,7 @@ class NatsLog(BusBackend):
         for name in self.stream_names():
             try:
                 await self._api(f"{_API}.STREAM.DELETE.{name}", None)
-            except NatsBusError as error:
+            except BusUnavailable as error:
                 if error.err_code != _ERR_STREAM_NOT_FOUND:
                     raise
 
@@ -359,19 +347,20 @@ class NatsLog(BusBackend):
         return await self._api_on(self._nc, subject, body)
 
     async def _api_on(self, nc: Client, subject: str, body: dict[str, Any] | None) -> dict[str, Any]:
-        """One JetStream API request; NatsBusError carries JetStream's error (``err_code``) or the timeout."""
+        """One JetStream API request; BusUnavailable carries JetStream's error (``err_code``) or the timeout."""
         payload = json.dumps(body).encode() if body is not None else b""
         try:
             reply = await nc.request(subject, payload, timeout=self.request_timeout)
         except NatsTimeoutError:
-            raise NatsBusError(f"the NATS server at {self.url} did not answer {subject} within "
+            raise BusUnavailable(f"the NATS server at {self.url} did not answer {subject} within "
                                f"{self.request_timeout:g}s") from None
         except NoRespondersError:
-            raise NatsBusError(f"nothing answers {subject} on {self.url}: is JetStream enabled?") from None
+            raise BusUnavailable(f"nothing answers {subject} on {self.url}: is JetStream enabled?") from None
         answer: dict[str, Any] = json.loads(reply.data)
         error = answer.get("error")
         if error:
-            raise NatsBusError(f"{subject}: {error.get('description', error)}", err_code=int(error.get("err_code", 0)))
+            raise BusUnavailable(f"{subject}: {error.get('description', error)}",
+                                 err_code=int(error.get("err_code", 0)))
         return answer
 
     # -- writing ---------------------------------------------------------------------------------------------
@@ -411,7 +400,7 @@ class NatsLog(BusBackend):
                         H_SCHEMA: event.schema_id, H_CREATED: str(event.created_ms)})
             _done, waiting = await asyncio.wait([future for _, future in pending], timeout=self.request_timeout)
             if waiting:
-                raise NatsBusError(f"the NATS server at {self.url} did not acknowledge {len(waiting)} of "
+                raise BusUnavailable(f"the NATS server at {self.url} did not acknowledge {len(waiting)} of "
                                    f"{len(pending)} events within {self.request_timeout:g}s; they may or may not "
                                    "be stored")
             return [future.result() for _, future in pending]
@@ -432,17 +421,17 @@ class NatsLog(BusBackend):
             return
         headers = msg.headers
         if not msg.data and headers and headers.get("Status") == "503":
-            future.set_exception(NatsBusError(f"no JetStream stream on {self.url} stores {subject} (was it "
+            future.set_exception(BusUnavailable(f"no JetStream stream on {self.url} stores {subject} (was it "
                                               "deleted?)"))
             return
         try:
             answer = json.loads(msg.data)
         except ValueError:
-            future.set_exception(NatsBusError(f"unexpected acknowledgement for {subject}: {msg.data[:200]!r}"))
+            future.set_exception(BusUnavailable(f"unexpected acknowledgement for {subject}: {msg.data[:200]!r}"))
             return
         error = answer.get("error")
         if error:
-            future.set_exception(NatsBusError(f"JetStream refused an event on {subject}: "
+            future.set_exception(BusUnavailable(f"JetStream refused an event on {subject}: "
                                               f"{error.get('description', error)}",
                                               err_code=int(error.get("err_code", 0))))
         else:
@@ -516,7 +505,7 @@ class NatsLog(BusBackend):
         try:
             answer = await self._api(f"{_API}.STREAM.MSG.GET.{stream}",
                                      {"seq": seq, "next_by_subj": self.family_subjects(family)})
-        except NatsBusError as error:
+        except BusUnavailable as error:
             if error.err_code == _ERR_NO_MESSAGE_FOUND:
                 return None
             raise
@@ -555,7 +544,7 @@ class NatsCursor(Cursor):
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(RuntimeError, NatsBusError):
+        with contextlib.suppress(RuntimeError, BusUnavailable):
             await self._log._bridge(self._puller.close())
 
 
@@ -643,7 +632,7 @@ class _Puller:
         if self._suspect or time.monotonic() - self._contact > self._idle / 2:
             try:
                 await self._log._api(f"{_API}.CONSUMER.INFO.{self._stream}.{self._consumer}", None)
-            except NatsBusError as error:
+            except BusUnavailable as error:
                 if error.err_code != _ERR_CONSUMER_NOT_FOUND:
                     raise
                 log.info("NATS consumer %s on %s is gone; recreating it after %d", self._consumer, self._stream,

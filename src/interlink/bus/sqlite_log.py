@@ -21,6 +21,7 @@ from pathlib import Path
 
 from interlink.bus.backend import Bounds, BusBackend, Cursor
 from interlink.bus.model import FAMILIES, NewEvent, Selector, StoredEvent
+from interlink.errors import BusUnavailable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -73,6 +74,11 @@ class SqliteLog(BusBackend):
             self._writer.close()
             self._writer = None
 
+    def _open_writer(self) -> sqlite3.Connection:
+        if self._writer is None:
+            raise BusUnavailable(f"the event log {self.path} is not open")
+        return self._writer
+
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
@@ -85,9 +91,8 @@ class SqliteLog(BusBackend):
     def append(self, events: Sequence[NewEvent], *, dedupe: bool = False) -> list[int]:
         if not events:
             return []
-        assert self._writer is not None, "the bus is not open"
+        conn = self._open_writer()
         with self._write_lock:
-            conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
                 known: dict[str, int] = {}
@@ -96,7 +101,10 @@ class SqliteLog(BusBackend):
                     marks = ",".join("?" * len(uuids))
                     known = dict(conn.execute(f"SELECT event_uuid, replay_id FROM events WHERE event_uuid IN ({marks})",
                                               uuids).fetchall())
-                fresh = [e for e in events if e.event_uuid not in known]
+                fresh = list(events)
+                if dedupe:
+                    seen = set(known)
+                    fresh = [e for e in events if e.event_uuid not in seen and not seen.add(e.event_uuid)]
                 row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
                 first = (row[0] if row else 0) + 1
                 conn.executemany(
@@ -157,9 +165,8 @@ class SqliteLog(BusBackend):
     # -- retention -----------------------------------------------------------------------------------------
 
     def purge(self, older_than_ms: int) -> int:
-        assert self._writer is not None, "the bus is not open"
+        conn = self._open_writer()
         with self._write_lock:
-            conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
                 removed = 0
