@@ -191,3 +191,36 @@ def test_key_prefixes_follow_the_deployed_schema(tmp_path: Path) -> None:
     assert second.object("Aaa__c").key_prefix != first.object("Invoice__c").key_prefix
     retired = load_project(tmp_path, None, retired_prefixes=[first.object("Invoice__c").key_prefix]).schema
     assert first.object("Invoice__c").key_prefix not in {o.key_prefix for o in retired}
+
+
+def test_platform_events_and_change_data_capture_in_yaml(tmp_path: Path) -> None:
+    yaml_object(tmp_path, "Order_Ready__e", "publishBehavior: PublishAfterCommit\nfields:\n"
+                                            "  - {name: Amount__c, type: number}\n")
+    yaml_object(tmp_path, "Account", "changeDataCapture: true\n")
+    write(tmp_path / "metadata" / "channels" / "Big__chn.yaml", "members:\n  - {entity: Account, filter: "
+                                                               "\"Name != null\", enrichedFields: [Industry]}\n")
+    loaded = load_project(tmp_path)
+    event = loaded.schema.object("Order_Ready__e")
+    assert event is not None and event.is_event and event.publish_behavior == "PublishAfterCommit"
+    assert loaded.schema.object("Account").change_data_capture  # type: ignore[union-attr]
+    assert [(name, source.endswith("Big__chn.yaml")) for name, _, source in loaded.channels] == [("Big__chn", True)]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("publishBehavior: Later\n", "PublishImmediately"),
+    ("fields:\n  - {name: Plain, type: text}\n", "end in __c"),
+    ("fields:\n  - {name: Many__c, type: multipicklist, values: [a]}\n", "platform event fields"),
+    ("changeDataCapture: true\n", "no changeDataCapture"),
+])
+def test_invalid_platform_events_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    yaml_object(tmp_path, "Bad__e", text)
+    with pytest.raises(MetadataError, match=message):
+        load_project(tmp_path)
+
+
+def test_sample_metadata_defines_the_pattern_events(tmp_path: Path) -> None:
+    loaded = load_project(tmp_path, include_sample=True)
+    for name in ("Order_Request__e", "Printer_Status__e", "Payment_Received__e", "Case_Closed__e"):
+        assert loaded.schema.object(name).is_event  # type: ignore[union-attr]
+    [(channel, spec, _)] = loaded.channels
+    assert channel == "ChangeEvents" and spec["members"] == ["Account", "Contact", "Opportunity", "Order", "Case"]

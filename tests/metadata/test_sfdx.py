@@ -352,3 +352,25 @@ def test_formula_default_is_dropped_with_warning(tmp_path: Path) -> None:
     specs, warnings = load_sfdx_objects_with_warnings(tmp_path)
     assert specs[0][0]["fields"] == [{"name": "Due__c", "type": "date"}]
     assert len(warnings) == 1 and "TODAY() + 30" in warnings[0]
+
+
+def test_platform_events_load_from_sfdx_source(tmp_path: Path) -> None:
+    folder = tmp_path / "force-app" / "main" / "default" / "objects" / "Low_Ink__e"
+    (folder / "fields").mkdir(parents=True)
+    (tmp_path / "sfdx-project.json").write_text('{"packageDirectories": [{"path": "force-app"}]}')
+    ns = 'xmlns="http://soap.sforce.com/2006/04/metadata"'
+    (folder / "Low_Ink__e.object-meta.xml").write_text(
+        f'<?xml version="1.0"?><CustomObject {ns}><eventType>HighVolume</eventType><label>Low Ink</label>'
+        "<pluralLabel>Low Inks</pluralLabel><publishBehavior>PublishAfterCommit</publishBehavior></CustomObject>")
+    (folder / "fields" / "Printer_Model__c.field-meta.xml").write_text(
+        f'<?xml version="1.0"?><CustomField {ns}><fullName>Printer_Model__c</fullName><label>Printer Model</label>'
+        "<length>20</length><type>Text</type></CustomField>")
+    from interlink.metadata.loader import load_project
+
+    loaded = load_project(tmp_path)
+    event = loaded.schema.object("Low_Ink__e")
+    assert event is not None and event.is_event and event.publish_behavior == "PublishAfterCommit"
+    assert event.key_prefix.startswith("e") and not event.queryable
+    assert [f.name for f in event.fields] == ["ReplayId", "CreatedDate", "CreatedById", "EventUuid",
+                                              "Printer_Model__c"]
+    assert loaded.warnings == []

@@ -230,3 +230,19 @@ def test_a_second_org_on_the_same_store_picks_up_a_deploy(tmp_path: Path, store_
         (widget,) = create(second, "Widget__c", {"Name": "from second", "Later__c": "yes"})
         assert first.records.retrieve("Widget__c", [widget])[0]["Later__c"] == "yes"
 
+
+
+def test_platform_events_deploy_without_tables(tmp_path: Path, project: Path) -> None:
+    event = {"name": "Ping__e", "publishBehavior": "PublishImmediately",
+             "fields": [{"name": "Note__c", "type": "text", "length": 40}]}
+    write_object(project, event)
+    with local_org(tmp_path / "org", project_dir=project) as org:
+        assert org.store.schema.object("Ping__e").is_event  # type: ignore[union-attr]
+        assert "Ping__e" not in tables(org)
+        write_object(project, with_fields(event, {"name": "Level__c", "type": "number"}))
+        plan = redeploy(org)
+        assert plan.describe() == ["+ update platform event Ping__e"]
+        assert org.store.schema.object("Ping__e").has_field("Level__c")  # type: ignore[union-attr]
+        remove_object(project, "Ping__e")
+        assert redeploy(org).describe() == ["+ remove platform event Ping__e"]
+        assert org.store.schema.object("Ping__e") is None

@@ -161,11 +161,11 @@ def _object_dirs(root: Path) -> list[Path]:
 def _load_object_dir(obj_dir: Path, warnings: list[str]) -> tuple[Spec, str] | None:
     name = obj_dir.name
     object_file = obj_dir / f"{name}{OBJECT_SUFFIX}"
-    custom = name.endswith("__c")
+    custom = name.endswith(("__c", "__e"))
     if not custom and "__" in name:
-        # __mdt, __e, __b, __x, __kav, ... : not plain custom objects.
-        warnings.append(f"{obj_dir}: {name} skipped: only custom objects (__c) and standard objects "
-                        "are supported")
+        # __mdt, __b, __x, __kav, ... : not plain custom objects or platform events.
+        warnings.append(f"{obj_dir}: {name} skipped: only custom objects (__c), platform events (__e) and "
+                        "standard objects are supported")
         return None
 
     fields: list[dict[str, Any]] = []
@@ -254,6 +254,11 @@ def _object_spec(path: Path, name: str, warnings: list[str]) -> Spec:
         if value is not None:
             spec[key] = value
 
+    if name.endswith("__e"):
+        behavior = _text(root, "publishBehavior")
+        if behavior is not None:
+            spec["publishBehavior"] = behavior
+        return spec
     name_elem = root.find(_Q + "nameField")
     if name_elem is not None:
         spec["nameField"] = _name_field_spec(name_elem, path)
