@@ -95,6 +95,35 @@ def check_port(settings: Settings) -> Check:
     return ("port", OK, f"{host}:{settings.port} is free")
 
 
+def check_bus(settings: Settings) -> Check:
+    """The configured event bus: the embedded log's file, or the NATS server named by ``bus``."""
+    from urllib.parse import urlparse
+
+    url = settings.bus_url
+    if url.startswith("sqlite:"):
+        path = url.removeprefix("sqlite:///")
+        return ("event bus", OK, f"embedded SQLite log {path}")
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
+    if _tcp(host, port):
+        return ("event bus", OK, f"NATS reachable at {host}:{port}")
+    return ("event bus", FAIL, f"NATS not reachable at {host}:{port} (bus = {url})")
+
+
+def check_grpc_port(settings: Settings) -> Check:
+    from interlink.app.server import read_server_file
+
+    info = read_server_file(settings.data_dir)
+    if info is not None and info.get("grpc_port"):
+        return ("pubsub port", OK, f"Pub/Sub API of the running server on port {info['grpc_port']}")
+    if settings.grpc_port <= 0:
+        return ("pubsub port", OK, "picked at start" if settings.grpc_port == 0 else "Pub/Sub API turned off")
+    host = settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    if _tcp(host, settings.grpc_port, 0.5):
+        return ("pubsub port", FAIL, f"{host}:{settings.grpc_port} is taken by another program (use --grpc-port)")
+    return ("pubsub port", OK, f"{host}:{settings.grpc_port} is free")
+
+
 def check_service(name: str, host: str, port: int, hint: str) -> Check:
     if _tcp(host, port):
         return (name, OK, f"reachable at {host}:{port}")
@@ -110,9 +139,11 @@ def run_doctor(settings: Settings, console: Console | None = None) -> bool:
         lambda: check_store(settings),
         lambda: check_tls(settings),
         lambda: check_port(settings),
+        lambda: check_grpc_port(settings),
+        lambda: check_bus(settings),
         lambda: check_service("postgresql", os.environ.get("PGHOST", "127.0.0.1"), 5432,
                               "needed only for --store postgresql://"),
-        lambda: check_service("nats", "127.0.0.1", 4222, "used by scale-out once the event bus lands"),
+        lambda: check_service("nats", "127.0.0.1", 4222, "needed only for --bus nats://"),
     ]
     table = Table("check", "status", "detail", title="interlink doctor")
     failed = False
