@@ -290,7 +290,9 @@ class PubSubService(pb_grpc.PubSubServicer):
                 if flush():
                     yield [], encode_replay_id(cursor.position), credit.outstanding
                 if credit.outstanding > 0:
-                    stored = await cursor.fetch(credit.outstanding, min(1.0, self.keepalive_seconds))
+                    stored = await cursor.fetch(credit.outstanding, 0)
+                    if not stored:
+                        stored = await self._fetch_or_wake(cursor, credit)
                     if stored:
                         credit.outstanding -= len(stored)
                         events = [pb.ConsumerEvent(event=pb.ProducerEvent(id=e.event_uuid, schema_id=e.schema_id,
@@ -311,6 +313,22 @@ class PubSubService(pb_grpc.PubSubServicer):
         finally:
             reader.cancel()
             await cursor.close()
+
+    async def _fetch_or_wake(self, cursor: Any, credit: _Credit) -> list[Any]:
+        """Wait for events, but give up as soon as the client sends a request (a commit, more credit, an error)."""
+        credit.signal.clear()
+        fetch = asyncio.ensure_future(cursor.fetch(credit.outstanding, min(1.0, self.keepalive_seconds)))
+        woken = asyncio.ensure_future(credit.signal.wait())
+        try:
+            await asyncio.wait((fetch, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+        if fetch.done():
+            return fetch.result()  # type: ignore[no-any-return]
+        fetch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fetch
+        return []
 
     # -- managed subscriptions -------------------------------------------------------------------------------
 
