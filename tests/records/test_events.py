@@ -285,3 +285,24 @@ def test_retention_and_replay_validation(tmp_path: Path) -> None:
         with pytest.raises(ReplayIdInvalid):
             org.bus.start_after(topic, CUSTOM, encode_replay_id(first - 1))
         assert org.bus.start_after(topic, CUSTOM, encode_replay_id(first)) == first
+
+
+def test_a_deploy_replaces_channel_file_members(tmp_path: Path) -> None:
+    channel = tmp_path / "project" / "metadata" / "channels" / "Deals__chn.yaml"
+    channel.parent.mkdir(parents=True)
+    channel.write_text("members:\n  - {entity: Opportunity, filter: \"Amount > 10\"}\n")
+    with backend_org(tmp_path, "sqlite", EVENTS) as org:
+        [member] = org.bus.channels.channel("Deals__chn")  # type: ignore[misc]
+        assert member.filter == "Amount > 10" and member.source == "metadata"
+        channel.write_text("members:\n  - {entity: Opportunity, filter: \"Amount > 99999\"}\n")
+        org._bootstrap(deploy=True)
+        [member] = org.bus.channels.channel("Deals__chn")  # type: ignore[misc]
+        assert member.filter == "Amount > 99999"
+        channel.write_text("members:\n  - Account\n")
+        org._bootstrap(deploy=True)
+        assert [m.entity for m in org.bus.channels.channel("Deals__chn")] == ["Account"]  # type: ignore[union-attr]
+        assert org.bus.topic("/data/Deals__chn").name == "/data/Deals__chn"
+        from interlink.errors import TopicNotFound
+
+        with pytest.raises(TopicNotFound):
+            org.bus.topic("/data/deals__chn")

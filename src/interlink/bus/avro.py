@@ -161,6 +161,11 @@ def from_avro_value(fdef: FieldDef | None, value: Any) -> Any:
         return datetime.fromtimestamp(value / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if fdef.type is FieldType.DATE:
         return date.fromordinal(_EPOCH_DAY.toordinal() + value).isoformat()
+    if fdef.type is FieldType.TIME:
+        seconds, millis = divmod(int(value), 1000)
+        minutes, second = divmod(seconds, 60)
+        hour, minute = divmod(minutes, 60)
+        return f"{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}Z"
     return value
 
 

@@ -38,6 +38,7 @@ from interlink.errors import (
     InterlinkError,
     PubSubPermissionDenied,
     ReplayIdInvalid,
+    SchemaNotFound,
     TopicNotFound,
 )
 from interlink.metadata.model import ObjectDef
@@ -148,7 +149,8 @@ class EventBus:
         if local == CHANGE_EVENTS:
             return Topic(name, Selector(DATA, None), False, "")
         if local.endswith("__chn"):
-            if self.channels.channel(local) is None:
+            members = self.channels.channel(local)
+            if not members or members[0].channel != local:  # channel names are case-sensitive
                 raise TopicNotFound(f"Topic not found: {name}")
             return Topic(name, Selector(family_of(name), name), False, "")
         obj = self._object_for_change_event(local)
@@ -286,5 +288,5 @@ class EventBus:
         """An event's payload as a dict (for people and tests); dates stay epoch numbers."""
         parsed = self.registry.parsed(event.schema_id)
         if parsed is None:
-            raise TopicNotFound(f"unknown schema {event.schema_id}")
+            raise SchemaNotFound(f"Schema not found: {event.schema_id}")
         return avro.decode(parsed, event.payload)

@@ -62,8 +62,11 @@ def parse_filter(entity: str, expression: str) -> ast.Condition:
     return query.where
 
 
-def member_from_spec(channel: str, raw: Any, schema: Schema, source: str) -> Member:
-    """One member of a channel file (an object name, or ``{entity, filter, enrichedFields}``), validated."""
+def member_from_spec(channel: str, raw: Any, schema: Schema, source: str, *, origin: str = "metadata") -> Member:
+    """One member of a channel file (an object name, or ``{entity, filter, enrichedFields}``), validated.
+
+    ``source`` names the file for error messages; ``origin`` is who declared it (``metadata`` or ``cli``).
+    """
     if isinstance(raw, str):
         raw = {"entity": raw}
     if not isinstance(raw, Mapping) or not isinstance(raw.get("entity"), str):
@@ -85,7 +88,7 @@ def member_from_spec(channel: str, raw: Any, schema: Schema, source: str) -> Mem
         condition = parse_filter(obj.name, expression)
         _check_filter_fields(obj, condition, source)
     return Member(channel, obj.name, expression, tuple(obj.field(f).name for f in enriched),  # type: ignore[union-attr]
-                  source, condition)
+                  origin, condition)
 
 
 def _check_filter_fields(obj: ObjectDef, condition: ast.Condition, source: str) -> None:
@@ -261,12 +264,11 @@ class ChannelDirectory:
         spec: dict[str, Any] = {"entity": entity, "enrichedFields": list(enriched_fields)}
         if filter:
             spec["filter"] = filter
-        member = member_from_spec(channel, spec, self._store.schema, "interlink cdc")
+        member = member_from_spec(channel, spec, self._store.schema, "interlink cdc", origin="cli")
         table = self._store.system["il_channel_member"]
         with self._store.write() as conn:
             conn.execute(table.delete().where(and_(table.c.channel == channel, table.c.entity == member.entity)))
-            conn.execute(table.insert().values(**_row(Member(channel, member.entity, member.filter,
-                                                             member.enriched_fields, "cli"))))
+            conn.execute(table.insert().values(**_row(member)))
         self.invalidate()
         return member
 

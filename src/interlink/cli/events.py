@@ -71,6 +71,24 @@ def topic_name(raw: str) -> str:
     return f"/event/{text}" if text.endswith("__e") else f"/data/{text}"
 
 
+def _resolve(org: Org, raw: str) -> Topic:
+    """The topic called ``raw``; channel names are case-sensitive, as on the platform.
+
+    ``EventBus.topic`` finds a channel ``Big__chn`` under ``/data/big__chn`` too, but the log holds its
+    events under the stored spelling, so reading the other one would silently show nothing.
+    """
+    from interlink.errors import TopicNotFound
+
+    name = topic_name(raw)
+    topic = org.bus.topic(name)
+    if name.endswith("__chn"):
+        members = org.bus.channels.channel(name.removeprefix("/data/")) or []
+        if any(f"/data/{m.channel}" != name for m in members):
+            raise TopicNotFound(f"Topic not found: {name} (channel names are case-sensitive: "
+                                f"/data/{members[0].channel})")
+    return topic
+
+
 def _replay_hex(replay_id: int) -> str:
     from interlink.bus.model import encode_replay_id
 
@@ -129,7 +147,7 @@ def events_publish(
 
     values = _event_values(payload, file)
     with _org(data_dir, project_dir, store, bus) as org:
-        topic = org.bus.topic(topic_name(event))
+        topic = _resolve(org, event)
         if topic.event_object is None:
             raise PubSubPermissionDenied(f"Publishing to {topic.name} is not allowed: only platform event topics "
                                          "(/event/Name__e) accept published events")
@@ -311,7 +329,7 @@ def events_tail(
     import json
 
     with _org(data_dir, project_dir, store, bus) as org:
-        resolved = org.bus.topic(topic_name(topic))
+        resolved = _resolve(org, topic)
         after, latest = _start(org, resolved, replay)
         view = EventView(org)
 
@@ -347,7 +365,14 @@ def _drain(org: Org, topic: Topic, after: int, limit: int | None, show: Any) -> 
 
 
 async def _follow(org: Org, topic: Topic, after: int, limit: int | None, show: Any) -> None:
-    """Print events as the bus cursor delivers them, until ``limit`` (or Ctrl-C)."""
+    """Print events as the bus cursor delivers them, until ``limit``, Ctrl-C or SIGTERM."""
+    import asyncio
+    import signal
+
+    task = asyncio.current_task()
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # no signal handlers off Unix
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     cursor = org.bus.cursor(topic, after)
     printed = 0
     try:
@@ -356,6 +381,8 @@ async def _follow(org: Org, topic: Topic, after: int, limit: int | None, show: A
             for event in await cursor.fetch(wanted, 5.0):
                 show(event)
                 printed += 1
+    except asyncio.CancelledError:
+        return  # SIGTERM or Ctrl-C: stop cleanly, the org is closed by the caller
     finally:
         await cursor.close()
 
@@ -441,11 +468,14 @@ def subscription_create(
         raise ConfigurationError(f"--replay is latest or earliest, not {replay!r}")
     duplicate = f"a managed event subscription named {name} already exists"
     with _org(data_dir, project_dir, store, bus) as org:
-        resolved = org.bus.topic(topic_name(topic))
+        resolved = _resolve(org, topic)
         table = org.store.system["il_managed_subscription"]
         with org.store.read() as conn:
-            if conn.execute(select(table.c.id).where(func.lower(table.c.developer_name) == name.lower())).first():
-                raise DuplicateValue(duplicate, ["DeveloperName"])
+            existing = conn.execute(select(table.c.developer_name, table.c.id)
+                                    .where(func.lower(table.c.developer_name) == name.lower())).first()
+        if existing is not None:  # developer names are unique whatever their case, as on the platform
+            raise DuplicateValue(f"a managed event subscription named {existing.developer_name} already exists "
+                                 f"({existing.id}); delete it first or choose another name", ["DeveloperName"])
         subscription_id = ids.new_id("18x")
         try:
             with org.store.write() as conn:
@@ -559,8 +589,9 @@ def cdc_disable(
             raise NotFoundError(f"{object_name} is not a member of {channel}")
         _say(f"Disabled change events for {member.entity} on {member.channel}")
         if member.source != "cli":
-            _say(f"note: the project's metadata declares this member ({_source(member)}); the next deploy "
-                 "(interlink deploy or interlink up) restores it unless the metadata changes")
+            where = "" if member.source == "metadata" else f" ({Path(member.source).name})"
+            _say(f"note: the project's metadata declares {member.entity} on {member.channel}{where}; the next "
+                 "deploy (interlink deploy or interlink up) restores it unless the metadata changes")
 
 
 @cdc_app.command("list")
