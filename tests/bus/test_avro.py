@@ -42,7 +42,7 @@ def test_event_schema_leads_with_the_system_fields_and_restamps_them() -> None:
     parsed = fastavro.parse_schema(schema)
     payload = avro.encode(parsed, {"CreatedDate": 1, "CreatedById": "spoofed", "EventUuid": None,
                                    "Printer__c": "P-1", "Level__c": 0.5})
-    stamped = avro.restamp_event(payload, 1700000000000, "005000000000001AAA", "a-uuid")
+    stamped = avro.restamp_event(payload, avro.stamp_head(1700000000000, "005000000000001AAA"), "a-uuid")
     assert avro.decode(parsed, stamped) == {"CreatedDate": 1700000000000, "CreatedById": "005000000000001AAA",
                                             "EventUuid": "a-uuid", "Printer__c": "P-1", "Level__c": 0.5}
     assert avro.schema_id_of(schema) == avro.schema_id_of(dict(schema)) and len(avro.schema_id_of(schema)) == 22

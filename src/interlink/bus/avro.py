@@ -274,16 +274,24 @@ def _write_string(value: str) -> bytes:
     return _write_long(len(raw)) + raw
 
 
+def stamp_head(created_ms: int, user_id: str) -> bytes:
+    """The encoded CreatedDate and CreatedById, shared by every event of one publish call."""
+    return _write_long(created_ms) + _write_string(user_id)
+
+
 def event_prefix(created_ms: int, user_id: str, event_uuid: str) -> bytes:
     """The encoded first three fields of every platform event datum."""
-    return _write_long(created_ms) + _write_string(user_id) + _write_long(1) + _write_string(event_uuid)
+    return stamp_head(created_ms, user_id) + _UUID_BRANCH + _write_string(event_uuid)
 
 
-def restamp_event(payload: bytes, created_ms: int, user_id: str, event_uuid: str) -> bytes:
+_UUID_BRANCH = _write_long(1)  # the union branch of EventUuid: ["null", "string"] -> string
+
+
+def restamp_event(payload: bytes, head: bytes, event_uuid: str) -> bytes:
     """Replace a published datum's CreatedDate, CreatedById and EventUuid with the server's values.
 
-    The three fields lead every event schema, so the rest of the datum is kept byte for byte (the
-    payload was validated against its schema before this).
+    ``head`` is :func:`stamp_head`. The three fields lead every event schema, so the rest of the datum is
+    kept byte for byte (the payload was validated against its schema before this).
     """
     _, position = _read_long(payload, 0)
     length, position = _read_long(payload, position)
@@ -292,4 +300,4 @@ def restamp_event(payload: bytes, created_ms: int, user_id: str, event_uuid: str
     if branch == 1:
         length, position = _read_long(payload, position)
         position += length
-    return event_prefix(created_ms, user_id, event_uuid) + payload[position:]
+    return head + _UUID_BRANCH + _write_string(event_uuid) + payload[position:]

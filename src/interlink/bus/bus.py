@@ -217,6 +217,7 @@ class EventBus:
         outcomes: list[PublishOutcome] = []
         ready: list[tuple[PublishOutcome, NewEvent]] = []
         now_ms = int(time.time() * 1000)
+        head = avro.stamp_head(now_ms, user_id)
         for producer_id, schema_id, payload in items:
             event_uuid = str(uuid.uuid4())
             outcome = PublishOutcome(producer_id or event_uuid, event_uuid=event_uuid)
@@ -233,7 +234,7 @@ class EventBus:
                     raise DmlError(f"The event is {len(payload)} bytes; events are limited to {MAX_EVENT_BYTES} "
                                    "bytes")
                 avro.decode(schema, payload)
-                stamped = avro.restamp_event(payload, now_ms, user_id, event_uuid)
+                stamped = avro.restamp_event(payload, head, event_uuid)
                 ready.append((outcome, NewEvent(topic.name, event_uuid, schema_id, stamped, now_ms)))
             except InterlinkError as error:
                 outcome.error = error.message
