@@ -38,6 +38,7 @@ bench: $(VENV)/.stamp-test
 	$(BIN)/python bench/rest_get.py
 	$(BIN)/python bench/soql.py --quick
 	$(BIN)/python bench/collections_insert.py
+	$(BIN)/python bench/bus.py
 
 clean:
 	rm -rf $(VENV) .interlink .pytest_cache .ruff_cache

@@ -9,8 +9,9 @@ Channels to streams and subjects
         /data/Sales__chn          -> <prefix>.chn.Sales__chn         (stream <PREFIX>_CHN)
 
     Reading a whole family (``/data/ChangeEvents``) reads the stream; reading a topic filters on its subject.
-    The payload is the message body; topic, event uuid, schema id and creation time travel in ``Il-*``
-    headers, and ``Nats-Msg-Id`` is the event uuid so JetStream's duplicate window drops a re-relayed event.
+    The payload is the message body; the subject gives the topic, ``Nats-Msg-Id`` is the event uuid (so
+    JetStream's duplicate window drops a re-relayed event), and the schema id and creation time travel in
+    ``Il-*`` headers.
 
 Replay ids are stream sequences
     A replay id is the message's sequence in its family's stream: strictly increasing and never reused,
@@ -395,9 +396,9 @@ class NatsLog(BusBackend):
                     future: asyncio.Future[int] = loop.create_future()
                     self._acks[token] = (future, subject)
                     pending.append((token, future))
+                    # The topic is the subject and the uuid is Nats-Msg-Id: every header costs microseconds.
                     await nc.publish(subject, event.payload, reply=self._ack_root + token, headers={
-                        H_MSG_ID: event.event_uuid, H_TOPIC: event.topic, H_UUID: event.event_uuid,
-                        H_SCHEMA: event.schema_id, H_CREATED: str(event.created_ms)})
+                        H_MSG_ID: event.event_uuid, H_SCHEMA: event.schema_id, H_CREATED: str(event.created_ms)})
             _done, waiting = await asyncio.wait([future for _, future in pending], timeout=self.request_timeout)
             if waiting:
                 raise BusUnavailable(f"the NATS server at {self.url} did not acknowledge {len(waiting)} of "
@@ -759,7 +760,7 @@ def _stored(msg: Msg) -> StoredEvent:
     seq = int(tokens[5] if len(tokens) == 9 else tokens[7])
     headers = msg.headers or {}
     topic = headers.get(H_TOPIC)
-    if topic is None:  # published by something else than Interlink: derive what we can
+    if topic is None:  # the subject is <prefix>.<family>.<Name>
         _root, family, local = [*msg.subject.split(".", 2), "", ""][:3]
         topic = f"/event/{local}" if family == "event" else f"/data/{local}"
     return StoredEvent(seq, topic, headers.get(H_UUID) or headers.get(H_MSG_ID, ""), headers.get(H_SCHEMA, ""),

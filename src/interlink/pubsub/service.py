@@ -326,9 +326,12 @@ class PubSubService(pb_grpc.PubSubServicer):
         if fetch.done():
             return fetch.result()  # type: ignore[no-any-return]
         fetch.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await fetch
-        return []
+        try:
+            # A fetch that finished while being cancelled (asyncio.wait_for may swallow the cancel) has moved
+            # its cursor: its events must be delivered, not dropped.
+            return await fetch  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            return []
 
     # -- managed subscriptions -------------------------------------------------------------------------------
 
