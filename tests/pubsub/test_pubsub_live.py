@@ -750,3 +750,10 @@ def test_managed_subscribe_unknown_name(stub: pb_grpc.PubSubStub, md: Any) -> No
     with Stream(stub.ManagedSubscribe, pb.ManagedFetchRequest(developer_name="No_Such_Subscription",
                                                               num_requested=1), md) as managed:
         assert_rpc_error(managed.wait_error(), grpc.StatusCode.NOT_FOUND, "subscription.not.found")
+
+
+def test_a_taken_pubsub_port_is_a_clear_error(server: LiveServer, tmp_path: Path) -> None:
+    result = run_cli("up", "--port", "0", "--grpc-port", str(server.grpc_port), "--data-dir", str(tmp_path / "other"),
+                     "--project-dir", str(tmp_path / "other"), check=False, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "cannot listen for the Pub/Sub API" in result.stderr and "Traceback" not in result.stderr

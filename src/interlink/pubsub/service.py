@@ -28,6 +28,7 @@ from interlink import ids
 from interlink.bus.bus import CUSTOM, EARLIEST, LATEST, Topic
 from interlink.bus.model import decode_replay_id, encode_replay_id
 from interlink.errors import (
+    ConfigurationError,
     InterlinkError,
     InvalidSession,
     PubSubAuthError,
@@ -368,12 +369,18 @@ class PubSubService(pb_grpc.PubSubServicer):
 async def start_server(org: Org, host: str, port: int, *, server_cert: bytes, server_key: bytes,
                        keepalive_seconds: float) -> tuple[grpc.aio.Server, int]:
     """Start the Pub/Sub API on ``host:port`` (0 picks a free port) over TLS; returns (server, bound port)."""
+    # so_reuseport off: gRPC turns it on by default, and a second org would then share the port silently.
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4 * 1024 * 1024),
-                                      ("grpc.max_send_message_length", 16 * 1024 * 1024)])
+                                      ("grpc.max_send_message_length", 16 * 1024 * 1024),
+                                      ("grpc.so_reuseport", 0)])
     pb_grpc.add_PubSubServicer_to_server(PubSubService(org, keepalive_seconds=keepalive_seconds), server)
     credentials = grpc.ssl_server_credentials([(server_key, server_cert)])
-    bound = server.add_secure_port(f"{host}:{port}", credentials)
+    try:
+        bound = server.add_secure_port(f"{host}:{port}", credentials)
+    except RuntimeError:
+        bound = 0
     if not bound:
-        raise OSError(f"cannot listen for the Pub/Sub API on {host}:{port}")
+        raise ConfigurationError(f"cannot listen for the Pub/Sub API on {host}:{port}: the port is taken "
+                                 "(choose another with --grpc-port, 0 for any free port, -1 for none)")
     await server.start()
     return server, bound
