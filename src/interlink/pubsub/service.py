@@ -52,14 +52,6 @@ MAX_PUBLISH_BYTES = 3 * 1024 * 1024
 PUBLISH_STREAM_IDLE_SECONDS = 70.0
 
 
-class PubSubError(Exception):
-    """Ends a call: a gRPC status plus the platform's error-code trailer."""
-
-    def __init__(self, error: InterlinkError) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
 @dataclass
 class _Credit:
     """Events the client has asked for and not yet received, and what woke the sender."""
@@ -88,14 +80,14 @@ class PubSubService(pb_grpc.PubSubServicer):
         metadata = {key.lower(): value for key, value in (context.invocation_metadata() or ())}
         token = metadata.get("accesstoken")
         if not token:
-            raise PubSubError(PubSubAuthError("Missing the accesstoken header in the call metadata"))
+            raise PubSubAuthError("Missing the accesstoken header in the call metadata")
         try:
             session = self.org.tokens.validate(str(token))
         except InvalidSession:
-            raise PubSubError(PubSubAuthError("The access token is invalid or expired")) from None
+            raise PubSubAuthError("The access token is invalid or expired") from None
         tenant = metadata.get("tenantid")
         if tenant and ids.normalize(str(tenant)) != ids.normalize(self.org.org_id):
-            raise PubSubError(PubSubAuthError(f"The tenantid {tenant} does not match this org ({self.org.org_id})"))
+            raise PubSubAuthError(f"The tenantid {tenant} does not match this org ({self.org.org_id})")
         return session
 
     async def _fail(self, context: grpc.aio.ServicerContext, error: InterlinkError, rpc_id: str) -> None:
@@ -106,8 +98,6 @@ class PubSubService(pb_grpc.PubSubServicer):
     async def _guard(self, context: grpc.aio.ServicerContext, rpc_id: str, work: Callable[[], Any]) -> Any:
         try:
             return await work()
-        except PubSubError as failure:
-            await self._fail(context, failure.error, rpc_id)
         except InterlinkError as error:
             await self._fail(context, error, rpc_id)
 
@@ -189,8 +179,6 @@ class PubSubService(pb_grpc.PubSubServicer):
                 elif request.topic_name and request.topic_name != topic_name:
                     raise PubSubInvalidRequest(f"This stream publishes to {topic_name}, not {request.topic_name}")
                 yield await self._publish(request, session, rpc_id, topic_name)
-        except PubSubError as failure:
-            await self._fail(context, failure.error, rpc_id)
         except InterlinkError as error:
             await self._fail(context, error, rpc_id)
 
@@ -223,8 +211,6 @@ class PubSubService(pb_grpc.PubSubServicer):
             async for events, latest, pending in self._deliver(topic, after, iterator, credit, more):
                 yield pb.FetchResponse(events=events, latest_replay_id=latest, rpc_id=rpc_id,
                                        pending_num_requested=pending)
-        except PubSubError as failure:
-            await self._fail(context, failure.error, rpc_id)
         except InterlinkError as error:
             await self._fail(context, error, rpc_id)
 
@@ -262,8 +248,6 @@ class PubSubService(pb_grpc.PubSubServicer):
                 if commit is not None:
                     response.commit_response.CopyFrom(commit)
                 yield response
-        except PubSubError as failure:
-            await self._fail(context, failure.error, rpc_id)
         except InterlinkError as error:
             await self._fail(context, error, rpc_id)
 
@@ -287,7 +271,7 @@ class PubSubService(pb_grpc.PubSubServicer):
         try:
             while True:
                 if credit.failure is not None:
-                    raise PubSubError(credit.failure)
+                    raise credit.failure
                 if flush():
                     yield [], encode_replay_id(cursor.position), credit.outstanding
                 if credit.outstanding > 0:
