@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ from typing import Any
 import nats
 import pytest
 
-from interlink.bus.model import DATA, EVENT, NewEvent, Selector
+from interlink.bus.model import DATA, EVENT, NewEvent, Selector, StoredEvent
 from interlink.bus.nats_log import NatsLog
 from interlink.errors import ConfigurationError, TopicNotFound
 
@@ -123,6 +124,87 @@ def test_using_a_log_that_is_not_open_fails_clearly() -> None:
     log.close()  # closing what never opened is harmless
 
 
+class _Recorder:
+    """What a protocol parser hands the client."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        self.calls.append(("msg", sid, bytes(subject), bytes(reply), bytes(data), headers and bytes(headers)))
+
+    async def _process_ping(self) -> None:
+        self.calls.append(("ping",))
+
+    async def _process_pong(self) -> None:
+        self.calls.append(("pong",))
+
+    async def _process_info(self, info: dict[str, Any]) -> None:
+        self.calls.append(("info", info))
+
+    async def _process_err(self, message: str) -> None:
+        self.calls.append(("err", message))
+
+
+def _hmsg(subject: bytes, sid: int, reply: bytes, headers: bytes, body: bytes) -> bytes:
+    return b"HMSG %s %d %s%d %d\r\n%s%s\r\n" % (subject, sid, reply + b" " if reply else b"", len(headers),
+                                               len(headers) + len(body), headers, body)
+
+
+PROTOCOL = (b"MSG a.b 1 12\r\nhello\r\nworld\r\n"
+            b"MSG a.b 2 _INBOX.x.1 0\r\n\r\n"
+            + _hmsg(b"a.c", 3, b"$JS.ACK.S.C.1.5.5.1.0", b"NATS/1.0\r\nK: v\r\n\r\n", b"\x01body")
+            + b"PING\r\n+OK\r\n"
+            + _hmsg(b"_INBOX.y.2", 4, b"", b"NATS/1.0 404\r\n\r\n", b"")
+            + b"INFO {\"server_id\":\"x\"}\r\nPONG\r\n"
+            b"MSG a.d 5 3\r\nend\r\n")
+
+
+def _parse(parser_class: type, chunks: list[bytes]) -> list[tuple[Any, ...]]:
+    client = _Recorder()
+    parser = parser_class(client)
+
+    async def feed() -> None:
+        for chunk in chunks:
+            await parser.parse(chunk)
+
+    asyncio.run(feed())
+    assert not parser.buf
+    return client.calls
+
+
+def test_the_quick_protocol_parser_reads_what_the_stock_one_does_however_the_bytes_are_cut() -> None:
+    from nats.protocol.parser import Parser
+
+    from interlink.bus.nats_client import _Parser
+
+    expected = _parse(Parser, [PROTOCOL])
+    assert [call[0] for call in expected] == ["msg", "msg", "msg", "ping", "msg", "info", "pong", "msg"]
+    assert _parse(_Parser, [PROTOCOL]) == expected
+    for cut in range(1, len(PROTOCOL)):
+        assert _parse(_Parser, [PROTOCOL[:cut], PROTOCOL[cut:]]) == expected, cut
+    assert _parse(_Parser, [PROTOCOL[i:i + 1] for i in range(len(PROTOCOL))]) == expected
+    for size in (3, 7, 50):
+        assert _parse(_Parser, [PROTOCOL[i:i + size] for i in range(0, len(PROTOCOL), size)]) == expected
+
+    # Messages of a subscription with a raw handler go straight to it, with the same arguments.
+    client = _Recorder()
+    raw: list[tuple[Any, ...]] = []
+    client._raw_handlers = {3: lambda *args: raw.append(("msg", 3, *args))}  # type: ignore[attr-defined]
+    asyncio.run(_Parser(client).parse(PROTOCOL))
+    assert raw == [expected[2]]
+    assert client.calls == expected[:2] + expected[3:]
+
+
+def test_the_quick_protocol_parser_refuses_a_malformed_message() -> None:
+    from nats.errors import ProtocolError
+
+    from interlink.bus.nats_client import _Parser
+
+    with pytest.raises(ProtocolError):
+        _parse(_Parser, [b"MSG a.b x 3\r\nabc\r\n"])
+
+
 # -- on the server --------------------------------------------------------------------------------------------
 
 
@@ -169,8 +251,15 @@ def test_reopening_with_another_retention_updates_the_streams(log: NatsLog, pref
     assert on_server(max_age) == 7200
 
 
+def body_of(sent: NewEvent) -> bytes:
+    """The message body the log stores: version 1, created ms, the two lengths, schema id, uuid, payload."""
+    schema, event_uuid = sent.schema_id.encode(), sent.event_uuid.encode()
+    return (struct.pack(">BqBB", 1, sent.created_ms, len(schema), len(event_uuid)) + schema + event_uuid
+            + sent.payload)
+
+
 @needs_nats
-def test_events_are_messages_with_interlink_headers(log: NatsLog, prefix: str) -> None:
+def test_events_are_messages_with_a_binary_prefix(log: NatsLog, prefix: str) -> None:
     sent = event("/data/AccountChangeEvent")
     [replay_id] = log.append([sent])
 
@@ -179,11 +268,58 @@ def test_events_are_messages_with_interlink_headers(log: NatsLog, prefix: str) -
 
     stored = on_server(message)
     assert stored.subject == f"{prefix.lower()}.data.AccountChangeEvent"
-    assert stored.data == sent.payload
-    assert stored.headers["Nats-Msg-Id"] == sent.event_uuid
-    assert "Il-Topic" not in stored.headers and "Il-Uuid" not in stored.headers  # the subject and Nats-Msg-Id say it
-    assert stored.headers["Il-Schema"] == "schema-1"
-    assert stored.headers["Il-Created"] == str(sent.created_ms)
+    assert stored.data == body_of(sent)
+    assert stored.headers == {"Nats-Msg-Id": sent.event_uuid}  # for the duplicate window; nothing else
+
+
+@needs_nats
+def test_events_appended_async_carry_no_headers(log: NatsLog, prefix: str) -> None:
+    sent = [event("/event/Order__e"), event("/event/Order__e")]
+    ids = asyncio.run(log.append_async(sent))
+    assert ids == [1, 2]
+
+    async def messages(js: Any) -> list[Any]:
+        return [await js.get_msg(f"{prefix.upper()}_EVENT", seq) for seq in ids]
+
+    stored = on_server(messages)
+    assert [m.data for m in stored] == [body_of(e) for e in sent]
+    assert [m.headers for m in stored] == [None, None]
+    assert log.read(Selector(EVENT, None), 0, 10) == [
+        StoredEvent(seq, e.topic, e.event_uuid, e.schema_id, e.payload, e.created_ms)
+        for seq, e in zip(ids, sent, strict=True)]
+
+
+@needs_nats
+def test_a_foreign_message_is_read_as_a_bare_payload(log: NatsLog, prefix: str) -> None:
+    async def publish(js: Any) -> None:
+        await js.publish(f"{prefix.lower()}.event.Order__e", b"not ours")
+
+    on_server(publish)
+    sent = event("/event/Order__e")
+    log.append([sent])
+    assert log.read(Selector(EVENT, "/event/Order__e"), 0, 10) == [
+        StoredEvent(1, "/event/Order__e", "", "", b"not ours", 0),
+        StoredEvent(2, "/event/Order__e", sent.event_uuid, "schema-1", sent.payload, sent.created_ms)]
+
+
+@needs_nats
+def test_purge_reads_creation_times_from_the_message_bodies(log: NatsLog) -> None:
+    now = int(time.time() * 1000)
+    old, kept = (NewEvent("/event/Order__e", str(uuid.uuid4()), "schema-1", b"\x02", created)
+                 for created in (now - 30_000, now))
+    log.append([old])  # with a Nats-Msg-Id header
+    asyncio.run(log.append_async([kept]))  # with none
+    assert log.purge(now - 1_000) == 1
+    assert [e.event_uuid for e in log.read(Selector(EVENT, None), 0, 10)] == [kept.event_uuid]
+
+
+@needs_nats
+def test_an_event_that_cannot_be_encoded_fails_before_anything_is_sent(log: NatsLog) -> None:
+    too_long = NewEvent("/event/Order__e", str(uuid.uuid4()), "s" * 256, b"\x02", int(time.time() * 1000))
+    with pytest.raises(ValueError, match="255 bytes"):
+        log.append([event("/event/Order__e"), too_long])
+    assert log.read(Selector(EVENT, None), 0, 10) == []
+    assert log.append([event("/event/Order__e")]) == [1]
 
 
 @needs_nats
@@ -207,6 +343,34 @@ def test_synchronous_calls_from_inside_another_running_loop(log: NatsLog) -> Non
         return ids, len(log.read(Selector(EVENT, None), 0, 10))
 
     assert asyncio.run(inside_a_loop()) == ([1], 1)
+
+
+@needs_nats
+def test_async_calls_use_a_connection_of_their_own_loop_closed_with_it(log: NatsLog) -> None:
+    async def scenario() -> tuple[list[int], list[int], int]:
+        ids = await log.append_async([event("/event/Order__e") for _ in range(3)])
+        cursor = log.cursor(Selector(EVENT, None), 0)
+        got = [e.replay_id for e in await cursor.fetch(10, 0)]
+        await cursor.close()
+        return ids, got, len(log._guests)
+
+    assert asyncio.run(scenario()) == ([1, 2, 3], [1, 2, 3], 1)
+    assert log._guests == {}  # closed on the way out of asyncio.run
+    assert asyncio.run(scenario())[2] == 1  # and opened again by the next loop
+    assert log.append([event("/event/Order__e")]) == [7]  # the home connection carries on
+
+
+@needs_nats
+def test_a_cursor_can_move_to_another_loop(log: NatsLog) -> None:
+    ids = log.append([event("/event/Order__e") for _ in range(5)])
+    cursor = log.cursor(Selector(EVENT, None), 0)
+
+    async def fetch(limit: int) -> list[int]:
+        return [e.replay_id for e in await cursor.fetch(limit, 0)]
+
+    assert asyncio.run(fetch(2)) == ids[:2]
+    assert asyncio.run(fetch(10)) == ids[2:]
+    asyncio.run(cursor.close())
 
 
 @needs_nats
