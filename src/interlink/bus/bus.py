@@ -30,6 +30,7 @@ from interlink.bus.model import (
     change_event_name,
     decode_replay_id,
     family_of,
+    new_event_uuids,
     parse_topic,
 )
 from interlink.errors import (
@@ -218,8 +219,7 @@ class EventBus:
         ready: list[tuple[PublishOutcome, NewEvent]] = []
         now_ms = int(time.time() * 1000)
         head = avro.stamp_head(now_ms, user_id)
-        for producer_id, schema_id, payload in items:
-            event_uuid = str(uuid.uuid4())
+        for (producer_id, schema_id, payload), event_uuid in zip(items, new_event_uuids(len(items)), strict=True):
             outcome = PublishOutcome(producer_id or event_uuid, event_uuid=event_uuid)
             outcomes.append(outcome)
             try:
