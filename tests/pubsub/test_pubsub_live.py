@@ -757,3 +757,69 @@ def test_a_taken_pubsub_port_is_a_clear_error(server: LiveServer, tmp_path: Path
                      "--project-dir", str(tmp_path / "other"), check=False, timeout=60)
     assert result.returncode == 2, result.stderr
     assert "cannot listen for the Pub/Sub API" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_platform_sample_flow_soap_login_then_subscribe(server: LiveServer) -> None:
+    """What the Pub/Sub API's Python sample does: SOAP login, read the result by position, then call the API."""
+    from xml.etree import ElementTree
+
+    from interlink.testing import ADMIN_PASSWORD
+
+    envelope = (
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:urn="urn:partner.soap.sforce.com"><soapenv:Body><urn:login>'
+        f"<urn:username><![CDATA[admin@interlink.local]]></urn:username>"
+        f"<urn:password><![CDATA[{ADMIN_PASSWORD}]]></urn:password>"
+        "</urn:login></soapenv:Body></soapenv:Envelope>")
+    trust = ssl.create_default_context(cafile=server.ca_bundle)
+    response = httpx.post(f"{server.url}/services/Soap/u/57.0/", content=envelope, verify=trust, trust_env=False,
+                          headers={"content-type": "text/xml", "SOAPAction": "Login"}, timeout=20)
+    assert response.status_code == 200
+    result = ElementTree.fromstring(response.content.decode("utf-8"))[0][0][0]
+    server_url, session_id, org_id = result[3].text or "", result[4].text or "", result[6][8].text or ""
+    instance_url = "/".join(server_url.split("/")[:3])
+    metadata = (("accesstoken", session_id), ("instanceurl", instance_url), ("tenantid", org_id))
+    credentials = grpc.ssl_channel_credentials(root_certificates=Path(server.ca_bundle).read_bytes())
+    with grpc.secure_channel(server.grpc_target, credentials) as channel:
+        sample_stub = pb_grpc.PubSubStub(channel)
+        topic = sample_stub.GetTopic(pb.TopicRequest(topic_name="/data/OpportunityChangeEvent"), metadata=metadata,
+                                     timeout=10)
+        assert topic.tenant_guid == org_id and topic.can_subscribe and topic.schema_id
+        schema = sample_stub.GetSchema(pb.SchemaRequest(schema_id=topic.schema_id), metadata=metadata, timeout=10)
+        assert json.loads(schema.schema_json)["name"] == "OpportunityChangeEvent"
+        requests = iter([pb.FetchRequest(topic_name=topic.topic_name, replay_preset=pb.EARLIEST, num_requested=1)])
+        call = sample_stub.Subscribe(requests, metadata=metadata, timeout=10)
+        try:
+            first = next(iter(call))
+            assert len(first.events) == 1 and first.pending_num_requested == 0
+            decoded = fastavro.schemaless_reader(io.BytesIO(first.events[0].event.payload),
+                                                 fastavro.parse_schema(json.loads(schema.schema_json)), None)
+            header = decoded["ChangeEventHeader"]
+            assert header["entityName"] == "Opportunity" and header["changeType"] == "CREATE"
+        finally:
+            call.cancel()
+
+
+def test_change_origin_names_the_calling_client(server: LiveServer, md: Any, stub: pb_grpc.PubSubStub) -> None:
+    trust = ssl.create_default_context(cafile=server.ca_bundle)
+    with httpx.Client(base_url=f"{server.url}/services/data/v66.0", verify=trust, trust_env=False, timeout=20,
+                      headers={"Authorization": f"Bearer {server.token()}",
+                               "Sforce-Call-Options": "client=SalesforceListener"}) as client:
+        created = client.post("/sobjects/Contact/", json={"LastName": "Origin"})
+        assert created.status_code == 201
+    topic = stub.GetTopic(pb.TopicRequest(topic_name="/data/ContactChangeEvent"), metadata=md, timeout=10)
+    schema = fastavro.parse_schema(json.loads(stub.GetSchema(pb.SchemaRequest(schema_id=topic.schema_id),
+                                                             metadata=md, timeout=10).schema_json))
+    call = stub.Subscribe(iter([pb.FetchRequest(topic_name=topic.topic_name, replay_preset=pb.EARLIEST,
+                                                num_requested=100)]), metadata=md, timeout=10)
+    try:
+        origins = {}
+        for response in call:
+            for event in response.events:
+                header = fastavro.schemaless_reader(io.BytesIO(event.event.payload), schema, None)["ChangeEventHeader"]
+                origins[header["recordIds"][0]] = header["changeOrigin"]
+            if created.json()["id"] in origins or not response.events:
+                break
+    finally:
+        call.cancel()
+    assert origins[created.json()["id"]] == "com/salesforce/api/rest/66.0;client=SalesforceListener"
