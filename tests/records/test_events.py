@@ -306,3 +306,21 @@ def test_a_deploy_replaces_channel_file_members(tmp_path: Path) -> None:
 
         with pytest.raises(TopicNotFound):
             org.bus.topic("/data/deals__chn")
+
+
+def test_an_after_save_hook_publishes_with_the_transaction(org: Org) -> None:
+    """A Python trigger (after-save hook) publishing a PublishAfterCommit event: only committed saves announce."""
+    from interlink.records.hooks import SaveEvent
+
+    def announce(event: SaveEvent) -> None:
+        org.records.create(event.context, "Ping_After__e", [{"Note__c": row["Name"]} for row in event.new])
+
+    org.hooks.register("after_save", announce, objects=["Account"], operations=["insert"])
+    try:
+        org.records.create(admin(org), "Account", [{"Name": "Kept"}])
+        with pytest.raises(RuntimeError), org.records.unit_of_work(admin(org)):
+            assert org.records.create(admin(org), "Account", [{"Name": "Lost"}])[0].success  # the hook ran
+            raise RuntimeError("the caller's transaction fails after the save")
+    finally:
+        org.hooks.unregister(announce)
+    assert [e["Note__c"] for e in events_on(org, "/event/Ping_After__e")] == ["Kept"]
