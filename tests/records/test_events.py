@@ -17,7 +17,7 @@ from interlink.bus.bus import CUSTOM, EARLIEST
 from interlink.bus.model import encode_replay_id
 from interlink.errors import ReplayIdInvalid
 from interlink.records.context import Context
-from interlink.testing import backend_org
+from interlink.testing import backend_org, rest_client
 
 EVENTS = {
     "Ping_After__e": "publishBehavior: PublishAfterCommit\nfields:\n  - {name: Note__c, type: text, length: 80}\n",
@@ -132,6 +132,8 @@ def test_hourly_allocation(tmp_path: Path) -> None:
         assert result.errors[0].error_code == "LIMIT_EXCEEDED"
         assert "HourlyPublishedPlatformEvents" in result.errors[0].message
         assert len(events_on(org, "/event/Ping_Now__e")) == 2
+        limits = rest_client(org).get("/services/data/v66.0/limits/").json()
+        assert limits["HourlyPublishedPlatformEvents"] == {"Max": 2, "Remaining": 0}
 
 
 # -- change data capture ---------------------------------------------------------------------------------------
