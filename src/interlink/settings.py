@@ -45,7 +45,9 @@ class Settings:
     fiscal_year_start_month: int = _setting(1, "Month (1-12) the fiscal year starts in, for FISCAL_* date literals.")
     soap_login_enabled: bool = _setting(True, "Answer SOAP partner login(); off answers the platform's fault.")
     log_level: str = _setting("info", "Log level: debug, info, warning or error.")
-    bus: str = _setting("", "Event bus URL: empty for the embedded SQLite log under data_dir, or nats://host:port.")
+    bus: str = _setting(
+        "", "Event bus URL: empty for the embedded SQLite log under data_dir, nats://host:port, or memory:// "
+            "(not durable).")
     grpc_port: int = _setting(7443, "TLS port of the Pub/Sub API (gRPC); 0 picks a free one, -1 turns it off.")
     event_retention_hours: float = _setting(72.0, "Hours platform and change events stay replayable.")
     hourly_published_events: int = _setting(

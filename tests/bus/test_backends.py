@@ -1,4 +1,4 @@
-"""Behaviour every event log shares, run against the embedded SQLite log and NATS JetStream.
+"""Behaviour every event log shares, run against the embedded SQLite log, NATS JetStream and the memory log.
 
 The NATS cases need a server with JetStream on 127.0.0.1:4222 and are skipped without one. Each NATS test
 gets its own stream prefix and deletes its streams afterwards. Replay ids are only compared within a family:
@@ -33,8 +33,13 @@ def nats_reachable(host: str = "127.0.0.1", port: int = 4222) -> bool:
         return False
 
 
-@pytest.fixture(params=["sqlite", "nats"])
+@pytest.fixture(params=["sqlite", "nats", "memory"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BusBackend]:
+    if request.param == "memory":
+        from interlink.bus.memory_log import MemoryLog
+
+        yield MemoryLog()
+        return
     if request.param == "sqlite":
         log: BusBackend = SqliteLog(tmp_path / "bus.db")
         log.open()

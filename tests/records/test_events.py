@@ -36,7 +36,7 @@ def nats_reachable() -> bool:
         return False
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "sqlite+nats"])
+@pytest.fixture(params=["sqlite", "postgresql", "sqlite+nats", "sqlite+memory"])
 def org(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Org]:
     """The same behaviour on the SQLite and PostgreSQL stores, and with the NATS JetStream bus."""
     store, _, bus = request.param.partition("+")
@@ -45,6 +45,8 @@ def org(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Org]:
         if not nats_reachable():
             pytest.skip("no NATS server with JetStream on 127.0.0.1:4222")
         settings["bus"] = f"nats://127.0.0.1:4222?prefix=T{uuid.uuid4().hex[:10]}"
+    elif bus == "memory":
+        settings["bus"] = "memory://"
     with backend_org(tmp_path, store, EVENTS, unavailable=pytest.skip, **settings) as opened:
         try:
             yield opened

@@ -74,8 +74,12 @@ class PublishOutcome:
 
 
 def open_backend(url: str, *, retention_seconds: float) -> BusBackend:
-    """The backend for a bus URL: ``sqlite:///path/bus.db`` or ``nats://host:port[?prefix=NAME]``."""
+    """The backend for a bus URL: ``sqlite:///path/bus.db``, ``nats://host:port[?prefix=NAME]`` or ``memory://``."""
     scheme = urlparse(url).scheme
+    if scheme == "memory":
+        from interlink.bus.memory_log import MemoryLog
+
+        return MemoryLog()
     if scheme == "sqlite":
         from interlink.bus.sqlite_log import SqliteLog
 
@@ -84,7 +88,8 @@ def open_backend(url: str, *, retention_seconds: float) -> BusBackend:
         from interlink.bus.nats_log import NatsLog
 
         return NatsLog(url, retention_seconds=retention_seconds)
-    raise ConfigurationError(f"unknown bus URL {url!r}: use nats://host:port or leave it empty for the embedded log")
+    raise ConfigurationError(f"unknown bus URL {url!r}: use nats://host:port, memory:// (tests; not durable) or "
+                             "leave it empty for the embedded log")
 
 
 class EventBus:
