@@ -5,14 +5,11 @@ one increasing sequence for every family, per-family purge floors, cursors woken
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import contextlib
 import threading
-import time
 from collections.abc import Sequence
 
-from interlink.bus.backend import Bounds, BusBackend, Cursor
+from interlink.bus.backend import Bounds, BusBackend, Cursor, Notifier, ReadingCursor
 from interlink.bus.model import FAMILIES, NewEvent, Selector, StoredEvent
 
 
@@ -24,7 +21,7 @@ class MemoryLog(BusBackend):
         self._events: dict[str, list[StoredEvent]] = {family: [] for family in FAMILIES}
         self._floors: dict[str, int] = dict.fromkeys(FAMILIES, 0)
         self._sequence = 0
-        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._notifier = Notifier()
 
     def open(self) -> None:
         """Nothing to open: the log lives in this object."""
@@ -50,10 +47,7 @@ class MemoryLog(BusBackend):
                 replay_ids.append(self._sequence)
                 if dedupe:
                     known[new.event_uuid] = self._sequence
-            waiters = list(self._waiters)
-        for loop, signal in waiters:
-            with contextlib.suppress(RuntimeError):  # that loop has closed
-                loop.call_soon_threadsafe(signal.set)
+        self._notifier.wake()
         return replay_ids
 
     def read(self, selector: Selector, after: int, limit: int) -> list[StoredEvent]:
@@ -73,7 +67,7 @@ class MemoryLog(BusBackend):
             return Bounds(self._floors[selector.family], self._sequence)
 
     def cursor(self, selector: Selector, after: int) -> Cursor:
-        return _MemoryCursor(self, selector, after)
+        return ReadingCursor(self, self._notifier, selector, after, poll_seconds=3600.0)
 
     def purge(self, older_than_ms: int) -> int:
         removed = 0
@@ -88,43 +82,3 @@ class MemoryLog(BusBackend):
                 self._events[family] = kept
                 self._floors[family] = max(self._floors[family], top)
         return removed
-
-    def _watch(self, signal: asyncio.Event) -> tuple[asyncio.AbstractEventLoop, asyncio.Event]:
-        entry = (asyncio.get_running_loop(), signal)
-        with self._lock:
-            self._waiters.add(entry)
-        return entry
-
-    def _unwatch(self, entry: tuple[asyncio.AbstractEventLoop, asyncio.Event]) -> None:
-        with self._lock:
-            self._waiters.discard(entry)
-
-
-class _MemoryCursor(Cursor):
-    def __init__(self, log: MemoryLog, selector: Selector, after: int) -> None:
-        self._log = log
-        self._selector = selector
-        self.position = after
-        self._signal = asyncio.Event()
-        self._entry: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
-
-    async def fetch(self, limit: int, wait: float) -> list[StoredEvent]:
-        if self._entry is None:
-            self._entry = self._log._watch(self._signal)
-        deadline = time.monotonic() + wait
-        while True:
-            self._signal.clear()
-            events = self._log.read(self._selector, self.position, limit)
-            if events:
-                self.position = events[-1].replay_id
-                return events
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._signal.wait(), remaining)
-
-    async def close(self) -> None:
-        if self._entry is not None:
-            self._log._unwatch(self._entry)
-            self._entry = None

@@ -15,15 +15,12 @@ Subscribers in this process are woken the moment an append commits; subscribers 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sqlite3
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from interlink.bus.backend import Bounds, BusBackend, Cursor
+from interlink.bus.backend import Bounds, BusBackend, Cursor, Notifier, ReadingCursor
 from interlink.bus.model import FAMILIES, NewEvent, Selector, StoredEvent
 from interlink.errors import BusUnavailable
 
@@ -56,8 +53,7 @@ class SqliteLog(BusBackend):
         self._writer: sqlite3.Connection | None = None
         self._write_lock = threading.Lock()
         self._local = threading.local()
-        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
-        self._waiters_lock = threading.Lock()
+        self._notifier = Notifier()
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
 
@@ -150,18 +146,8 @@ class SqliteLog(BusBackend):
                 conn.execute("ROLLBACK")
                 raise
         assigned = {e.event_uuid: first + offset for offset, e in enumerate(fresh)}
-        self._wake()
+        self._notifier.wake()
         return [known.get(e.event_uuid) or assigned[e.event_uuid] for e in events]
-
-    def _wake(self) -> None:
-        with self._waiters_lock:
-            waiters = list(self._waiters)
-        for loop, event in waiters:
-            try:
-                loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # that loop has closed
-                with self._waiters_lock:
-                    self._waiters.discard((loop, event))
 
     # -- reading -------------------------------------------------------------------------------------------
 
@@ -184,17 +170,7 @@ class SqliteLog(BusBackend):
         return Bounds(row[0] if row else 0, head[0] if head else 0)
 
     def cursor(self, selector: Selector, after: int) -> Cursor:
-        return _SqliteCursor(self, selector, after)
-
-    def register_waiter(self, event: asyncio.Event) -> tuple[asyncio.AbstractEventLoop, asyncio.Event]:
-        entry = (asyncio.get_running_loop(), event)
-        with self._waiters_lock:
-            self._waiters.add(entry)
-        return entry
-
-    def unregister_waiter(self, entry: tuple[asyncio.AbstractEventLoop, asyncio.Event]) -> None:
-        with self._waiters_lock:
-            self._waiters.discard(entry)
+        return ReadingCursor(self, self._notifier, selector, after, poll_seconds=self.poll_seconds)
 
     # -- retention -----------------------------------------------------------------------------------------
 
@@ -218,33 +194,3 @@ class SqliteLog(BusBackend):
                 conn.execute("ROLLBACK")
                 raise
         return removed
-
-
-class _SqliteCursor(Cursor):
-    def __init__(self, log: SqliteLog, selector: Selector, after: int) -> None:
-        self._log = log
-        self._selector = selector
-        self.position = after
-        self._signal = asyncio.Event()
-        self._entry: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
-
-    async def fetch(self, limit: int, wait: float) -> list[StoredEvent]:
-        if self._entry is None:
-            self._entry = self._log.register_waiter(self._signal)
-        deadline = time.monotonic() + wait
-        while True:
-            self._signal.clear()
-            events = self._log.read(self._selector, self.position, limit)
-            if events:
-                self.position = events[-1].replay_id
-                return events
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._signal.wait(), min(remaining, self._log.poll_seconds))
-
-    async def close(self) -> None:
-        if self._entry is not None:
-            self._log.unregister_waiter(self._entry)
-            self._entry = None
