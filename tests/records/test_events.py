@@ -328,3 +328,22 @@ def test_an_after_save_hook_publishes_with_the_transaction(org: Org) -> None:
     finally:
         org.hooks.unregister(announce)
     assert [e["Note__c"] for e in events_on(org, "/event/Ping_After__e")] == ["Kept"]
+
+
+def test_changes_made_outside_the_write_path_become_gap_events(org: Org) -> None:
+    from sqlalchemy import text
+
+    [account] = org.records.create(admin(org), "Account", [{"Name": "Watched"}])
+    org.events.housekeeping()
+    assert org.events.emit_gaps() == 0  # the write path's own changes leave nothing behind
+    with org.store.write() as conn:  # as a foreign tool would: plain SQL on the table
+        conn.execute(text('UPDATE "Account" SET "Phone" = :phone WHERE "Id" = :id'), {"id": account.id, "phone": "555"})
+        conn.execute(text('DELETE FROM "Contact"'))
+    assert org.events.emit_gaps() == 1
+    found = headers(org, "/data/AccountChangeEvent")
+    assert [h["changeType"] for h in found] == ["CREATE", "GAP_UPDATE"]
+    assert found[1]["recordIds"] == [account.id] and found[1]["changedFields"] == []
+    org.bus.channels.disable("Account")
+    with org.store.write() as conn:
+        conn.execute(text('UPDATE "Account" SET "Phone" = :phone WHERE "Id" = :id'), {"id": account.id, "phone": "556"})
+    assert org.events.emit_gaps() == 0  # no longer selected: no triggers, no events

@@ -21,7 +21,7 @@ from typing import Any
 from interlink.bus import avro
 from interlink.bus.channels import ChannelDirectory, Member
 from interlink.bus.model import NewEvent, change_event_name
-from interlink.metadata.model import ObjectDef
+from interlink.metadata.model import FieldDef, ObjectDef
 
 CHANGE_TYPES = {"insert": "CREATE", "update": "UPDATE", "delete": "DELETE", "undelete": "UNDELETE"}
 _NOT_REPORTED = frozenset({"SystemModstamp", "IsDeleted", "Id"})
@@ -73,18 +73,24 @@ class ChangeEventBuilder:
         self.registry = registry
         self.overflow_threshold = overflow_threshold
         self.commit_numbers = CommitNumbers()
-        self._parsed: dict[tuple[str, int], tuple[str, Any, list[str]]] = {}
+        self._plans: dict[tuple[str, int], _Plan] = {}
 
     def schema_for(self, obj: ObjectDef, topic: str) -> tuple[str, Any, list[str]]:
         """(schema id, parsed schema, body field names) of ``obj``'s change event."""
+        plan = self._plan(obj, topic)
+        return plan.schema_id, plan.parsed, plan.names
+
+    def _plan(self, obj: ObjectDef, topic: str) -> _Plan:
         key = (obj.name, id(obj))
-        found = self._parsed.get(key)
-        if found is None:
+        plan = self._plans.get(key)
+        if plan is None:
             schema = avro.change_schema(obj, change_event_name(obj.name))
             schema_id = self.registry.register(topic, obj, schema)
-            found = (schema_id, self.registry.parsed(schema_id), [f.name for f in avro.change_body_fields(obj)])
-            self._parsed[key] = found
-        return found
+            fields = avro.change_body_fields(obj)
+            plan = _Plan(schema_id, self.registry.parsed(schema_id), [f.name for f in fields], fields,
+                         {f.name: index + 1 for index, f in enumerate(fields)})
+            self._plans[key] = plan
+        return plan
 
     def build(self, changes: Sequence[RecordChange], origin: Origin) -> list[NewEvent]:
         """The events for one committed transaction, in commit order."""
@@ -119,15 +125,18 @@ class ChangeEventBuilder:
         first = group[0]
         obj = first.obj
         topic = member.topic
-        schema_id, parsed, body_fields = self.schema_for(obj, topic)
+        plan = self._plan(obj, topic)
+        schema_id, parsed, body_fields, positions = plan.schema_id, plan.parsed, plan.names, plan.positions
         change_type = change_type or CHANGE_TYPES[first.operation]
-        positions = {name: index + 1 for index, name in enumerate(body_fields)}
         body: dict[str, Any] = dict.fromkeys(body_fields)
         changed: list[str] = []
         nulled: list[str] = []
         if change_type in ("CREATE", "UNDELETE"):
-            for name in body_fields:
-                body[name] = avro.to_avro_value(obj.field(name), first.values.get(name))  # type: ignore[arg-type]
+            values = first.values
+            for fdef in plan.fields:
+                value = values.get(fdef.name)
+                if value is not None:
+                    body[fdef.name] = avro.to_avro_value(fdef, value)
         elif change_type == "UPDATE":
             changed = [f for f in first.changed_fields if f in positions]
             nulled = [f for f in changed if first.values.get(f) is None]
@@ -148,10 +157,48 @@ class ChangeEventBuilder:
             "diffFields": [],
             "changedFields": [avro.field_bitmap(positions[f] for f in changed)] if changed else [],
         }
-        if change_type == "GAP_OVERFLOW":
+        if change_type.startswith("GAP_"):
             body = dict.fromkeys(body_fields)
         body["ChangeEventHeader"] = header
         return NewEvent(topic, str(uuid.uuid4()), schema_id, avro.encode(parsed, body), now_ms)
+
+
+GAP_TYPES = {"insert": "GAP_CREATE", "update": "GAP_UPDATE", "delete": "GAP_DELETE"}
+
+
+def build_gaps(builder: ChangeEventBuilder, groups: Sequence[tuple[ObjectDef, str, list[str]]]) -> list[NewEvent]:
+    """Header-only GAP events for changes made outside the write path: (object, operation, record ids) each.
+
+    Filters cannot be evaluated without the values, so every channel the object belongs to gets them.
+    """
+    events: list[NewEvent] = []
+    if not groups:
+        return events
+    now_ms = int(time.time() * 1000)
+    commit_number = builder.commit_numbers.next()
+    transaction_key = str(uuid.uuid4())
+    sequence = itertools.count(1)
+    origin = Origin("", "")
+    for obj, operation, record_ids in groups:
+        for member in builder.channels.members_for(obj.name):
+            for start in range(0, len(record_ids), 100):
+                chunk = record_ids[start:start + 100]
+                event = builder._event(member, [RecordChange(operation, obj, r, {}) for r in chunk], origin,
+                                       transaction_key, next(sequence), now_ms, commit_number,
+                                       change_type=GAP_TYPES[operation])
+                events.append(event)
+    return events
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What encoding one object's change events needs, worked out once per definition."""
+
+    schema_id: str
+    parsed: Any
+    names: list[str]
+    fields: list[FieldDef]
+    positions: dict[str, int]
 
 
 def _merge(changes: Sequence[RecordChange]) -> list[list[RecordChange]]:

@@ -25,6 +25,7 @@ from sqlalchemy import and_, select
 from interlink.errors import InterlinkError, MetadataError
 from interlink.metadata.model import ObjectDef, Schema
 from interlink.soql import ast
+from interlink.store.change_log import sync_triggers
 from interlink.store.database import Store
 
 CHANGE_EVENTS = "ChangeEvents"
@@ -253,6 +254,7 @@ class ChannelDirectory:
             if rows:
                 conn.execute(table.insert(), rows)
         self.invalidate()
+        self.sync_triggers()
 
     def enable(self, entity: str, channel: str = CHANGE_EVENTS, *, filter: str | None = None,
                enriched_fields: Iterable[str] = ()) -> Member:
@@ -270,6 +272,7 @@ class ChannelDirectory:
             conn.execute(table.delete().where(and_(table.c.channel == channel, table.c.entity == member.entity)))
             conn.execute(table.insert().values(**_row(member)))
         self.invalidate()
+        self.sync_triggers()
         return member
 
     def disable(self, entity: str, channel: str = CHANGE_EVENTS) -> bool:
@@ -281,7 +284,17 @@ class ChannelDirectory:
             removed = conn.execute(table.delete().where(and_(table.c.channel == channel,
                                                              table.c.entity == name))).rowcount
         self.invalidate()
+        self.sync_triggers()
         return bool(removed)
+
+    def sync_triggers(self) -> None:
+        """Log changes made outside the write path on exactly the member objects' tables (for GAP events)."""
+        entities = {m.entity for members in self.channels().values() for m in members}
+        sync_triggers(self._store, sorted(entities))
+
+    def any_members(self) -> bool:
+        self._refresh()
+        return bool(self._by_entity)
 
 
 def _row(member: Member) -> dict[str, Any]:

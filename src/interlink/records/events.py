@@ -25,7 +25,7 @@ from sqlalchemy import delete, select
 
 from interlink import ids
 from interlink.bus.bus import EventBus
-from interlink.bus.cdc import Origin, RecordChange, change_origin
+from interlink.bus.cdc import Origin, RecordChange, build_gaps, change_origin
 from interlink.bus.model import NewEvent
 from interlink.errors import DmlError, InterlinkError
 from interlink.metadata.model import ObjectDef
@@ -33,6 +33,7 @@ from interlink.records import prepare
 from interlink.records.context import Context
 from interlink.records.results import SaveResult
 from interlink.records.unit_of_work import UnitOfWork, UnitOfWorkManager
+from interlink.store.change_log import forget_own_changes
 from interlink.store.database import Store, utcnow
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,9 @@ class EventEmitter:
     # -- the outbox --------------------------------------------------------------------------------------------
 
     def _before_commit(self, uow: UnitOfWork) -> None:
+        if uow.changes and self.bus.channels.any_members():
+            # The change-logging triggers saw this transaction's writes too; they are described below.
+            forget_own_changes(uow.conn, self.store.backend, [change.record_id for change in uow.changes])
         events = list(self._change_events(uow)) + uow.events
         if not events:
             return
@@ -161,8 +165,36 @@ class EventEmitter:
             self._in_flight.discard(row_id)
             self._relayed.append(row_id)
 
+    def emit_gaps(self, limit: int = 10_000) -> int:
+        """GAP events for changes made outside the write path (logged by the store's triggers)."""
+        table = self.store.system["il_external_change"]
+        with self.store.read() as conn:
+            rows = conn.execute(select(table).order_by(table.c.id).limit(limit)).all()
+        if not rows:
+            return 0
+        groups: list[tuple[Any, str, list[str]]] = []
+        for row in rows:
+            obj = self.store.schema.object(row.object_name)
+            if obj is None:
+                continue
+            if groups and groups[-1][0] is obj and groups[-1][1] == row.operation:
+                if row.record_id not in groups[-1][2]:
+                    groups[-1][2].append(row.record_id)
+            else:
+                groups.append((obj, row.operation, [row.record_id]))
+        events = build_gaps(self.bus.changes, groups)
+        if events:
+            self.bus.append(events)
+        read_ids = [row.id for row in rows]  # exactly these: a concurrent writer may commit lower ids meanwhile
+        with self.store.write() as conn:
+            for start in range(0, len(read_ids), 500):
+                conn.execute(delete(table).where(table.c.id.in_(read_ids[start:start + 500])))
+        return len(events)
+
     def housekeeping(self) -> None:
-        """Delete relayed outbox rows; relay rows a crash or a bus outage left behind (at least once)."""
+        """Delete relayed outbox rows; relay rows a crash or a bus outage left behind (at least once); send GAP
+        events for changes made outside the write path."""
+        self.emit_gaps()
         with self._lock:
             done, self._relayed = self._relayed, []
             in_flight = set(self._in_flight)

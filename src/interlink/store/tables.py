@@ -8,6 +8,7 @@ name can (object names are standard names or end in ``__c``).
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -199,6 +200,15 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("topic", String(255), nullable=False),
             Column("schema_json", Text, nullable=False),
             Column("created_at", DateTime, nullable=False),
+        ),
+        # Changes made outside the write path, logged by triggers on CDC objects' tables (store/change_log.py).
+        Table(
+            "il_external_change", metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("object_name", String(255), nullable=False),
+            Column("record_id", String(18), nullable=False, index=True),
+            Column("operation", String(16), nullable=False),
+            Column("txid", BigInteger, nullable=True, index=True),
         ),
         # ManagedSubscribe: the replay id the server keeps per named subscription.
         Table(
