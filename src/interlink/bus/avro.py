@@ -179,14 +179,15 @@ class SchemaRegistry:
         self._store = store
         self._lock = threading.Lock()
         self._by_id: dict[str, tuple[str, Any]] = {}  # schema id -> (json, parsed)
-        self._current: dict[tuple[str, int], str] = {}  # (topic, id(ObjectDef)) -> schema id
+        # (topic, id(ObjectDef)) -> (the definition, kept alive so its id is not reused; its schema id)
+        self._current: dict[tuple[str, int], tuple[ObjectDef, str]] = {}
 
     def register(self, topic: str, obj: ObjectDef, schema: dict[str, Any]) -> str:
         """The id of ``schema`` for ``topic``, stored if new. Cached per object definition."""
         key = (topic, id(obj))
-        schema_id = self._current.get(key)
-        if schema_id is not None:
-            return schema_id
+        cached = self._current.get(key)
+        if cached is not None and cached[0] is obj:
+            return cached[1]
         schema_id = schema_id_of(schema)
         with self._lock:
             if schema_id not in self._by_id:
@@ -198,8 +199,14 @@ class SchemaRegistry:
                         conn.execute(table.insert().values(schema_id=schema_id, topic=topic, schema_json=text,
                                                            created_at=utcnow()))
                 self._by_id[schema_id] = (text, parsed)
-            self._current[key] = schema_id
+            self._current[key] = (obj, schema_id)
         return schema_id
+
+    def topic_of(self, schema_id: str) -> str | None:
+        """The topic a schema was registered for (an event must be published with its own topic's schema)."""
+        table = self._store.system["il_event_schema"]
+        with self._store.read() as conn:
+            return conn.execute(select(table.c.topic).where(table.c.schema_id == schema_id)).scalar()
 
     def json_of(self, schema_id: str) -> str | None:
         found = self._load(schema_id)

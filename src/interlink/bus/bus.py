@@ -104,7 +104,7 @@ class EventBus:
         self.channels = ChannelDirectory(store)
         self.changes = ChangeEventBuilder(self.channels, self.registry, overflow_threshold=overflow_threshold)
         self.usage: ApiUsage = event_usage(store, hourly_allocation)
-        self._event_schemas: dict[int, tuple[str, Any]] = {}
+        self._event_schemas: dict[int, tuple[ObjectDef, str, Any]] = {}
         self._stop = threading.Event()
         self._janitor: threading.Thread | None = None
 
@@ -178,13 +178,14 @@ class EventBus:
 
     def event_schema(self, obj: ObjectDef) -> tuple[str, Any]:
         """(schema id, parsed schema) of a platform event's current definition."""
-        found = self._event_schemas.get(id(obj))
-        if found is None or self.store.schema.object(obj.name) is not obj:
+        cached = self._event_schemas.get(id(obj))
+        if cached is None or cached[0] is not obj:
             topic = f"/event/{obj.name}"
             schema_id = self.registry.register(topic, obj, avro.event_schema(obj))
-            found = (schema_id, self.registry.parsed(schema_id))
-            self._event_schemas[id(obj)] = found
-        return found
+            # The entry keeps the definition alive, so its id cannot be reused by another one meanwhile.
+            cached = (obj, schema_id, self.registry.parsed(schema_id))
+            self._event_schemas[id(obj)] = cached
+        return cached[1], cached[2]
 
     # -- publishing ------------------------------------------------------------------------------------------
 
@@ -230,7 +231,7 @@ class EventBus:
             try:
                 if schema_id != current_id:
                     schema = self.registry.parsed(schema_id) if schema_id else None
-                    if schema is None or self.registry_topic(schema_id) != topic.name:
+                    if schema is None or self.registry.topic_of(schema_id) != topic.name:
                         raise DmlError(f"Unknown schema id {schema_id!r} for {topic.name}; "
                                        f"use GetTopic to find the current one ({current_id})")
                 else:
@@ -254,13 +255,6 @@ class EventBus:
             for (outcome, _), replay_id in zip(ready, replay_ids, strict=True):
                 outcome.replay_id = replay_id
         return topic, outcomes
-
-    def registry_topic(self, schema_id: str) -> str | None:
-        from sqlalchemy import select
-
-        table = self.store.system["il_event_schema"]
-        with self.store.read() as conn:
-            return conn.execute(select(table.c.topic).where(table.c.schema_id == schema_id)).scalar()
 
     # -- subscribing -----------------------------------------------------------------------------------------
 

@@ -83,11 +83,11 @@ class ChangeEventBuilder:
     def _plan(self, obj: ObjectDef, topic: str) -> _Plan:
         key = (obj.name, id(obj))
         plan = self._plans.get(key)
-        if plan is None:
+        if plan is None or plan.obj is not obj:
             schema = avro.change_schema(obj, change_event_name(obj.name))
             schema_id = self.registry.register(topic, obj, schema)
             fields = avro.change_body_fields(obj)
-            plan = _Plan(schema_id, self.registry.parsed(schema_id), [f.name for f in fields], fields,
+            plan = _Plan(obj, schema_id, self.registry.parsed(schema_id), [f.name for f in fields], fields,
                          {f.name: index + 1 for index, f in enumerate(fields)})
             self._plans[key] = plan
         return plan
@@ -192,8 +192,10 @@ def build_gaps(builder: ChangeEventBuilder, groups: Sequence[tuple[ObjectDef, st
 
 @dataclass(frozen=True)
 class _Plan:
-    """What encoding one object's change events needs, worked out once per definition."""
+    """What encoding one object's change events needs, worked out once per definition (which it keeps alive,
+    so the id it is cached under cannot be reused by a newer definition)."""
 
+    obj: ObjectDef
     schema_id: str
     parsed: Any
     names: list[str]
