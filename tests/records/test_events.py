@@ -347,3 +347,13 @@ def test_changes_made_outside_the_write_path_become_gap_events(org: Org) -> None
     with org.store.write() as conn:
         conn.execute(text('UPDATE "Account" SET "Phone" = :phone WHERE "Id" = :id'), {"id": account.id, "phone": "556"})
     assert org.events.emit_gaps() == 0  # no longer selected: no triggers, no events
+
+
+def test_a_deploy_adding_a_defaulted_field_is_not_a_gap(tmp_path: Path) -> None:
+    with backend_org(tmp_path, "sqlite", EVENTS) as org:
+        org.records.create(admin(org), "Account", [{"Name": "Before"}])
+        (tmp_path / "project" / "metadata" / "objects" / "Account.yaml").write_text(
+            "changeDataCapture: true\nfields:\n  - {name: Vip__c, type: checkbox, defaultValue: true}\n")
+        org._bootstrap(deploy=True)
+        assert org.store.schema.object("Account").has_field("Vip__c")  # type: ignore[union-attr]
+        assert org.events.emit_gaps() == 0

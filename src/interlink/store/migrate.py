@@ -151,8 +151,11 @@ def apply_plan(conn: Connection, plan: Plan, deployed: Schema | None, target: Sc
             conn.execute(text(f"ALTER TABLE {preparer.quote(obj.name)} ADD COLUMN "
                               f"{preparer.quote(fdef.name)} {column_sql}"))
             if fdef.default_value is not None and fdef.type.value == "boolean":
+                # A schema change, not a data change: keep CDC's change-logging triggers from reporting it.
+                mark = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM il_external_change")).scalar()
                 conn.execute(text(f"UPDATE {preparer.quote(obj.name)} SET {preparer.quote(fdef.name)} = :v"),
                              {"v": bool(fdef.default_value)})
+                conn.execute(text("DELETE FROM il_external_change WHERE id > :mark"), {"mark": mark})
         elif change.kind == "drop_column" and old is not None and change.field_name:
             _drop_indexes(conn, old)
             conn.execute(text(f"ALTER TABLE {preparer.quote(old.name)} DROP COLUMN "
