@@ -448,3 +448,11 @@ def test_closing_the_log_ends_a_waiting_fetch(prefix: str) -> None:
         cleanup.open()
         cleanup.delete_streams()
         cleanup.close()
+
+
+def test_url_options_are_checked() -> None:
+    assert NatsLog("nats://127.0.0.1:4222?duplicate_window=3600").duplicate_window_seconds == 3600
+    for bad in ("nats://127.0.0.1:4222?duplicate_window=soon", "nats://127.0.0.1:4222?duplicate_window=0",
+                "nats://127.0.0.1:4222?prefx=A"):
+        with pytest.raises(ConfigurationError):
+            NatsLog(bad)

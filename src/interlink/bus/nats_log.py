@@ -1,4 +1,5 @@
-"""The event log on NATS JetStream (``nats://host:port[?prefix=NAME]``), for several processes sharing one bus.
+"""The event log on NATS JetStream (``nats://host:port[?prefix=NAME&duplicate_window=SECONDS]``), for several
+processes sharing one bus.
 
 Channels to streams and subjects
     Each channel family is one stream, ``<PREFIX>_EVENT``, ``<PREFIX>_DATA`` and ``<PREFIX>_CHN``, holding the
@@ -75,9 +76,21 @@ class NatsLog(BusBackend):
                  connect_timeout: float = 2.0, request_timeout: float = 5.0, cursor_idle_seconds: float = 120.0,
                  duplicate_window_seconds: float = 120.0) -> None:
         parts = urlsplit(url)
-        prefix = parse_qs(parts.query).get("prefix", [prefix])[-1]
+        query = parse_qs(parts.query)
+        unknown = set(query) - {"prefix", "duplicate_window"}
+        if unknown:
+            raise ConfigurationError(f"unknown NATS bus option(s) {', '.join(sorted(unknown))} in {url!r}: "
+                                     "use prefix=NAME and duplicate_window=SECONDS")
+        prefix = query.get("prefix", [prefix])[-1]
         if not _PREFIX_RE.match(prefix):
             raise ConfigurationError(f"bad NATS bus prefix {prefix!r} in {url!r}: use letters, digits, '_' and '-'")
+        if "duplicate_window" in query:
+            try:
+                duplicate_window_seconds = float(query["duplicate_window"][-1])
+            except ValueError:
+                duplicate_window_seconds = -1
+            if duplicate_window_seconds <= 0:
+                raise ConfigurationError(f"bad duplicate_window in {url!r}: a number of seconds above 0")
         self.url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
         self.prefix = prefix
         self.retention_seconds = retention_seconds
