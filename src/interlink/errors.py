@@ -320,6 +320,7 @@ __all__ = [
     "NotFoundError",
     "NotModified",
     "OAuthError",
+    "OperationEnqueued",
     "PreconditionFailed",
     "PubSubAuthError",
     "PubSubInvalidRequest",
@@ -336,6 +337,7 @@ __all__ = [
     "SubscriptionNotFound",
     "TopicNotFound",
     "UnableToLockRow",
+    "all_or_none_rolled_back",
 ]
 
 
@@ -400,3 +402,15 @@ class BusUnavailable(InterlinkError):
     def __init__(self, message: str, *, err_code: int = 0) -> None:
         super().__init__(message)
         self.err_code = err_code
+
+
+class OperationEnqueued(InterlinkError):
+    """Not a failure: the platform reports a published event's uuid this way beside ``success: true``."""
+
+    error_code = "OPERATION_ENQUEUED"
+
+
+def all_or_none_rolled_back() -> DmlError:
+    """The error of a record that was fine but rolled back because another in its all-or-none call failed."""
+    return DmlError("Record rolled back because not all records were valid and the request was using "
+                    "AllOrNone header", error_code="ALL_OR_NONE_OPERATION_ROLLED_BACK")

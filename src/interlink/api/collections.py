@@ -37,13 +37,13 @@ from interlink.api.http import json_response, parse_json_object
 from interlink.api.resources import ApiRequest, ResourceRouter
 from interlink.api.sobjects import render_record
 from interlink.errors import (
-    DmlError,
     InterlinkError,
     InvalidFieldError,
     InvalidTypeError,
     JsonParserError,
     NotFoundError,
     RequestError,
+    all_or_none_rolled_back,
 )
 from interlink.metadata.model import ObjectDef
 from interlink.records.results import SaveResult
@@ -71,11 +71,6 @@ _ROLLED_BACK = "ALL_OR_NONE_OPERATION_ROLLED_BACK"
 def _too_many(limit: int) -> RequestError:
     return RequestError(f"record limit reached. cannot submit more than {limit} records into this call",
                         error_code="EXCEEDED_ID_LIMIT")
-
-
-def _rolled_back() -> DmlError:
-    return DmlError("Record rolled back because not all records were valid and the request was using AllOrNone "
-                    "header", error_code=_ROLLED_BACK)
 
 
 def _invalid_input(message: str) -> RequestError:
@@ -125,7 +120,7 @@ def _mark_rolled_back(results: list[SaveResult], *, inserted: Callable[[SaveResu
     """Records that had no error of their own were undone with the rest: say so, and drop new ids."""
     for result in results:
         if result.success:
-            result.errors.append(_rolled_back())
+            result.errors.append(all_or_none_rolled_back())
             if inserted(result):
                 result.id = None
             if result.created is not None:

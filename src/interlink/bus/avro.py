@@ -153,12 +153,17 @@ def to_avro_value(fdef: FieldDef, value: Any) -> Any:
     return value if isinstance(value, str) else str(value)
 
 
+def iso_from_epoch_ms(epoch_ms: int) -> str:
+    """``2026-11-28T23:52:51.973Z``: how the REST API writes datetimes, from Avro's epoch milliseconds."""
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def from_avro_value(fdef: FieldDef | None, value: Any) -> Any:
     """An Avro value back as the JSON a person reads (ISO dates), for the CLI and tests."""
     if value is None or fdef is None:
         return value
     if fdef.type is FieldType.DATETIME:
-        return datetime.fromtimestamp(value / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso_from_epoch_ms(value)
     if fdef.type is FieldType.DATE:
         return date.fromordinal(_EPOCH_DAY.toordinal() + value).isoformat()
     if fdef.type is FieldType.TIME:

@@ -156,8 +156,11 @@ class EventBus:
             return Topic(name, Selector(DATA, None), False, "")
         if local.endswith("__chn"):
             members = self.channels.channel(local)
-            if not members or members[0].channel != local:  # channel names are case-sensitive
+            if not members:
                 raise TopicNotFound(f"Topic not found: {name}")
+            if members[0].channel != local:  # channel names are case-sensitive
+                raise TopicNotFound(f"Topic not found: {name} (channel names are case-sensitive: "
+                                    f"/data/{members[0].channel})")
             return Topic(name, Selector(family_of(name), name), False, "")
         obj = self._object_for_change_event(local)
         if obj is None:

@@ -24,6 +24,7 @@ from interlink.bus.model import NewEvent, change_event_name
 from interlink.metadata.model import FieldDef, ObjectDef
 
 CHANGE_TYPES = {"insert": "CREATE", "update": "UPDATE", "delete": "DELETE", "undelete": "UNDELETE"}
+GAP_TYPES = {"insert": "GAP_CREATE", "update": "GAP_UPDATE", "delete": "GAP_DELETE"}
 _NOT_REPORTED = frozenset({"SystemModstamp", "IsDeleted", "Id"})
 
 
@@ -120,6 +121,27 @@ class ChangeEventBuilder:
                                           commit_number, change_type="GAP_OVERFLOW"))
         return events
 
+    def build_gaps(self, groups: Sequence[tuple[ObjectDef, str, list[str]]]) -> list[NewEvent]:
+        """Header-only GAP events for changes made outside the write path: (object, operation, record ids) each.
+
+        Filters cannot be evaluated without the values, so every channel the object belongs to gets them.
+        """
+        events: list[NewEvent] = []
+        if not groups:
+            return events
+        now_ms = int(time.time() * 1000)
+        commit_number = self.commit_numbers.next()
+        transaction_key = str(uuid.uuid4())
+        sequence = itertools.count(1)
+        origin = Origin("", "")
+        for obj, operation, record_ids in groups:
+            for member in self.channels.members_for(obj.name):
+                for start in range(0, len(record_ids), 100):
+                    chunk = [RecordChange(operation, obj, r, {}) for r in record_ids[start:start + 100]]
+                    events.append(self._event(member, chunk, origin, transaction_key, next(sequence), now_ms,
+                                              commit_number, change_type=GAP_TYPES[operation]))
+        return events
+
     def _event(self, member: Member, group: list[RecordChange], origin: Origin, transaction_key: str,
                sequence_number: int, now_ms: int, commit_number: int, *, change_type: str | None = None) -> NewEvent:
         first = group[0]
@@ -161,33 +183,6 @@ class ChangeEventBuilder:
             body = dict.fromkeys(body_fields)
         body["ChangeEventHeader"] = header
         return NewEvent(topic, str(uuid.uuid4()), schema_id, avro.encode(parsed, body), now_ms)
-
-
-GAP_TYPES = {"insert": "GAP_CREATE", "update": "GAP_UPDATE", "delete": "GAP_DELETE"}
-
-
-def build_gaps(builder: ChangeEventBuilder, groups: Sequence[tuple[ObjectDef, str, list[str]]]) -> list[NewEvent]:
-    """Header-only GAP events for changes made outside the write path: (object, operation, record ids) each.
-
-    Filters cannot be evaluated without the values, so every channel the object belongs to gets them.
-    """
-    events: list[NewEvent] = []
-    if not groups:
-        return events
-    now_ms = int(time.time() * 1000)
-    commit_number = builder.commit_numbers.next()
-    transaction_key = str(uuid.uuid4())
-    sequence = itertools.count(1)
-    origin = Origin("", "")
-    for obj, operation, record_ids in groups:
-        for member in builder.channels.members_for(obj.name):
-            for start in range(0, len(record_ids), 100):
-                chunk = record_ids[start:start + 100]
-                event = builder._event(member, [RecordChange(operation, obj, r, {}) for r in chunk], origin,
-                                       transaction_key, next(sequence), now_ms, commit_number,
-                                       change_type=GAP_TYPES[operation])
-                events.append(event)
-    return events
 
 
 @dataclass(frozen=True)

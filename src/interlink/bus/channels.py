@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
+from interlink.bus.model import change_event_topic
 from interlink.errors import InterlinkError, MetadataError
 from interlink.metadata.model import ObjectDef, Schema
 from interlink.soql import ast
@@ -43,8 +44,6 @@ class Member:
 
     @property
     def topic(self) -> str:
-        from interlink.bus.model import change_event_topic
-
         return change_event_topic(self.entity) if self.channel == CHANGE_EVENTS else f"/data/{self.channel}"
 
     def matches(self, values: Mapping[str, Any]) -> bool:

@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -33,7 +32,7 @@ cdc_app = typer.Typer(help="Choose which objects' changes become change events (
                       no_args_is_help=True)
 events_app.add_typer(subscription_app, name="subscription")
 
-from interlink.cli.main import DataDir, ProjectDir, StoreUrl, _err, _open, _require_org, _settings  # noqa: E402
+from interlink.cli.main import DataDir, ProjectDir, StoreUrl, _err, _existing_org  # noqa: E402
 
 Bus = Annotated[str | None, typer.Option("--bus", envvar="INTERLINK_BUS",
                                          help="Event bus: nats://host:port, or empty for the embedded SQLite log.")]
@@ -47,13 +46,8 @@ _FOLLOW_BATCH = 100
 _READ_BATCH = 500
 
 
-@contextlib.contextmanager
-def _org(data_dir: Path | None, project_dir: Path | None, store: str | None, bus: str | None) -> Iterator[Org]:
-    """The org a command works on (without deploying); exit 2 when the data dir has none."""
-    settings = _settings(data_dir=data_dir, project_dir=project_dir, store=store, bus=bus)
-    _require_org(settings)
-    with _open(settings) as org:
-        yield org
+def _org(data_dir: Path | None, project_dir: Path | None, store: str | None, bus: str | None) -> Any:
+    return _existing_org(data_dir, store, project_dir=project_dir, bus=bus)
 
 
 def _say(message: str) -> None:
@@ -72,21 +66,8 @@ def topic_name(raw: str) -> str:
 
 
 def _resolve(org: Org, raw: str) -> Topic:
-    """The topic called ``raw``; channel names are case-sensitive, as on the platform.
-
-    ``EventBus.topic`` finds a channel ``Big__chn`` under ``/data/big__chn`` too, but the log holds its
-    events under the stored spelling, so reading the other one would silently show nothing.
-    """
-    from interlink.errors import TopicNotFound
-
-    name = topic_name(raw)
-    topic = org.bus.topic(name)
-    if name.endswith("__chn"):
-        members = org.bus.channels.channel(name.removeprefix("/data/")) or []
-        if any(f"/data/{m.channel}" != name for m in members):
-            raise TopicNotFound(f"Topic not found: {name} (channel names are case-sensitive: "
-                                f"/data/{members[0].channel})")
-    return topic
+    """The topic called ``raw`` (channel names are case-sensitive, as on the platform)."""
+    return org.bus.topic(topic_name(raw))
 
 
 def _replay_hex(replay_id: int) -> str:
@@ -96,9 +77,9 @@ def _replay_hex(replay_id: int) -> str:
 
 
 def _iso_ms(epoch_ms: int) -> str:
-    from datetime import UTC, datetime
+    from interlink.bus.avro import iso_from_epoch_ms
 
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_from_epoch_ms(epoch_ms)
 
 
 # -- events publish -------------------------------------------------------------------------------------------

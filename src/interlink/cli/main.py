@@ -147,9 +147,10 @@ def token(
 
 
 @contextlib.contextmanager
-def _existing_org(data_dir: Path | None, store: str | None) -> Iterator[Org]:
-    """Open the org a command works on; a clear error (exit 2) when the data dir has none."""
-    settings = _settings(data_dir=data_dir, store=store)
+def _existing_org(data_dir: Path | None, store: str | None, *, project_dir: Path | None = None,
+                  bus: str | None = None) -> Iterator[Org]:
+    """Open the org a command works on (without deploying); a clear error (exit 2) when the data dir has none."""
+    settings = _settings(data_dir=data_dir, store=store, project_dir=project_dir, bus=bus)
     _require_org(settings)
     with _open(settings) as org:
         yield org

@@ -25,9 +25,9 @@ from sqlalchemy import delete, select
 
 from interlink import ids
 from interlink.bus.bus import EventBus
-from interlink.bus.cdc import Origin, RecordChange, build_gaps, change_origin
+from interlink.bus.cdc import Origin, RecordChange, change_origin
 from interlink.bus.model import NewEvent
-from interlink.errors import DmlError, InterlinkError
+from interlink.errors import DmlError, InterlinkError, OperationEnqueued, all_or_none_rolled_back
 from interlink.metadata.model import ObjectDef
 from interlink.records import prepare
 from interlink.records.context import Context
@@ -39,12 +39,6 @@ from interlink.store.database import Store, utcnow
 log = logging.getLogger(__name__)
 
 _RETRY_AFTER_SECONDS = 10.0
-
-
-class OperationEnqueued(InterlinkError):
-    """Not a failure: the platform reports a published event's uuid this way beside ``success: true``."""
-
-    error_code = "OPERATION_ENQUEUED"
 
 
 def _pack(events: Sequence[NewEvent]) -> bytes:
@@ -90,9 +84,7 @@ class EventEmitter:
                 results[index].errors.append(prepare.as_dml_error(error))
         if all_or_none and any(r.errors for r in results):
             for index, _ in ready:
-                results[index].errors.append(DmlError(
-                    "Record rolled back because not all records were valid and the request was using AllOrNone "
-                    "header", error_code="ALL_OR_NONE_OPERATION_ROLLED_BACK"))
+                results[index].errors.append(all_or_none_rolled_back())
             return results
         if not ready:
             return results
@@ -182,7 +174,7 @@ class EventEmitter:
                     groups[-1][2].append(row.record_id)
             else:
                 groups.append((obj, row.operation, [row.record_id]))
-        events = build_gaps(self.bus.changes, groups)
+        events = self.bus.changes.build_gaps(groups)
         if events:
             self.bus.append(events)
         read_ids = [row.id for row in rows]  # exactly these: a concurrent writer may commit lower ids meanwhile

@@ -37,6 +37,7 @@ from interlink.errors import (
     NotFoundError,
     PreconditionFailed,
     UnableToLockRow,
+    all_or_none_rolled_back,
 )
 from interlink.metadata.model import FieldDef, ObjectDef
 from interlink.metadata.values import parse_value
@@ -51,11 +52,6 @@ from interlink.records.unit_of_work import Change, UnitOfWork, UnitOfWorkManager
 from interlink.store.database import Store, utcnow
 
 _MAX_PARTIAL_RETRIES = 2
-
-
-def _rolled_back() -> DmlError:
-    return DmlError("Record rolled back because not all records were valid and the request was using "
-                    "AllOrNone header", error_code="ALL_OR_NONE_OPERATION_ROLLED_BACK")
 
 
 class RecordService(RecordReads, RecordLifecycle):
@@ -266,7 +262,7 @@ class RecordService(RecordReads, RecordLifecycle):
             except RollBack:
                 for result in scope.results:
                     if result.success:
-                        result.errors.append(_rolled_back())
+                        result.errors.append(all_or_none_rolled_back())
                         result.id = None if result.created else result.id
                         result.created = None
 
