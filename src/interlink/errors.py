@@ -19,6 +19,11 @@ these; nothing else formats error bodies.
     │   ├── InvalidHeaderError          INVALID_HEADER_VALUE       400
     │   ├── QueryTimeout                QUERY_TIMEOUT              400
     │   ├── InvalidQueryLocator         INVALID_QUERY_LOCATOR      400
+    │   ├── BulkJobError                INVALIDJOB                 400 (409: wrong API version for results)
+    │   │   ├── InvalidJobState         INVALIDJOBSTATE            400
+    │   │   ├── InvalidEntity           INVALIDENTITY              400
+    │   │   ├── ClientInputError        CLIENTINPUTERROR           400
+    │   │   └── ExceededQuota           EXCEEDEDQUOTA              403
     │   └── DmlError                    (per-record save errors, carry statusCode in SaveResults)
     │       ├── RequiredFieldMissing    REQUIRED_FIELD_MISSING     400
     │       ├── StringTooLong           STRING_TOO_LONG            400
@@ -291,25 +296,31 @@ class DestructiveChangeError(ConfigurationError):
 
 __all__ = [
     "AuthError",
+    "BulkJobError",
     "BusUnavailable",
+    "ClientInputError",
     "ConfigurationError",
     "DestructiveChangeError",
     "DmlError",
     "DuplicateExternalId",
     "DuplicateValue",
     "EntityIsDeleted",
+    "ExceededQuota",
     "FieldIntegrityError",
     "InsufficientAccess",
     "InterlinkError",
     "InvalidCrossReference",
+    "InvalidEntity",
     "InvalidFieldError",
     "InvalidFieldForInsertUpdate",
     "InvalidHeaderError",
+    "InvalidJobState",
     "InvalidQueryLocator",
     "InvalidReplicationDate",
     "InvalidSession",
     "InvalidTypeError",
     "InvalidTypeOnField",
+    "JobApiVersionMismatch",
     "JsonParserError",
     "MalformedIdError",
     "MalformedQueryError",
@@ -408,6 +419,44 @@ class OperationEnqueued(InterlinkError):
     """Not a failure: the platform reports a published event's uuid this way beside ``success: true``."""
 
     error_code = "OPERATION_ENQUEUED"
+
+
+class BulkJobError(RequestError):
+    """A Bulk API 2.0 request the job cannot take (wrong state, bad CSV, unsupported object or operation)."""
+
+    error_code = "INVALIDJOB"
+
+
+class InvalidJobState(BulkJobError):
+    """The job is not in a state that allows the request (upload after close, abort after completion)."""
+
+    error_code = "INVALIDJOBSTATE"
+
+
+class InvalidEntity(BulkJobError):
+    """The object does not exist or the Bulk API does not support it (events, read-only objects)."""
+
+    error_code = "INVALIDENTITY"
+
+
+class ClientInputError(BulkJobError):
+    """The uploaded CSV cannot be read: bad structure, encoding, line endings or header."""
+
+    error_code = "CLIENTINPUTERROR"
+
+
+class ExceededQuota(BulkJobError):
+    """The org's rolling 24-hour Bulk API allocation (records, batches or query jobs) is used up."""
+
+    error_code = "EXCEEDEDQUOTA"
+    http_status = 403
+
+
+class JobApiVersionMismatch(BulkJobError):
+    """Query results must be fetched with the API version the job was created with (the platform answers 409)."""
+
+    error_code = "INVALIDJOB"
+    http_status = 409
 
 
 def all_or_none_rolled_back() -> DmlError:

@@ -56,6 +56,15 @@ class Settings:
         100_000, "Changed records in one transaction above which CDC sends header-only OVERFLOW events.")
     pubsub_keepalive_seconds: float = _setting(
         270.0, "Idle seconds before a Pub/Sub subscription gets an empty keep-alive FetchResponse.")
+    bulk_daily_records: int = _setting(
+        150_000_000, "Bulk API 2.0 ingest records allowed per rolling 24 hours.")
+    bulk_daily_batches: int = _setting(
+        15_000, "Bulk API batches (10,000-record internal batches of ingest jobs) allowed per rolling 24 hours.")
+    bulk_daily_query_jobs: int = _setting(10_000, "Bulk API 2.0 query jobs allowed per rolling 24 hours.")
+    bulk_batch_size: int = _setting(10_000, "Records per internal batch of a Bulk API 2.0 ingest job.")
+    bulk_max_upload_mb: int = _setting(150, "Largest CSV upload (PUT .../batches) in MB.")
+    bulk_workers: int = _setting(
+        2, "Background threads of a serving process that run Bulk API jobs (0 leaves jobs to other processes).")
 
     def __post_init__(self) -> None:
         # Absolute paths, so what is printed for clients (the CA bundle) works from any directory.

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from interlink.api import bulk as bulk_api
 from interlink.api import collections as collections_api
 from interlink.api import composite as composite_api
 from interlink.api import graphql_api, oauth_routes, query, search, soap_routes, sobjects
@@ -71,6 +72,7 @@ class DataApi:
         collections_api.register(self.router)
         composite_api.register(self.router)
         graphql_api.register(self.router)
+        bulk_api.register(self.router)
         self.router.add("limits", {"GET": self.limits})
         self.router.add("", {"GET": self.resources})
         self._versions = set(supported_versions(org))
@@ -165,8 +167,14 @@ class DataApi:
         allocation = self.org.usage.allocation
         published = self.org.bus.usage.used()
         hourly = self.org.bus.usage.allocation
+        bulk = self.org.bulk
+        limits = bulk.limits
         return json_response({
             "DailyApiRequests": {"Max": allocation, "Remaining": max(allocation - used, 0)},
+            "DailyBulkApiBatches": {"Max": limits.daily_batches,
+                                    "Remaining": max(limits.daily_batches - bulk.batches_used(), 0)},
+            "DailyBulkV2QueryJobs": {"Max": limits.daily_query_jobs,
+                                     "Remaining": max(limits.daily_query_jobs - bulk.query_jobs_used(), 0)},
             "HourlyPublishedPlatformEvents": {"Max": hourly, "Remaining": max(hourly - published, 0)},
         }, pretty=request.pretty)
 
@@ -232,11 +240,13 @@ def build_app(org: Org) -> Starlette:
                     log.exception("background flush failed")
 
         task = asyncio.create_task(flusher())
+        org.start_workers()
         try:
             yield
         finally:
             stop.set()
             await task
+            await asyncio.to_thread(org.stop_workers)
 
     routes = [  # the data API first: it serves nearly every request, and routes are tried in order
         Route("/services/data/{version}/{rest:path}", data_entry, methods=_ALL_METHODS),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,8 @@ from interlink.app.provisioning import apply_identity_metadata
 from interlink.bus.bus import EventBus, open_backend
 from interlink.bus.channels import metadata_members
 from interlink.errors import ConfigurationError
+from interlink.jobs.bulk import BulkJobs, BulkLimits
+from interlink.jobs.worker import JobWorker
 from interlink.metadata.loader import LoadedMetadata, load_project
 from interlink.records.context import Context
 from interlink.records.events import EventEmitter
@@ -40,6 +43,7 @@ from interlink.store.migrate import Plan
 log = logging.getLogger(__name__)
 
 ADMIN_USERNAME = "admin@interlink.local"
+_PURGE_SECONDS = 600.0
 CLI_APP_NAME = "Interlink CLI"
 
 
@@ -81,6 +85,17 @@ class Org:
                             overflow_threshold=settings.cdc_overflow_threshold)
         self.events = EventEmitter(store, self.records.units, self.bus)
         self.records.events = self.events
+        if settings.bulk_batch_size < 1 or settings.bulk_max_upload_mb < 1 or settings.bulk_workers < 0:
+            raise ConfigurationError("bulk_batch_size and bulk_max_upload_mb must be at least 1, "
+                                     "bulk_workers at least 0")
+        self.bulk = BulkJobs(store, self.query, BulkLimits(
+            daily_records=settings.bulk_daily_records, daily_batches=settings.bulk_daily_batches,
+            daily_query_jobs=settings.bulk_daily_query_jobs, batch_size=settings.bulk_batch_size,
+            max_upload_bytes=settings.bulk_max_upload_mb * 1024 * 1024))
+        self.worker = JobWorker(self.bulk, self.records, self.query,
+                                lambda user_id, version: self.context_for(user_id, api_version=version),
+                                threads=settings.bulk_workers)
+        self._purged_at = 0.0
 
     # -- opening ---------------------------------------------------------------------------------------------
 
@@ -210,12 +225,26 @@ class Org:
         return token
 
     def housekeeping(self) -> None:
-        """Periodic work of a serving process: flush usage counters, tidy the event outbox."""
+        """Periodic work of a serving process: flush usage counters, tidy the event outbox, purge old jobs."""
         self.usage.flush()
         self.events.housekeeping()
+        now = time.monotonic()
+        if now - self._purged_at > _PURGE_SECONDS:
+            self._purged_at = now
+            self.bulk.purge()
+
+    def start_workers(self) -> None:
+        """Run background jobs in this process (``interlink up``)."""
+        if self.store.backend == "sqlite":
+            self.worker.release_orphans()  # one serving process per embedded store: any claim is a dead one's
+        self.worker.start()
+
+    def stop_workers(self) -> None:
+        self.worker.stop()
 
     def close(self) -> None:
         try:
+            self.worker.stop()
             self.usage.flush()
             self.events.housekeeping()
         finally:

@@ -58,10 +58,10 @@ class CommitNumbers:
             return self._last
 
 
-def change_origin(api_version: str, client: str, *, internal: bool) -> str:
+def change_origin(api_version: str, client: str, *, internal: bool, api: str = "rest") -> str:
     if internal:
         return ""
-    origin = f"com/salesforce/api/rest/{api_version}"
+    origin = f"com/salesforce/api/{api}/{api_version}"
     return f"{origin};client={client}" if client else origin
 
 

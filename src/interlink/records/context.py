@@ -11,8 +11,8 @@ class Context:
 
     ``user_id`` becomes CreatedById / LastModifiedById / default OwnerId. ``api_version`` is the REST
     version the request came in on (some responses differ by version). ``client`` is the
-    ``Sforce-Call-Options`` client id, which change events report as their origin. ``system_mode`` lets
-    trusted internal callers write fields and objects that are read-only to API callers.
+    ``Sforce-Call-Options`` client id, which change events report as their origin with ``api`` (rest,
+    bulkapi). ``system_mode`` lets trusted internal callers write fields and objects that are read-only to API callers.
     """
 
     user_id: str
@@ -22,11 +22,13 @@ class Context:
     app_id: str | None = None
     system_mode: bool = False
     attributes: dict[str, str] = field(default_factory=dict, compare=False)
+    api: str = "rest"  # which API the change came through (rest, bulkapi, soap), for change events' changeOrigin
 
     def with_version(self, api_version: str) -> Context:
         return Context(self.user_id, self.org_id, api_version, self.client, self.app_id, self.system_mode,
-                       self.attributes)
+                       self.attributes, self.api)
 
     def as_system(self) -> Context:
         """The same caller in system mode: read-only fields and objects become writable (bootstrap, automation)."""
-        return Context(self.user_id, self.org_id, self.api_version, self.client, self.app_id, True, self.attributes)
+        return Context(self.user_id, self.org_id, self.api_version, self.client, self.app_id, True, self.attributes,
+                       self.api)

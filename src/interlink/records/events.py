@@ -138,7 +138,7 @@ class EventEmitter:
             return []
         context = uow.context
         origin = Origin(context.user_id, change_origin(context.api_version, context.client,
-                                                       internal=context.system_mode))
+                                                       internal=context.system_mode, api=context.api))
         return self.bus.changes.build(changes, origin)
 
     def _forget(self, row_id: int) -> None:

@@ -77,6 +77,27 @@ class RecordShape:
     items: list[Out]
 
 
+def flat_columns(shape: RecordShape) -> list[tuple[str, int]]:
+    """The shape as flat columns in SELECT order: (``Name`` or ``Account.Owner.Name``, row index).
+
+    A parent's fields read null when the parent is (the outer join leaves them null). Child subqueries and
+    TYPEOF have no flat form: ValueError names the first one.
+    """
+    columns: list[tuple[str, int]] = []
+
+    def walk(items: list[Out], prefix: str) -> None:
+        for item in items:
+            if isinstance(item, FieldOut):
+                columns.append((prefix + item.key, item.index))
+            elif isinstance(item, ParentOut):
+                walk(item.items, f"{prefix}{item.key}.")
+            else:
+                raise ValueError(item.key)
+
+    walk(shape.items, "")
+    return columns
+
+
 @dataclass
 class ChildPlan:
     """One child relationship subquery: run with ``parent_ids`` bound to the page's parent record ids."""

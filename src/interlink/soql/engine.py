@@ -358,6 +358,21 @@ class QueryEngine:
         done = end >= total or not rows
         return QueryPage(total, records, done, None if done else end)
 
+    def stream(self, soql: str, context: Context, *, include_deleted: bool = False,
+               chunk_size: int = 10_000) -> Iterator[tuple[CompiledQuery, Sequence[Any]]]:
+        """Run ``soql`` once and yield its raw rows in chunks, never holding the whole result (Bulk query jobs).
+
+        Rows are the compiled statement's columns; :func:`interlink.soql.compiled.flat_columns` maps the shape
+        onto them. No query timeout applies: the caller is a background job, not a waiting request.
+        """
+        plan = self._plan(soql, context.user_id, include_deleted)
+        compiled = plan.compiled
+        params = compiled.parameters(self.today()) if compiled.date_params else {}
+        with self.store.read_engine.connect() as conn:
+            result = conn.execution_options(yield_per=chunk_size).execute(compiled.statement, params)
+            for partition in result.partitions(chunk_size):
+                yield compiled, partition
+
     @staticmethod
     def _clip(compiled: CompiledQuery, count: int) -> int:
         total = max(0, count - compiled.offset)

@@ -220,6 +220,53 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("committed_replay_id", LargeBinary, nullable=True),
             Column("updated_at", DateTime, nullable=False),
         ),
+        # Bulk API 2.0 jobs (ingest and query): their settings, state and progress. ``batches_done`` counts the
+        # internal batches whose records, results and progress committed together, so a restarted worker resumes
+        # after the last one and never applies a batch twice.
+        Table(
+            "il_bulk_job", metadata,
+            Column("id", String(18), primary_key=True),
+            Column("job_type", String(16), nullable=False),  # V2Ingest | V2Query
+            Column("operation", String(16), nullable=False),
+            Column("object", String(255), nullable=False),
+            Column("external_id_field", String(255), nullable=True),
+            Column("assignment_rule_id", String(18), nullable=True),
+            Column("query", Text, nullable=True),
+            Column("column_delimiter", String(16), nullable=False),
+            Column("line_ending", String(8), nullable=False),
+            Column("state", String(16), nullable=False, index=True),
+            Column("error_message", Text, nullable=True),
+            Column("created_by_id", String(18), nullable=False),
+            Column("created_date", DateTime, nullable=False, index=True),
+            Column("system_modstamp", DateTime, nullable=False),
+            Column("api_version", String(8), nullable=False),
+            Column("columns_json", Text, nullable=True),  # the upload's header, once the first upload arrived
+            Column("uploads", Integer, nullable=False, default=0),
+            Column("upload_bytes", BigInteger, nullable=False, default=0),
+            Column("records_uploaded", BigInteger, nullable=False, default=0),
+            Column("batches_done", Integer, nullable=False, default=0),
+            Column("records_processed", BigInteger, nullable=False, default=0),
+            Column("records_failed", BigInteger, nullable=False, default=0),
+            Column("retries", Integer, nullable=False, default=0),
+            Column("processing_ms", BigInteger, nullable=False, default=0),
+            Column("api_active_ms", BigInteger, nullable=False, default=0),
+            Column("result_bytes", BigInteger, nullable=False, default=0),
+            Column("claimed_by", String(64), nullable=True),
+            Column("claimed_until", DateTime, nullable=True),
+        ),
+        # The bytes of a job: its CSV uploads (``kind`` upload), and what processing wrote (success, failure,
+        # result). Kept in the store, so an accepted upload survives a crash and any process can serve results.
+        # ``rows`` counts CSV records in the part; ``offsets`` packs where each record starts (query results).
+        Table(
+            "il_bulk_part", metadata,
+            Column("job_id", String(18), primary_key=True),
+            Column("kind", String(8), primary_key=True),
+            Column("seq", Integer, primary_key=True),
+            Column("first_row", BigInteger, nullable=False, default=0),
+            Column("rows", Integer, nullable=False, default=0),
+            Column("data", LargeBinary, nullable=False),
+            Column("offsets", LargeBinary, nullable=True),
+        ),
     ]
     return {table.name: table for table in tables}
 

@@ -1,0 +1,313 @@
+"""Background workers that run Bulk API 2.0 jobs, safely shared by any number of processes.
+
+A worker claims a runnable job with a lease (``claimed_by`` / ``claimed_until``, set by a compare-and-set
+UPDATE, so two workers never hold one job), renews the lease with every batch and gives the job back when it
+stops. A worker that dies simply lets its lease run out; another worker then resumes the job after its last
+committed batch. Each batch commits its records, its result lines and ``batches_done`` together
+(:func:`interlink.jobs.ingest.run_batch`), and only while this worker still holds the lease, so no batch is
+applied twice.
+
+Query jobs write their result in parts as the query streams; a restarted query job starts over (it changes
+no data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import OperationalError
+
+from interlink.errors import InterlinkError, UnableToLockRow
+from interlink.jobs.bulk import BulkJobs, result_offsets
+from interlink.jobs.csvdata import csv_value
+from interlink.jobs.ingest import ColumnPlan, LeaseLost, run_batch
+from interlink.jobs.model import FAILED, IN_PROGRESS, JOB_COMPLETE, RUNNABLE, Job
+from interlink.jobs.parts import PART_BYTES
+from interlink.records.context import Context
+from interlink.records.service import RecordService
+from interlink.soql.compiled import flat_columns
+from interlink.soql.engine import QueryEngine
+from interlink.store.database import utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_RETRIES = 10
+RESULT_PART_ROWS = 10_000
+
+
+class _Stopped(Exception):
+    """The job was aborted, deleted or the worker is stopping: leave it where it is."""
+
+
+class JobWorker:
+    """Claims and runs Bulk jobs on ``threads`` background threads."""
+
+    def __init__(self, jobs: BulkJobs, records: RecordService, query: QueryEngine,
+                 context_for: Callable[[str, str], Context], *, threads: int = 2, lease_seconds: float = 30.0,
+                 poll_seconds: float = 1.0, retry_delay: float = 0.2) -> None:
+        self.jobs = jobs
+        self.records = records
+        self.query = query
+        self.context_for = context_for
+        self.threads = threads
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.retry_delay = retry_delay
+        self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._stop = threading.Event()
+        self._wake = threading.Condition()
+        self._pending_wakeups = 0
+        self._threads: list[threading.Thread] = []
+        # Test hook: called inside each batch's transaction just before it commits.
+        self.before_batch_commit: Callable[[Job, int], None] | None = None
+
+    @property
+    def _table(self):  # type: ignore[no-untyped-def]
+        return self.jobs.store.system["il_bulk_job"]
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._threads or self.threads <= 0:
+            return
+        self._stop.clear()
+        for number in range(self.threads):
+            thread = threading.Thread(target=self._loop, name=f"interlink-bulk-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self.jobs.on_runnable = self.wake
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the batch in hand; claimed jobs are given back for the next start (or another process)."""
+        self._stop.set()
+        self.wake()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    def wake(self) -> None:
+        with self._wake:
+            self._pending_wakeups += 1
+            self._wake.notify_all()
+
+    def release_orphans(self) -> int:
+        """Give back every claim (the embedded store has one serving process: claims are from a dead one)."""
+        table = self._table
+        with self.jobs.store.write() as conn:
+            return conn.execute(update(table).where(table.c.claimed_by.is_not(None))
+                                .values(claimed_by=None, claimed_until=None)).rowcount
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:
+                log.exception("bulk worker failed")
+                worked = False
+            if worked:
+                continue
+            with self._wake:
+                if self._pending_wakeups == 0:
+                    self._wake.wait(self.poll_seconds)
+                self._pending_wakeups = 0
+
+    # -- claiming ------------------------------------------------------------------------------------------------
+
+    def claim(self) -> Job | None:
+        """Take the oldest runnable job nobody holds (or whose holder's lease ran out)."""
+        table = self._table
+        now = utcnow()
+        free = or_(table.c.claimed_until.is_(None), table.c.claimed_until < now)
+        with self.jobs.store.read() as conn:
+            candidates = conn.execute(select(table.c.id).where(and_(table.c.state.in_(RUNNABLE), free))
+                                      .order_by(table.c.created_date).limit(5)).scalars().all()
+        for job_id in candidates:
+            with self.jobs.store.write() as conn:
+                taken = conn.execute(update(table).where(and_(
+                    table.c.id == job_id, table.c.state.in_(RUNNABLE), free)).values(
+                    state=IN_PROGRESS, claimed_by=self.worker_id, claimed_until=self._lease_end(),
+                    system_modstamp=now)).rowcount
+            if taken == 1:
+                return self.jobs.get(job_id)
+        return None
+
+    def run_once(self) -> bool:
+        """Claim one job and run it to its end (or until stopped); False when there was nothing to do."""
+        job = self.claim()
+        if job is None:
+            return False
+        try:
+            if job.is_ingest:
+                self._run_ingest(job)
+            else:
+                self._run_query(job)
+        except _Stopped:
+            pass
+        except LeaseLost:
+            log.warning("bulk job %s was taken over by another worker", job.id)
+            return True
+        finally:
+            self._release(job.id)
+        return True
+
+    def _lease_end(self):  # type: ignore[no-untyped-def]
+        return utcnow() + timedelta(seconds=self.lease_seconds)
+
+    def _release(self, job_id: str) -> None:
+        table = self._table
+        with self.jobs.store.write() as conn:
+            conn.execute(update(table).where(and_(table.c.id == job_id, table.c.claimed_by == self.worker_id))
+                         .values(claimed_by=None, claimed_until=None))
+
+    def _check(self, job_id: str) -> None:
+        """Between batches: stop when the worker stops or the job is no longer ours to run."""
+        if self._stop.is_set():
+            raise _Stopped()
+        table = self._table
+        with self.jobs.store.read() as conn:
+            row = conn.execute(select(table.c.state, table.c.claimed_by).where(table.c.id == job_id)).first()
+        if row is None or row.state != IN_PROGRESS:
+            raise _Stopped()
+        if row.claimed_by != self.worker_id:
+            raise LeaseLost(job_id)
+
+    def _finish(self, job_id: str, state: str, message: str | None = None, **values: object) -> None:
+        table = self._table
+        with self.jobs.store.write() as conn:
+            conn.execute(update(table).where(and_(
+                table.c.id == job_id, table.c.state == IN_PROGRESS, table.c.claimed_by == self.worker_id)).values(
+                state=state, error_message=message, system_modstamp=utcnow(), **values))
+
+    def _context(self, job: Job) -> Context:
+        return dataclasses.replace(self.context_for(job.created_by_id, job.api_version), api="bulkapi")
+
+    # -- ingest --------------------------------------------------------------------------------------------------
+
+    def _run_ingest(self, job: Job) -> None:
+        schema = self.jobs.store.schema
+        obj = schema.object(job.object)
+        try:
+            if obj is None:
+                raise InterlinkError(f"Entity '{job.object}' is not supported by the Bulk API.")
+            plan = ColumnPlan(obj, schema, job.columns, job.operation, job.external_id_field)
+        except InterlinkError as error:
+            self._finish(job.id, FAILED, f"InvalidBatch : {error.message}")
+            return
+        context = self._context(job)
+        size = self.jobs.limits.batch_size
+        records = self.jobs.upload_records(job)
+        skipped = job.batches_done * size
+        if skipped:
+            next(itertools.islice(records, skipped - 1, skipped), None)
+        batch_no = job.batches_done
+        while True:
+            rows = list(itertools.islice(records, size))
+            if not rows:
+                break
+            self._check(job.id)
+            if not self._batch_with_retries(job, plan, context, batch_no, rows):
+                return
+            batch_no += 1
+        self._finish(job.id, JOB_COMPLETE)
+
+    def _batch_with_retries(self, job: Job, plan: ColumnPlan, context: Context, batch_no: int,
+                            rows: list[list[str]]) -> bool:
+        hook = self.before_batch_commit
+        for attempt in range(MAX_BATCH_RETRIES + 1):
+            try:
+                run_batch(self.records, self.jobs.parts, job, plan, context, batch_no, rows,
+                          worker_id=self.worker_id, lease_seconds=self.lease_seconds,
+                          before_commit=None if hook is None else (lambda: hook(job, batch_no)))
+                return True
+            except LeaseLost:
+                raise
+            except (UnableToLockRow, OperationalError) as error:
+                reason = f"{error}"
+            except Exception as error:  # a bug or an outage: retried like the platform retries a failed batch
+                log.exception("bulk job %s batch %s failed", job.id, batch_no)
+                reason = f"{type(error).__name__}: {error}"
+            self._count_retry(job.id)
+            if attempt < MAX_BATCH_RETRIES:
+                self._check(job.id)
+                time.sleep(min(self.retry_delay * 2 ** attempt, 5.0))
+        self._finish(job.id, FAILED, f"InternalServerError : batch {batch_no} failed after {MAX_BATCH_RETRIES} "
+                                     f"retries: {reason}")
+        return False
+
+    def _count_retry(self, job_id: str) -> None:
+        table = self._table
+        with self.jobs.store.write() as conn:
+            conn.execute(update(table).where(table.c.id == job_id).values(
+                retries=table.c.retries + 1, claimed_until=self._lease_end()))
+
+    # -- query ---------------------------------------------------------------------------------------------------
+
+    def _run_query(self, job: Job) -> None:
+        context = self._context(job)
+        include_deleted = job.operation == "queryAll"
+        started = time.perf_counter()
+        assert job.query is not None
+        try:
+            compiled = self.query.compile(job.query, context, include_deleted=include_deleted)
+            assert compiled.shape is not None
+            columns = flat_columns(compiled.shape)
+        except (InterlinkError, ValueError, AssertionError) as error:
+            self._finish(job.id, FAILED, f"InvalidBatch : {getattr(error, 'message', error)}")
+            return
+        table = self._table
+        with self.jobs.store.write() as conn:
+            self.jobs.parts.remove(conn, job.id, "result")
+            conn.execute(update(table).where(table.c.id == job.id).values(
+                columns_json=json.dumps([name for name, _ in columns]), records_processed=0, result_bytes=0))
+        fmt = job.format
+        indexes = [index for _, index in columns]
+        lines: list[str] = []
+        size = 0
+        written = 0
+        seq = 0
+        result_bytes = 0
+
+        def flush() -> None:
+            nonlocal lines, size, written, seq, result_bytes
+            if not lines:
+                return
+            self._check(job.id)
+            data, offsets = result_offsets(lines)
+            with self.jobs.store.write() as conn:
+                self.jobs.parts.add(conn, job.id, "result", seq, data, rows=len(lines), first_row=written,
+                                    offsets=offsets)
+                conn.execute(update(table).where(table.c.id == job.id).values(claimed_until=self._lease_end()))
+            written += len(lines)
+            result_bytes += len(data)
+            seq += 1
+            lines, size = [], 0
+
+        try:
+            for _compiled, partition in self.query.stream(job.query, context, include_deleted=include_deleted,
+                                                          chunk_size=RESULT_PART_ROWS):
+                for row in partition:
+                    line = fmt.line([csv_value(row[i]) for i in indexes])
+                    lines.append(line)
+                    size += len(line)
+                    if len(lines) >= RESULT_PART_ROWS or size >= PART_BYTES:
+                        flush()
+            flush()
+        except InterlinkError as error:
+            self._finish(job.id, FAILED, f"InvalidBatch : {error.message}")
+            return
+        elapsed = int((time.perf_counter() - started) * 1000)
+        self._finish(job.id, JOB_COMPLETE, records_processed=written, result_bytes=result_bytes,
+                     processing_ms=elapsed)
+
+
+__all__ = ["JobWorker"]
