@@ -147,7 +147,15 @@ def run_batch(records: RecordService, parts: Parts, job: Job, plan: ColumnPlan, 
         rows = sorted(rows, key=lambda values: values[position])
     fmt = job.format
     started = time.perf_counter()
+    table = records.store.system["il_bulk_job"]
     with records.unit_of_work(context) as uow:
+        # First claim the batch: only the lease holder moves ``batches_done`` past it, and only once. On
+        # PostgreSQL this also locks the job row until the batch commits.
+        moved = uow.conn.execute(update(table).where(and_(
+            table.c.id == job.id, table.c.batches_done == batch_no, table.c.claimed_by == worker_id)).values(
+            batches_done=batch_no + 1, claimed_until=_lease_end(lease_seconds))).rowcount
+        if moved != 1:
+            raise LeaseLost(job.id)
         results = _apply(records, job, plan, context, rows)
         api_ms = int((time.perf_counter() - started) * 1000)
         success, failure, failed = _result_lines(fmt, job.operation, rows, results)
@@ -155,19 +163,12 @@ def run_batch(records: RecordService, parts: Parts, job: Job, plan: ColumnPlan, 
             parts.add(uow.conn, job.id, "success", batch_no, success.encode(), rows=len(rows) - failed)
         if failure:
             parts.add(uow.conn, job.id, "failure", batch_no, failure.encode(), rows=failed)
-        table = records.store.system["il_bulk_job"]
-        now = utcnow()
-        moved = uow.conn.execute(update(table).where(and_(
-            table.c.id == job.id, table.c.batches_done == batch_no, table.c.claimed_by == worker_id)).values(
-            batches_done=batch_no + 1,
+        uow.conn.execute(update(table).where(table.c.id == job.id).values(
             records_processed=table.c.records_processed + len(rows),
             records_failed=table.c.records_failed + failed,
             api_active_ms=table.c.api_active_ms + api_ms,
             processing_ms=table.c.processing_ms + int((time.perf_counter() - started) * 1000),
-            system_modstamp=now,
-            claimed_until=_lease_end(lease_seconds))).rowcount
-        if moved != 1:
-            raise LeaseLost(job.id)
+            system_modstamp=utcnow()))
         if before_commit is not None:
             before_commit()
     return BatchOutcome(len(rows), failed, api_ms)

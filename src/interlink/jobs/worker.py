@@ -146,6 +146,8 @@ class JobWorker:
         job = self.claim()
         if job is None:
             return False
+        # Only a worker that is still alive gives its claim back; one that dies (anything not an Exception)
+        # leaves the lease to run out, as a killed process would.
         try:
             if job.is_ingest:
                 self._run_ingest(job)
@@ -156,8 +158,10 @@ class JobWorker:
         except LeaseLost:
             log.warning("bulk job %s was taken over by another worker", job.id)
             return True
-        finally:
+        except Exception:
             self._release(job.id)
+            raise
+        self._release(job.id)
         return True
 
     def _lease_end(self):  # type: ignore[no-untyped-def]
