@@ -485,19 +485,19 @@ class RecordService(RecordReads, RecordLifecycle):
     def _insert(self, uow: UnitOfWork, table: Table, rows: list[dict[str, Any]], obj: ObjectDef,
                 indexes: list[int], results: list[SaveResult]) -> None:
         columns = obj.field_names
-        full = [{c: row.get(c) for c in columns} for row in rows]
-        if len(full) == 1:
+        if len(rows) == 1:
             # One row needs no savepoint of its own: the caller's savepoint undoes it on RollBack.
             try:
-                uow.conn.execute(table.insert(), full)
+                uow.conn.execute(table.insert(), [{c: rows[0].get(c) for c in columns}])
             except IntegrityError:
                 raise RollBack({indexes[0]: [DuplicateValue("duplicate value found: a unique field duplicates "
                                                             "another record", [])]}) from None
             return
         try:
             with uow.savepoint():
-                uow.conn.execute(table.insert(), full)
+                self.store.insert_rows(uow.conn, table, rows)
         except IntegrityError:
+            full = [{c: row.get(c) for c in columns} for row in rows]
             # A concurrent writer took a unique value after our check: find the culprit(s) row by row.
             failed: dict[int, list[InterlinkError]] = {}
             for position, row in enumerate(full):

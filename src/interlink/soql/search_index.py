@@ -129,7 +129,11 @@ def fold(value: str) -> str:
 
 def tokenize(value: str) -> list[str]:
     """The index tokens of a text value: runs of letters and digits after folding."""
-    return [t[:_MAX_TOKEN] for t in _TOKEN_RE.findall(fold(value))]
+    folded = fold(value)
+    tokens: list[str] = _TOKEN_RE.findall(folded)
+    if len(folded) > _MAX_TOKEN:  # only then can a token be too long
+        return [t[:_MAX_TOKEN] for t in tokens]
+    return tokens
 
 
 def pattern_tokens(pieces: Iterable[tuple[str, bool]]) -> tuple[str, ...]:

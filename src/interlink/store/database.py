@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, Table, create_engine, event, func, select
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from interlink.errors import ConfigurationError, DestructiveChangeError
@@ -103,6 +103,7 @@ class Store:
             raise ConfigurationError(f"cannot open store {url!r}: {exc}") from None
         self._lock = threading.RLock()
         self._prepared_statements: dict[int, tuple[Select[Any], Any]] = {}
+        self._insert_plans: dict[tuple[int, Table], tuple[str, bool, list[str], list[tuple[int, Any]]]] = {}
         self._readers = threading.local()
         self._all_readers: list[Any] = []
         self.schema = Schema([])
@@ -297,6 +298,39 @@ class Store:
         if self.backend == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_DEPLOY_LOCK_ID})")
         # SQLite: BEGIN IMMEDIATE already holds the database write lock.
+
+    # -- bulk inserts --------------------------------------------------------------------------------------------
+
+    def insert_rows(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+        """INSERT ``rows`` (dicts by column name; a missing key is NULL) with one DBAPI ``executemany``.
+
+        Values go through the same bind processors SQLAlchemy would apply, so what is stored is identical;
+        skipping SQLAlchemy's per-row parameter building roughly halves the cost of a large insert. A unique
+        violation raises SQLAlchemy's IntegrityError, as ``conn.execute`` would.
+        """
+        key = (id(conn.dialect), table)
+        plan = self._insert_plans.get(key)
+        if plan is None:
+            compiled = table.insert().compile(dialect=conn.dialect)
+            names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
+            processors = compiled._bind_processors
+            converted = [(i, processors[n]) for i, n in enumerate(names) if processors.get(n) is not None]
+            plan = (str(compiled), compiled.positional, names, converted)
+            self._insert_plans[key] = plan
+        sql, positional, names, converted = plan
+        params: list[Any] = []
+        for row in rows:
+            values = list(map(row.get, names))
+            for index, process in converted:
+                values[index] = process(values[index])
+            params.append(values if positional else dict(zip(names, values, strict=True)))
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(sql, params)
+        except conn.dialect.loaded_dbapi.IntegrityError as exc:
+            raise IntegrityError(sql, None, exc) from None
+        finally:
+            cursor.close()
 
     # -- small key/value space for org-level state -------------------------------------------------------------
 
