@@ -86,17 +86,23 @@ def test_errors_are_platform_shaped_and_change_nothing(org: Org, api: TestClient
     broken = api.post(f"{B}/ingest", content=b"{not json", headers={"Content-Type": "application/json"})
     assert broken.status_code == 400 and error(broken)["errorCode"] == "JSON_PARSER_ERROR"
     job = api.post(f"{B}/ingest", json={"object": "Account", "operation": "insert"}).json()
-    bad_column = api.put(f"{B}/ingest/{job['id']}/batches", content=b"Name,Bogus\nX,Y\n")
-    assert bad_column.status_code == 400
-    assert error(bad_column) == {"errorCode": "INVALIDBATCH", "message": "Field name not found : Bogus",
-                                 "fields": ["Bogus"]}
-    assert api.get(f"{B}/ingest/{job['id']}").json()["state"] == "Open"
     wrong_state = api.patch(f"{B}/ingest/{job['id']}", json={"state": "Closed"})
     assert wrong_state.status_code == 400 and error(wrong_state)["errorCode"] == "INVALIDJOBSTATE"
     assert api.get(f"{B}/ingest/750000000000000AAA").status_code == 404
     assert api.get(f"{B}/ingest/not-an-id").status_code == 404
     assert api.post(f"{B}/ingest/{job['id']}/batches").status_code == 405
     assert org.query.execute("SELECT COUNT() FROM Account", org.admin_context()).total_size == 0
+
+
+def test_an_unknown_column_is_accepted_then_fails_the_job_as_on_the_platform(org: Org, api: TestClient) -> None:
+    job = api.post(f"{B}/ingest", json={"object": "Account", "operation": "insert"}).json()
+    assert api.put(f"{B}/ingest/{job['id']}/batches", content=b"Name,Bogus\nX,Y\n").status_code == 201
+    assert api.patch(f"{B}/ingest/{job['id']}", json={"state": "UploadComplete"}).json()["state"] == "UploadComplete"
+    run_jobs(org)
+    info = api.get(f"{B}/ingest/{job['id']}").json()
+    assert (info["state"], info["errorMessage"]) == ("Failed", "InvalidBatch : Field name not found : Bogus")
+    assert info["numberRecordsProcessed"] == 0
+    assert api.get(f"{B}/ingest/{job['id']}/unprocessedrecords").text == 'Name,Bogus\n"X","Y"\n'
 
 
 def test_query_job_results_pages_and_headers(org: Org, api: TestClient) -> None:

@@ -172,28 +172,36 @@ def test_change_events_come_from_the_bulk_api(org: Org) -> None:
 # -- bad input changes nothing -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("operation", "data", "code", "message"), [
-    ("insert", "Name,Nope__c\nX,1\n", "INVALIDBATCH", "Field name not found : Nope__c"),
-    ("insert", "Name,Industry\nX\n", "CLIENTINPUTERROR", "1 values in record 1 but the header has 2 columns"),
-    ("insert", 'Name\n"unterminated\n', "CLIENTINPUTERROR", "malformed"),
-    ("insert", "Name\r\nX\r\n", "CLIENTINPUTERROR", "LineEnding is invalid on user data"),
-    ("insert", "", "CLIENTINPUTERROR", "empty"),
-    ("insert", "Name,name\nX,Y\n", "CLIENTINPUTERROR", "twice"),
-    ("insert", b"Name\n\xff\xfe\n", "CLIENTINPUTERROR", "UTF-8"),
-    ("update", "Name\nX\n", "CLIENTINPUTERROR", "needs an Id column"),
-    ("delete", "Id,Name\n001000000000000AAA,X\n", "CLIENTINPUTERROR", "one column, Id"),
-    ("insert", "Name,Owner.Nope\nX,Y\n", "INVALIDBATCH", "Field name not found : Owner.Nope"),
+@pytest.mark.parametrize(("operation", "data", "message"), [
+    ("insert", "Name,Nope__c\nX,1\n", "InvalidBatch : Field name not found : Nope__c"),
+    ("insert", "Name,Industry\nX\n", "ClientInputError : The uploaded CSV has 1 values in record 1 but the header "
+                                      "has 2 columns"),
+    ("insert", 'Name\n"unterminated\n', "ClientInputError : The uploaded CSV is malformed"),
+    ("insert", "Name\r\nX\r\n", "ClientInputError : LineEnding is invalid on user data. Current LineEnding "
+                                 "setting is LF"),
+    ("insert", "", "ClientInputError : The uploaded data is empty"),
+    ("insert", "Name,name\nX,Y\n", "ClientInputError : The uploaded CSV header names the column name twice"),
+    ("insert", b"Name\n\xff\xfe\n", "ClientInputError : The uploaded data is not valid UTF-8"),
+    ("update", "Name\nX\n", "ClientInputError : An update job needs an Id column"),
+    ("delete", "Id,Name\n001000000000000AAA,X\n", "ClientInputError : A delete job takes one column, Id"),
+    ("insert", "Name,Owner.Nope\nX,Y\n", "InvalidBatch : Field name not found : Owner.Nope"),
+    ("insert", ["Name\nX\n", "Name,Industry\nY,Z\n"], "ClientInputError : Every upload of a job must have the "
+                                                       "same header"),
 ])
-def test_a_bad_upload_is_refused_and_nothing_is_kept(org: Org, operation: str, data: str | bytes, code: str,
-                                                      message: str) -> None:
+def test_bad_data_fails_the_job_with_the_platform_message_and_changes_nothing(
+        org: Org, operation: str, data: str | bytes | list[str], message: str) -> None:
     context = admin(org)
     job = org.bulk.create_ingest(context, {"object": "Account", "operation": operation})
-    with pytest.raises(InterlinkError) as caught:
-        org.bulk.upload(context, job.id, data if isinstance(data, bytes) else data.encode())
-    assert caught.value.error_code == code and message in caught.value.message
-    stored = org.bulk.get(job.id)
-    assert (stored.state, stored.uploads, stored.records_uploaded) == ("Open", 0, 0)
-    assert org.bulk.parts.infos(job.id, "upload") == []
+    for piece in data if isinstance(data, list) else [data]:
+        org.bulk.upload(context, job.id, piece if isinstance(piece, bytes) else piece.encode())  # accepted (201)
+    assert "errorMessage" not in org.bulk.get(job.id).to_wire()
+    assert org.bulk.set_state(context, job.id, "V2Ingest", "UploadComplete").state == "UploadComplete"
+    assert org.worker.run_once()
+    failed = org.bulk.get(job.id)
+    assert failed.state == "Failed" and failed.records_processed == 0
+    assert failed.to_wire()["errorMessage"].startswith(message)
+    assert accounts(org) == []
+    assert results(org, job.id, "success").count("\n") == 1
 
 
 @pytest.mark.parametrize(("body", "code"), [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import math
 from array import array
@@ -179,20 +180,28 @@ class BulkJobs:
             raise ExceededQuota(f"Exceeded the limit of {self.limits.daily_query_jobs} Bulk API query jobs in the "
                                 "last 24 hours")
         now = utcnow()
-        job_id = ids.new_id("750")
+        values = dict(id=ids.new_id("750"), job_type=QUERY, operation=operation, object=compiled.object.name,
+                      external_id_field=None, assignment_rule_id=None, query=soql,
+                      column_delimiter=fmt.column_delimiter, line_ending=fmt.line_ending, state=UPLOAD_COMPLETE,
+                      error_message=None, created_by_id=context.user_id, created_date=now, system_modstamp=now,
+                      api_version=context.api_version, columns_json=None, claimed_by=None, claimed_until=None,
+                      **_zero_counters())
         with self.store.write() as conn:
-            conn.execute(self._table.insert().values(
-                id=job_id, job_type=QUERY, operation=operation, object=compiled.object.name, external_id_field=None,
-                assignment_rule_id=None, query=soql, column_delimiter=fmt.column_delimiter,
-                line_ending=fmt.line_ending, state=UPLOAD_COMPLETE, created_by_id=context.user_id,
-                created_date=now, system_modstamp=now, api_version=context.api_version, **_zero_counters()))
+            conn.execute(self._table.insert().values(**values))
         self.on_runnable()
-        return self.get(job_id)
+        # The answer shows the job as created (UploadComplete), whatever a worker has done with it meanwhile.
+        return Job(**values)  # type: ignore[arg-type]
 
     # -- uploads and state changes ------------------------------------------------------------------------------
 
     def upload(self, context: Context, job_id: str, data: bytes) -> Job:
-        """Keep one CSV upload of an Open ingest job, after checking all of it."""
+        """Keep one CSV upload of an Open ingest job.
+
+        As on the platform, data the job cannot process (bad CSV, wrong line endings, unknown columns) is still
+        accepted; the job then fails when it runs, with the platform's ``errorMessage`` (``InvalidBatch : Field
+        name not found : X``), and no record changes. Requests the job cannot take at all (not Open, too large,
+        over the daily allocation) are refused at once.
+        """
         job = self.get(job_id, INGEST)
         if job.state != OPEN:
             raise InvalidJobState(f"Job {job.id} is not in the Open state (it is {job.state}): data can only be "
@@ -200,24 +209,21 @@ class BulkJobs:
         if len(data) > self.limits.max_upload_bytes:
             raise ClientInputError(f"The upload is {len(data)} bytes; the limit is "
                                    f"{self.limits.max_upload_bytes} bytes per upload")
-        scanned = csvdata.scan(data, job.format)
-        obj = self.store.schema.object(job.object)
-        if obj is None:
-            raise InvalidEntity(f"Entity '{job.object}' is not supported by the Bulk API.", ["object"])
-        ColumnPlan(obj, self.store.schema, scanned.header, job.operation, job.external_id_field)
-        if job.columns and [c.lower() for c in job.columns] != [c.lower() for c in scanned.header]:
-            raise ClientInputError("Every upload of a job must have the same header: the first upload had "
-                                   f"{','.join(job.columns)}")
+        header, records, problem = self._check_upload(job, data)
         used = self.records_used()
-        if used + scanned.records > self.limits.daily_records:
+        if used + records > self.limits.daily_records:
             raise ExceededQuota(f"Exceeded the limit of {self.limits.daily_records} Bulk API records in the last "
                                 f"24 hours ({used} used)")
         table = self._table
         with self.store.write() as conn:
-            moved = conn.execute(update(table).where(and_(table.c.id == job.id, table.c.state == OPEN)).values(
-                uploads=table.c.uploads + 1, upload_bytes=table.c.upload_bytes + len(data),
-                records_uploaded=table.c.records_uploaded + scanned.records,
-                columns_json=json.dumps(job.columns or scanned.header), system_modstamp=utcnow())).rowcount
+            values: dict[str, Any] = {
+                "uploads": table.c.uploads + 1, "upload_bytes": table.c.upload_bytes + len(data),
+                "records_uploaded": table.c.records_uploaded + records,
+                "columns_json": json.dumps(job.columns or header), "system_modstamp": utcnow()}
+            if problem and not job.error_message:
+                values["error_message"] = problem
+            moved = conn.execute(update(table).where(and_(table.c.id == job.id, table.c.state == OPEN))
+                                 .values(**values)).rowcount
             if moved != 1:
                 raise InvalidJobState(f"Job {job.id} is no longer Open: the upload was not kept")
             counts = conn.execute(select(table.c.uploads, table.c.records_uploaded)
@@ -225,9 +231,27 @@ class BulkJobs:
             upload_no = int(counts.uploads) - 1
             for offset, piece in enumerate(split(data)):
                 self.parts.add(conn, job.id, "upload", upload_no * UPLOAD_SEQ_STRIDE + offset, piece,
-                               first_row=int(counts.records_uploaded) - scanned.records,
-                               rows=scanned.records if offset == 0 else 0)
+                               first_row=int(counts.records_uploaded) - records,
+                               rows=records if offset == 0 else 0)
         return self.get(job.id)
+
+    def _check_upload(self, job: Job, data: bytes) -> tuple[list[str], int, str | None]:
+        """(header, records, the job's future errorMessage or None) of one upload."""
+        try:
+            scanned = csvdata.scan(data, job.format)
+        except BulkJobError as error:
+            return job.columns, 0, _job_error(error)
+        try:
+            obj = self.store.schema.object(job.object)
+            if obj is None:
+                raise InvalidEntity(f"Entity '{job.object}' is not supported by the Bulk API.", ["object"])
+            ColumnPlan(obj, self.store.schema, scanned.header, job.operation, job.external_id_field)
+            if job.columns and [c.lower() for c in job.columns] != [c.lower() for c in scanned.header]:
+                raise ClientInputError("Every upload of a job must have the same header: the first upload had "
+                                       f"{','.join(job.columns)}")
+        except BulkJobError as error:
+            return scanned.header, scanned.records, _job_error(error)
+        return scanned.header, scanned.records, None
 
     def set_state(self, context: Context, job_id: str, job_type: str, state: Any) -> Job:
         """PATCH the job's state: ``UploadComplete`` (queue an Open ingest job) or ``Aborted``."""
@@ -258,7 +282,9 @@ class BulkJobs:
         if moved != 1:
             raise InvalidJobState(f"Job {job.id} is no longer Open")
         self.on_runnable()
-        return self.get(job.id)
+        # The answer shows the state this request set, whatever a worker has done with the job meanwhile.
+        return dataclasses.replace(job, **{k: v for k, v in values.items() if k in ("state", "error_message")},
+                                   system_modstamp=values["system_modstamp"])
 
     def _abort(self, job: Job) -> Job:
         if job.state in FINISHED:
@@ -331,14 +357,17 @@ class BulkJobs:
         yield fmt.header(job.columns).encode()
         skip = job.batches_done * self.limits.batch_size
         lines: list[str] = []
-        for values in self.upload_records(job):
-            if skip:
-                skip -= 1
-                continue
-            lines.append(fmt.line(values))
-            if len(lines) >= 10_000:
-                yield "".join(lines).encode()
-                lines.clear()
+        try:
+            for values in self.upload_records(job):
+                if skip:
+                    skip -= 1
+                    continue
+                lines.append(fmt.line(values))
+                if len(lines) >= 10_000:
+                    yield "".join(lines).encode()
+                    lines.clear()
+        except BulkJobError:
+            pass  # data the job could not read: what could be read is all there is to show
         if lines:
             yield "".join(lines).encode()
 
@@ -426,6 +455,14 @@ def result_offsets(lines: list[str]) -> tuple[bytes, array[int]]:
 def _prefixed(first: str, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield first.encode()
     yield from rest
+
+
+_ERROR_PREFIXES = {"INVALIDBATCH": "InvalidBatch", "CLIENTINPUTERROR": "ClientInputError"}
+
+
+def _job_error(error: BulkJobError) -> str:
+    """A problem with uploaded data as the platform's job ``errorMessage``: ``InvalidBatch : Field name …``."""
+    return f"{_ERROR_PREFIXES.get(error.error_code, 'InvalidBatch')} : {error.message}"
 
 
 def _encode_locator(row: int) -> str:

@@ -123,8 +123,10 @@ def _relationship(obj: ObjectDef, name: str) -> FieldDef | None:
 
 
 def error_text(result: SaveResult) -> str:
-    """``sf__Error`` as the platform writes it: ``CODE:message:field,field --`` per error."""
-    return " ".join(f"{e.error_code}:{e.message}:{','.join(e.fields)} --" for e in result.errors)
+    """``sf__Error`` as the platform writes it: ``CODE:message:field,field --`` per error (``CODE:message:--``
+    when the error names no field)."""
+    return " ".join(f"{e.error_code}:{e.message}:{','.join(e.fields) + ' ' if e.fields else ''}--"
+                    for e in result.errors)
 
 
 @dataclass

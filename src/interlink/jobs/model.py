@@ -111,7 +111,7 @@ class Job:
                 body["apexProcessingTime"] = 0
             else:
                 body["isPkChunkingSupported"] = False
-            if self.error_message:
+            if self.error_message and self.state == FAILED:
                 body["errorMessage"] = self.error_message
         return body
 

@@ -198,6 +198,9 @@ class JobWorker:
     # -- ingest --------------------------------------------------------------------------------------------------
 
     def _run_ingest(self, job: Job) -> None:
+        if job.error_message:  # the uploaded data could not be processed: the job fails before any batch
+            self._finish(job.id, FAILED, job.error_message)
+            return
         schema = self.jobs.store.schema
         obj = schema.object(job.object)
         try:
