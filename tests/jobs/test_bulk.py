@@ -117,6 +117,22 @@ def test_upsert_reports_created_and_updated(org: Org) -> None:
     assert [(a["Name"], a["Ext__c"]) for a in accounts(org)] == [("Fresh", "E-2"), ("Renamed", "E-1")]
 
 
+def test_upsert_on_id_updates_known_ids_and_inserts_rows_without_one(org: Org) -> None:
+    job_id = ingest(org, "insert", "Name\nFirst\n")
+    first = rows(results(org, job_id, "success"))[0]["sf__Id"]
+    upserted = ingest(org, "upsert", f"Id,Name\n{first},Renamed\n,Brand new\n", externalIdFieldName="Id")
+    created = {r["Name"]: r["sf__Created"] for r in rows(results(org, upserted, "success"))}
+    assert created == {"Renamed": "false", "Brand new": "true"}
+    assert [a["Name"] for a in accounts(org)] == ["Brand new", "Renamed"]
+
+
+def test_a_value_of_the_wrong_type_is_reported_in_csv_terms(org: Org) -> None:
+    job_id = ingest(org, "insert", "Name,NumberOfEmployees,AnnualRevenue\nOk,5,1\nBad,lots,2\n")
+    (failed,) = rows(results(org, job_id, "failure"))
+    assert failed["sf__Error"] == ("INVALID_TYPE_ON_FIELD_IN_RECORD:Employees: value not of required type: lots:"
+                                   "NumberOfEmployees --")
+
+
 def test_update_blank_leaves_a_field_and_na_nulls_it(org: Org) -> None:
     job_id = ingest(org, "insert", "Name,Industry,AnnualRevenue\nKeep,Energy,5\n")
     record_id = rows(results(org, job_id, "success"))[0]["sf__Id"]

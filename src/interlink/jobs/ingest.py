@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import and_, update
 
-from interlink.errors import BulkJobError, ClientInputError, InterlinkError
+from interlink.errors import BulkJobError, ClientInputError, InterlinkError, InvalidTypeOnField
 from interlink.jobs.csvdata import NULL_MARKER, CsvFormat
 from interlink.jobs.model import Job
 from interlink.jobs.parts import Parts
@@ -193,12 +193,26 @@ def _apply(records: RecordService, job: Job, plan: ColumnPlan, context: Context,
         return _per_record(lambda: call(context, ids, object_name=job.object), len(rows))
     bodies = [plan.record(values) for values in rows]
     if operation == "insert":
-        return _per_record(lambda: records.create(context, job.object, bodies), len(rows))
-    if operation == "update":
-        return _per_record(lambda: records.update(context, job.object, bodies), len(rows))
-    assert job.external_id_field is not None
-    return _per_record(lambda: records.upsert(context, job.object, job.external_id_field or "Id", bodies),
-                       len(rows))
+        results = _per_record(lambda: records.create(context, job.object, bodies), len(rows))
+    elif operation == "update":
+        results = _per_record(lambda: records.update(context, job.object, bodies), len(rows))
+    else:
+        assert job.external_id_field is not None
+        results = _per_record(lambda: records.upsert(context, job.object, job.external_id_field or "Id", bodies),
+                              len(rows))
+    for body, result in zip(bodies, results, strict=True):
+        result.errors = [_as_csv_error(plan.obj, body, error) for error in result.errors]
+    return results
+
+
+def _as_csv_error(obj: ObjectDef, body: dict[str, Any], error: InterlinkError) -> InterlinkError:
+    """A value that does not parse is a JSON error to the REST API; CSV callers get the platform's CSV wording."""
+    if error.error_code != "JSON_PARSER_ERROR" or len(error.fields) != 1:
+        return error
+    fdef = obj.field(error.fields[0])
+    label = fdef.label if fdef is not None else error.fields[0]
+    raw = body.get(error.fields[0], next((v for k, v in body.items() if k.lower() == error.fields[0].lower()), ""))
+    return InvalidTypeOnField(f"{label}: value not of required type: {raw}", error.fields)
 
 
 def _per_record(call: Callable[[], list[SaveResult]], count: int) -> list[SaveResult]:

@@ -293,7 +293,8 @@ class JobWorker:
             with self.jobs.store.write() as conn:
                 self.jobs.parts.add(conn, job.id, "result", seq, data, rows=len(lines), first_row=written,
                                     offsets=offsets)
-                conn.execute(update(table).where(table.c.id == job.id).values(claimed_until=self._lease_end()))
+                conn.execute(update(table).where(table.c.id == job.id).values(  # progress shows while it runs
+                    claimed_until=self._lease_end(), records_processed=written + len(lines)))
             written += len(lines)
             result_bytes += len(data)
             seq += 1

@@ -166,10 +166,14 @@ class RecordService(RecordReads, RecordLifecycle):
         fdef = self.external_id_field(obj, external_field)
         results = [SaveResult() for _ in records]
         keys: dict[int, Any] = {}
+        keys_missing: list[int] = []
         for index, values in enumerate(records):
             try:
                 body_value = next((v for k, v in values.items() if k.lower() == fdef.name.lower()), None)
                 key = values_from_path[index] if values_from_path is not None else body_value
+                if (key is None or key == "") and fdef.name == "Id" and not update_only:
+                    keys_missing.append(index)  # upsert on Id without one inserts, as the platform does
+                    continue
                 if key is None or key == "":
                     raise DmlError(f"Missing value for external ID field {fdef.name}", [fdef.name],
                                    error_code="MISSING_ARGUMENT")
@@ -184,7 +188,7 @@ class RecordService(RecordReads, RecordLifecycle):
 
         with self._batch_scope(context, all_or_none) as scope:
             matches = self.find_by_external_id(obj.name, fdef.name, list(keys.values()), conn=scope.uow.conn)
-            creates: list[int] = []
+            creates: list[int] = list(keys_missing)
             updates: list[int] = []
             for index, key in keys.items():
                 found = matches.get(key, [])
@@ -201,7 +205,7 @@ class RecordService(RecordReads, RecordLifecycle):
                     creates.append(index)
             if creates:
                 created = self.create(context, obj.name,
-                                      [self._with_key(records[i], fdef, keys[i]) for i in creates])
+                                      [self._with_key(records[i], fdef, keys.get(i)) for i in creates])
                 for index, result in zip(creates, created, strict=True):
                     result.created = True
                     results[index] = result
