@@ -39,6 +39,7 @@ bench: $(VENV)/.stamp-test
 	$(BIN)/python bench/soql.py --quick
 	$(BIN)/python bench/collections_insert.py
 	$(BIN)/python bench/bus.py
+	$(BIN)/python bench/bulk.py --quick
 
 clean:
 	rm -rf $(VENV) .interlink .pytest_cache .ruff_cache

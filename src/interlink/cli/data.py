@@ -24,9 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    import ssl
 
-    import httpx
     from rich.progress import Progress
 
 # The sub-app exists before this module imports interlink.cli.main (see interlink.cli.events for why).
@@ -34,13 +32,12 @@ data_app = typer.Typer(help="Load CSV files into an org and export query results
                        no_args_is_help=True)
 
 from interlink.cli.main import DataDir, StoreUrl, _err  # noqa: E402
-from interlink.jobs.csvdata import DELIMITERS, NULL_MARKER  # noqa: E402  (Bulk API's CSV conventions)
+from interlink.cli.orgclient import ApiError, OrgClient, Target, config_error, reported, resolve_target  # noqa: E402
+from interlink.jobs.csvdata import DELIMITERS, NULL_MARKER  # noqa: E402  (Bulk API's CSV conventions),
 
 OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 COLLECTION_SIZE = 200  # records per sObject Collections call, the platform's maximum
 UPLOAD_LIMIT = 100 * 1024 * 1024  # bytes per Bulk upload: the platform takes 150 MB, but advises 100 MB
-FINISHED = ("JobComplete", "Failed", "Aborted")
-POLL_FIRST, POLL_MAX = 0.2, 5.0  # seconds between job polls: quick for small jobs, gentle for long ones
 
 InstanceUrl = Annotated[str | None, typer.Option(
     "--instance-url", envvar="INTERLINK_INSTANCE_URL",
@@ -64,218 +61,6 @@ CsvFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=T
 ObjectArg = Annotated[str, typer.Argument(metavar="OBJECT", help="The object, e.g. Account or Invoice__c.")]
 DEFAULT_API_VERSION = "66.0"
 DEFAULT_USER = "admin@interlink.local"
-
-
-class ApiError(Exception):
-    """The org refused a call: its errors as ``errorCode: message`` lines."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
-
-
-def _config_error(message: str) -> Exception:
-    from interlink.errors import ConfigurationError
-
-    return ConfigurationError(message)
-
-
-# -- the target org ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the loader sends its calls, and how it trusts the server."""
-
-    url: str
-    token: str
-    api_version: str
-    verify: ssl.SSLContext
-
-
-def _api_version(raw: str) -> str:
-    text = raw.strip().lower().removeprefix("v")
-    try:
-        number = float(text)
-    except ValueError:
-        number = 0.0
-    if number < 1 or not text.replace(".", "", 1).isdigit():
-        raise _config_error(f"--api-version takes a version such as 66.0, not {raw!r}")
-    return f"{number:.1f}"
-
-
-def _trust(bundle: Path | None) -> ssl.SSLContext:
-    """An SSL context trusting ``bundle`` alone, or the system's CAs (certifi's when the system has none)."""
-    import ssl
-
-    if bundle is not None:
-        try:
-            return ssl.create_default_context(cafile=str(bundle))
-        except (OSError, ssl.SSLError) as exc:
-            raise _config_error(f"cannot use the CA bundle {bundle}: {exc}") from None
-    context = ssl.create_default_context()
-    if not context.cert_store_stats().get("x509_ca"):  # e.g. python.org builds on macOS ship no system roots
-        with contextlib.suppress(ImportError):
-            import certifi
-
-            context.load_verify_locations(certifi.where())
-    return context
-
-
-def _server_running(pid: object) -> bool:
-    """Whether the process ``interlink up`` recorded is alive (a stale server.json points at nothing)."""
-    if os.name != "posix" or not isinstance(pid, int):
-        return True  # os.kill(pid, 0) would terminate the process on Windows: assume it runs
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _target(instance_url: str | None, token: str | None, api_version: str, ca_bundle: Path | None,
-            data_dir: Path | None, store: str | None, user: str) -> Target:
-    """The org named by the flags, or the local org's running server with a token minted for ``user``."""
-    import json
-
-    version = _api_version(api_version)
-    if instance_url or token:
-        if not (instance_url and token):
-            raise _config_error("give both --instance-url and --token (or neither, for the local org)")
-        url = instance_url.strip().rstrip("/")
-        if not url.startswith(("https://", "http://")):
-            raise _config_error(f"--instance-url must be an https:// (or http://) URL, not {instance_url!r}")
-        return Target(url, token.strip(), version, _trust(ca_bundle))
-
-    from interlink.cli.main import _existing_org, _settings
-
-    settings = _settings(data_dir=data_dir, store=store)
-    # `interlink up` writes run/server.json (interlink.app.server); it is read here directly so the CLI does
-    # not import the server stack.
-    try:
-        info = json.loads((settings.data_dir / "run" / "server.json").read_text())
-    except (OSError, ValueError):
-        info = None
-    if not isinstance(info, dict) or not info.get("url") or not _server_running(info.get("pid")):
-        raise _config_error(f"no server is running for {settings.data_dir.resolve()}: start one with `interlink up` "
-                            "(or pass --data-dir, or --instance-url and --token)")
-    with _existing_org(data_dir, store) as org:
-        minted = org.mint_token(user)
-    bundle = ca_bundle
-    if bundle is None:
-        recorded = Path(str(info.get("ca_bundle") or ""))
-        if recorded.is_file():
-            bundle = recorded
-        else:
-            from interlink.security.tls import ensure_tls
-
-            bundle = ensure_tls(settings.data_dir).bundle  # system roots + the local CA
-    return Target(str(info["url"]).rstrip("/"), minted, version, _trust(bundle))
-
-
-class OrgClient:
-    """The REST and Bulk API 2.0 calls the loader makes: one httpx client with the bearer token."""
-
-    def __init__(self, target: Target) -> None:
-        import httpx
-
-        self.target = target
-        self.http = httpx.Client(
-            base_url=f"{target.url}/services/data/v{target.api_version}/", verify=target.verify,
-            headers={"Authorization": f"Bearer {target.token}", "Accept": "application/json"},
-            timeout=httpx.Timeout(300.0, connect=15.0))  # a 100 MB upload or a big collections call takes time
-
-    def close(self) -> None:
-        """Close the connections."""
-        self.http.close()
-
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send one request; a 4xx/5xx answer raises :class:`ApiError` with the org's errors."""
-        response = self.http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise ApiError(_problems(response))
-        return response
-
-    def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Send one request and parse its JSON answer (an answer that is not JSON is an :class:`ApiError`)."""
-        response = self.call(method, path, **kwargs)
-        try:
-            return response.json()
-        except ValueError:
-            raise ApiError([f"UNEXPECTED_RESPONSE: {method} {path} answered {response.status_code} without JSON "
-                            f"(is {self.target.url} an org?)"]) from None
-
-    @contextlib.contextmanager
-    def stream(self, path: str, params: dict[str, str]) -> Iterator[httpx.Response]:
-        """GET ``path`` without reading the body into memory."""
-        with self.http.stream("GET", path, params=params, headers={"Accept": "text/csv"}) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise ApiError(_problems(response))
-            yield response
-
-    def abort(self, kind: str, job_id: str) -> None:
-        """Best effort: abort a job this run gives up on, so it does not linger Open or keep running."""
-        import httpx
-
-        with contextlib.suppress(ApiError, httpx.HTTPError):
-            self.call("PATCH", f"jobs/{kind}/{job_id}", json={"state": "Aborted"})
-
-    def poll(self, kind: str, job_id: str, seen: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        """Job info, polled with a growing delay until the job is JobComplete, Failed or Aborted."""
-        delay = POLL_FIRST
-        while True:
-            info: dict[str, Any] = self.json("GET", f"jobs/{kind}/{job_id}")
-            seen(info)
-            if info.get("state") in FINISHED:
-                return info
-            time.sleep(delay)
-            delay = min(delay * 1.5, POLL_MAX)
-
-
-def _problems(response: httpx.Response) -> list[str]:
-    """``errorCode: message`` for each error of an error body (a JSON array on REST and Bulk API 2.0)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    items = body if isinstance(body, list) else [body]
-    problems = []
-    for item in items:
-        if isinstance(item, dict) and ("errorCode" in item or "message" in item):
-            problems.append(f"{item.get('errorCode', 'ERROR')}: {item.get('message', '')}")
-        elif isinstance(item, dict) and "error" in item:  # OAuth-style bodies
-            problems.append(f"{item['error']}: {item.get('error_description', '')}")
-    if problems:
-        return problems
-    text = response.text.strip().replace("\n", " ")[:300]
-    return [f"HTTP {response.status_code}: {text or response.reason_phrase}"]
-
-
-@contextlib.contextmanager
-def _reported(target: Target) -> Iterator[OrgClient]:
-    """An :class:`OrgClient`; the org's errors and network failures become messages and exit code 1."""
-    import httpx
-    from rich.markup import escape
-
-    client = OrgClient(target)
-    try:
-        yield client
-    except ApiError as error:
-        for problem in error.problems:
-            _err(f"[red]error:[/] {escape(problem)}")
-        raise typer.Exit(1) from None
-    except httpx.HTTPError as error:
-        hint = ""
-        if "CERTIFICATE_VERIFY_FAILED" in str(error):
-            hint = " (the server's certificate is not trusted: pass --ca-bundle)"
-        _err(f"[red]error:[/] cannot reach {escape(target.url)}: {escape(str(error) or type(error).__name__)}"
-             f"{hint}")
-        raise typer.Exit(1) from None
-    finally:
-        client.close()
 
 
 def _progress() -> Progress:
@@ -319,10 +104,10 @@ def scan_file(path: Path, delimiter: str, limit: int | None = None) -> FileScan:
         try:
             header_text = first.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise _config_error(f"{path} is not UTF-8 text") from None
+            raise config_error(f"{path} is not UTF-8 text") from None
         header = [name.strip() for name in next(csv.reader([header_text], delimiter=DELIMITERS[delimiter]), [])]
         if not any(header):
-            raise _config_error(f"{path} has no header row: the first line names the fields")
+            raise config_error(f"{path} has no header row: the first line names the fields")
         line_ending = "CRLF" if first.endswith(b"\r\n") else "LF"
         start = position = record_start = len(first)
         segments: list[tuple[int, int]] = []
@@ -356,12 +141,12 @@ def data_rows(path: Path, delimiter: str) -> Iterator[list[str]]:
                 if len(values) == width:
                     yield values
                 elif values and values != [""]:
-                    raise _config_error(f"{path} line {reader.line_num}: {len(values)} values, but the header has "
+                    raise config_error(f"{path} line {reader.line_num}: {len(values)} values, but the header has "
                                         f"{width} columns")
         except csv.Error as exc:
-            raise _config_error(f"{path} line {reader.line_num}: malformed CSV: {exc}") from None
+            raise config_error(f"{path} line {reader.line_num}: malformed CSV: {exc}") from None
         except UnicodeDecodeError:
-            raise _config_error(f"{path} is not UTF-8 text") from None
+            raise config_error(f"{path} is not UTF-8 text") from None
 
 
 def _position(header: list[str], name: str) -> int | None:
@@ -659,20 +444,20 @@ def _operation(operation: str | None, upsert: str | None) -> tuple[str, str | No
     if operation is not None:
         chosen = next((op for op in OPERATIONS if op.lower() == operation.strip().lower()), None)
         if chosen is None:
-            raise _config_error(f"--operation is one of {', '.join(OPERATIONS)}, not {operation!r}")
+            raise config_error(f"--operation is one of {', '.join(OPERATIONS)}, not {operation!r}")
     else:
         chosen = "upsert" if upsert else "insert"
     if upsert and chosen != "upsert":
-        raise _config_error(f"--upsert {upsert} means --operation upsert, not {chosen}")
+        raise config_error(f"--upsert {upsert} means --operation upsert, not {chosen}")
     if chosen == "upsert" and not upsert:
-        raise _config_error("an upsert needs its external id field: --upsert FIELD (Id works too)")
+        raise config_error("an upsert needs its external id field: --upsert FIELD (Id works too)")
     return chosen, upsert.strip() if upsert else None
 
 
 def _delimiter(raw: str) -> str:
     name = raw.strip().upper()
     if name not in DELIMITERS:
-        raise _config_error(f"--delimiter is one of {', '.join(DELIMITERS)}, not {raw!r}")
+        raise config_error(f"--delimiter is one of {', '.join(DELIMITERS)}, not {raw!r}")
     return name
 
 
@@ -680,7 +465,7 @@ def _check_columns(spec: LoadSpec, header: list[str]) -> None:
     """The columns an operation cannot do without, checked before anything is sent."""
     needed = {"update": "Id", "delete": "Id", "hardDelete": "Id", "upsert": spec.external_id}.get(spec.operation)
     if needed and _position(header, needed) is None:
-        raise _config_error(f"{spec.path} has no {needed} column, which {spec.operation} needs")
+        raise config_error(f"{spec.path} has no {needed} column, which {spec.operation} needs")
 
 
 def _rate(rows: int, seconds: float) -> str:
@@ -701,7 +486,7 @@ def _load(spec: LoadSpec, target_of: Callable[[], Target]) -> None:
     files = ResultFiles(spec.path, scan.header, spec.delimiter)
     job_failed = ""
     try:
-        with _reported(target) as client, _progress() as progress:
+        with reported(target) as client, _progress() as progress:
             task = progress.add_task(f"{spec.operation} {spec.object_name}", total=scan.records)
             if bulk:
                 job_id, info = load_bulk(client, spec, scan, files, progress, task)
@@ -760,7 +545,7 @@ def data_import(
     """Insert, update, upsert or delete the records of a CSV file; writes FILE.success.csv and FILE.errors.csv."""
     chosen, external_id = _operation(operation, upsert)
     spec = LoadSpec(object_name, file, chosen, external_id, _delimiter(delimiter), bulk_threshold)
-    _load(spec, lambda: _target(instance_url, token, api_version, ca_bundle, data_dir, store, user))
+    _load(spec, lambda: resolve_target(instance_url, token, api_version, ca_bundle, data_dir, store, user))
 
 
 @data_app.command("delete")
@@ -783,7 +568,7 @@ def data_delete(
     """Delete the records whose ids a CSV file lists; writes FILE.success.csv and FILE.errors.csv."""
     spec = LoadSpec(object_name, file, "hardDelete" if hard else "delete", None, _delimiter(delimiter),
                     bulk_threshold)
-    _load(spec, lambda: _target(instance_url, token, api_version, ca_bundle, data_dir, store, user))
+    _load(spec, lambda: resolve_target(instance_url, token, api_version, ca_bundle, data_dir, store, user))
 
 
 def _download(client: OrgClient, job_id: str, out: Path, max_records: int,
@@ -836,10 +621,10 @@ def data_export(
 ) -> None:
     """Export a query's rows to a CSV file with a Bulk API 2.0 query job, page by page."""
     if not out.parent.is_dir():
-        raise _config_error(f"cannot write {out}: {out.parent} is not a directory")
-    target = _target(instance_url, token, api_version, ca_bundle, data_dir, store, user)
+        raise config_error(f"cannot write {out}: {out.parent} is not a directory")
+    target = resolve_target(instance_url, token, api_version, ca_bundle, data_dir, store, user)
     started = time.monotonic()
-    with _reported(target) as client:
+    with reported(target) as client:
         body = {"operation": "queryAll" if all_rows else "query", "query": soql, "contentType": "CSV",
                 "columnDelimiter": "COMMA", "lineEnding": "LF"}
         job_id = str(client.json("POST", "jobs/query", json=body)["id"])
