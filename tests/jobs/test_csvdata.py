@@ -7,7 +7,7 @@ from datetime import date, datetime, time
 import pytest
 
 from interlink.errors import ClientInputError
-from interlink.jobs.csvdata import CsvFormat, csv_value, data_records, records, scan
+from interlink.jobs.csvdata import CsvFormat, RowWriter, csv_value, data_records, records, scan
 
 
 def test_records_survive_any_chunking() -> None:
@@ -58,3 +58,14 @@ def test_values_in_bulk_format() -> None:
     assert csv_value(datetime(2024, 1, 31, 9, 30, 0, 123456)) == "2024-01-31T09:30:00.123Z"
     assert csv_value(date(2024, 1, 31)) == "2024-01-31"
     assert csv_value(time(9, 5)) == "09:05:00.000Z"
+
+
+def test_row_writer_offsets_are_byte_offsets() -> None:
+    writer = RowWriter(CsvFormat("PIPE", "CRLF"), [0, 2])
+    rows = [("é|x", "skip", True), (None, "skip", datetime(2024, 1, 31, 9, 30)), ("plain", "skip", False)]
+    for row in rows:
+        writer.add(row)
+    data, offsets = writer.take()
+    lines = [data[start:end].decode() for start, end in zip(offsets, [*offsets[1:], len(data)], strict=True)]
+    assert lines == ['"é|x"|"true"\r\n', '""|"2024-01-31T09:30:00.000Z"\r\n', '"plain"|"false"\r\n']
+    assert len(writer) == 0 and writer.take() == (b"", writer.take()[1])

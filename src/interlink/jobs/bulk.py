@@ -13,7 +13,6 @@ import binascii
 import dataclasses
 import json
 import math
-from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -441,17 +440,6 @@ class BulkJobs:
         return len(old)
 
 
-def result_offsets(lines: list[str]) -> tuple[bytes, array[int]]:
-    """Encode result lines as one part and note where each starts."""
-    encoded = [line.encode() for line in lines]
-    offsets: array[int] = array("I")
-    position = 0
-    for piece in encoded:
-        offsets.append(position)
-        position += len(piece)
-    return b"".join(encoded), offsets
-
-
 def _prefixed(first: str, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield first.encode()
     yield from rest
@@ -525,4 +513,4 @@ def _zero_counters() -> dict[str, Any]:
             "records_failed": 0, "retries": 0, "processing_ms": 0, "api_active_ms": 0, "result_bytes": 0}
 
 
-__all__ = ["BulkJobs", "BulkLimits", "ResultPage", "result_offsets"]
+__all__ = ["BulkJobs", "BulkLimits", "ResultPage"]

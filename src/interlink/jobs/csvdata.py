@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import Iterable, Iterator, Sequence
+import io
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from typing import Any
 
 from interlink.errors import ClientInputError
 
@@ -151,6 +154,70 @@ def _check_header(header: list[str]) -> None:
         seen.add(name.lower())
 
 
+class RowWriter:
+    """Query rows as CSV lines of the job's format, every value quoted, with where each line starts.
+
+    The C ``csv`` writer does the quoting; only columns holding booleans or dates need a Python call per value
+    (chosen from the first value seen in each column, as a column holds one type).
+    """
+
+    def __init__(self, fmt: CsvFormat, indexes: Sequence[int]) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, delimiter=fmt.delimiter, lineterminator=fmt.newline,
+                                  quoting=csv.QUOTE_ALL, doublequote=True)
+        self._indexes = list(indexes)
+        self._undecided = set(range(len(self._indexes)))
+        self._converters: list[tuple[int, Callable[[Any], str]]] = []
+        self._lengths: list[int] = []
+        self.size = 0
+
+    def __len__(self) -> int:
+        return len(self._lengths)
+
+    def add(self, row: Sequence[Any]) -> None:
+        values = [row[i] for i in self._indexes]
+        if self._undecided:
+            self._decide(values)
+        for position, convert in self._converters:
+            value = values[position]
+            if value is not None:
+                values[position] = convert(value)
+        length = self._writer.writerow(values)
+        self._lengths.append(length)
+        self.size += length
+
+    def _decide(self, values: list[Any]) -> None:
+        for position in list(self._undecided):
+            value = values[position]
+            if value is None:
+                continue
+            self._undecided.discard(position)
+            if isinstance(value, bool | datetime | date | time):
+                self._converters.append((position, csv_value))
+
+    def take(self) -> tuple[bytes, array[int]]:
+        """The lines written since the last take, encoded, and the byte offset where each starts."""
+        text = self._buffer.getvalue()
+        data = text.encode()
+        offsets: array[int] = array("I")
+        position = 0
+        if len(data) == len(text):  # ASCII: characters are bytes
+            for length in self._lengths:
+                offsets.append(position)
+                position += length
+        else:
+            start = 0
+            for length in self._lengths:
+                offsets.append(position)
+                position += len(text[start:start + length].encode())
+                start += length
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._lengths.clear()
+        self.size = 0
+        return data, offsets
+
+
 def csv_value(value: object) -> str:
     """A stored value as Bulk API CSV text: null empty, booleans lowercase, datetimes in UTC with ``Z``."""
     if value is None:
@@ -168,5 +235,5 @@ def csv_value(value: object) -> str:
     return str(value)
 
 
-__all__ = ["DELIMITERS", "LINE_ENDINGS", "NULL_MARKER", "CsvFormat", "UploadScan", "csv_value", "data_records",
-           "records", "scan"]
+__all__ = ["DELIMITERS", "LINE_ENDINGS", "NULL_MARKER", "CsvFormat", "RowWriter", "UploadScan", "csv_value",
+           "data_records", "records", "scan"]

@@ -28,8 +28,8 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import OperationalError
 
 from interlink.errors import InterlinkError, UnableToLockRow
-from interlink.jobs.bulk import BulkJobs, result_offsets
-from interlink.jobs.csvdata import csv_value
+from interlink.jobs.bulk import BulkJobs
+from interlink.jobs.csvdata import RowWriter
 from interlink.jobs.ingest import ColumnPlan, LeaseLost, run_batch
 from interlink.jobs.model import FAILED, IN_PROGRESS, JOB_COMPLETE, RUNNABLE, Job
 from interlink.jobs.parts import PART_BYTES
@@ -276,38 +276,33 @@ class JobWorker:
             self.jobs.parts.remove(conn, job.id, "result")
             conn.execute(update(table).where(table.c.id == job.id).values(
                 columns_json=json.dumps([name for name, _ in columns]), records_processed=0, result_bytes=0))
-        fmt = job.format
-        indexes = [index for _, index in columns]
-        lines: list[str] = []
-        size = 0
+        writer = RowWriter(job.format, [index for _, index in columns])
         written = 0
         seq = 0
         result_bytes = 0
 
         def flush() -> None:
-            nonlocal lines, size, written, seq, result_bytes
-            if not lines:
+            nonlocal written, seq, result_bytes
+            if not len(writer):
                 return
             self._check(job.id)
-            data, offsets = result_offsets(lines)
+            count = len(writer)
+            data, offsets = writer.take()
             with self.jobs.store.write() as conn:
-                self.jobs.parts.add(conn, job.id, "result", seq, data, rows=len(lines), first_row=written,
+                self.jobs.parts.add(conn, job.id, "result", seq, data, rows=count, first_row=written,
                                     offsets=offsets)
                 conn.execute(update(table).where(table.c.id == job.id).values(  # progress shows while it runs
-                    claimed_until=self._lease_end(), records_processed=written + len(lines)))
-            written += len(lines)
+                    claimed_until=self._lease_end(), records_processed=written + count))
+            written += count
             result_bytes += len(data)
             seq += 1
-            lines, size = [], 0
 
         try:
             for _compiled, partition in self.query.stream(job.query, context, include_deleted=include_deleted,
                                                           chunk_size=RESULT_PART_ROWS):
                 for row in partition:
-                    line = fmt.line([csv_value(row[i]) for i in indexes])
-                    lines.append(line)
-                    size += len(line)
-                    if len(lines) >= RESULT_PART_ROWS or size >= PART_BYTES:
+                    writer.add(row)
+                    if len(writer) >= RESULT_PART_ROWS or writer.size >= PART_BYTES:
                         flush()
             flush()
         except InterlinkError as error:

@@ -476,15 +476,40 @@ class RecordService(RecordReads, RecordLifecycle):
         else:
             for position, record in enumerate(news):
                 record.update(LastModifiedDate=now, LastModifiedById=context.user_id, SystemModstamp=now)
-                try:  # the caller's savepoint undoes the batch when RollBack leaves it
-                    uow.conn.execute(update(table).where(table.c.Id == targets[indexes[position]]).values(**record))
-                except IntegrityError:
-                    raise RollBack({indexes[position]: [DuplicateValue(
-                        "duplicate value found: a unique field duplicates another record", [])]}) from None
                 record["Id"] = targets[indexes[position]]
-                merged = {**(olds[position] or {}), **record}
-                news[position] = merged
+            self._update(uow, table, news, indexes)
+            for position, record in enumerate(news):
+                news[position] = {**(olds[position] or {}), **record}
         return event
+
+    def _update(self, uow: UnitOfWork, table: Table, rows: list[dict[str, Any]], indexes: list[int]) -> None:
+        """UPDATE each row (keyed by ``Id``); many rows go as one ``executemany`` per set of changed columns."""
+        def one(position: int) -> None:
+            row = rows[position]
+            values = {k: v for k, v in row.items() if k != "Id"}
+            try:  # the caller's savepoint undoes the batch when RollBack leaves it
+                uow.conn.execute(update(table).where(table.c.Id == row["Id"]).values(**values))
+            except IntegrityError:
+                raise RollBack({indexes[position]: [DuplicateValue(
+                    "duplicate value found: a unique field duplicates another record", [])]}) from None
+
+        if len(rows) == 1:
+            one(0)
+            return
+        try:
+            with uow.savepoint():
+                self.store.update_rows(uow.conn, table, rows)
+        except IntegrityError:
+            # A unique value taken by another row: find the culprit(s) row by row, as inserts do.
+            failed: dict[int, list[InterlinkError]] = {}
+            for position in range(len(rows)):
+                try:
+                    with uow.savepoint():
+                        one(position)
+                except RollBack as rollback:
+                    failed.update(rollback.failed)  # type: ignore[arg-type]
+            if failed:
+                raise RollBack(failed) from None
 
     def _insert(self, uow: UnitOfWork, table: Table, rows: list[dict[str, Any]], obj: ObjectDef,
                 indexes: list[int], results: list[SaveResult]) -> None:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, Table, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, Select, Table, bindparam, create_engine, event, func, select
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import NullPool
 
@@ -104,6 +104,7 @@ class Store:
         self._lock = threading.RLock()
         self._prepared_statements: dict[int, tuple[Select[Any], Any]] = {}
         self._insert_plans: dict[tuple[int, Table], tuple[str, bool, list[str], list[tuple[int, Any]]]] = {}
+        self._update_plans: dict[tuple[Any, ...], tuple[str, bool, list[str], list[tuple[int, Any]]]] = {}
         self._readers = threading.local()
         self._all_readers: list[Any] = []
         self.schema = Schema([])
@@ -324,6 +325,43 @@ class Store:
             for index, process in converted:
                 values[index] = process(values[index])
             params.append(values if positional else dict(zip(names, values, strict=True)))
+        self._executemany(conn, sql, params)
+
+    def update_rows(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+        """UPDATE ``rows`` by their ``Id``: one DBAPI ``executemany`` per distinct set of columns.
+
+        Like :meth:`insert_rows`, values pass through SQLAlchemy's bind processors; a unique violation raises
+        SQLAlchemy's IntegrityError.
+        """
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(tuple(sorted(k for k in row if k != "Id")), []).append(row)
+        for columns, group in groups.items():
+            if not columns:
+                continue
+            key = (id(conn.dialect), table, columns)
+            plan = self._update_plans.get(key)
+            if plan is None:
+                statement = (table.update().where(table.c.Id == bindparam("il_key"))
+                             .values({c: bindparam(f"il_{c}") for c in columns}))
+                compiled = statement.compile(dialect=conn.dialect)
+                names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
+                processors = compiled._bind_processors
+                plan = (str(compiled), compiled.positional, names,
+                        [(i, processors[n]) for i, n in enumerate(names) if processors.get(n) is not None])
+                self._update_plans[key] = plan
+            sql, positional, names, converted = plan
+            sources = ["Id" if n == "il_key" else n[3:] for n in names]
+            params: list[Any] = []
+            for row in group:
+                values = list(map(row.get, sources))
+                for index, process in converted:
+                    values[index] = process(values[index])
+                params.append(values if positional else dict(zip(names, values, strict=True)))
+            self._executemany(conn, sql, params)
+
+    @staticmethod
+    def _executemany(conn: Connection, sql: str, params: list[Any]) -> None:
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.executemany(sql, params)
