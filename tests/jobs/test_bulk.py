@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from sqlalchemy import update
 
 from interlink.app.org import Org
-from interlink.errors import InterlinkError
+from interlink.errors import InterlinkError, UnableToLockRow
 from interlink.jobs.ingest import ColumnPlan, LeaseLost, run_batch
 from interlink.jobs.worker import JobWorker
 from interlink.records.context import Context
@@ -337,13 +338,41 @@ def test_a_crash_mid_job_resumes_after_the_last_committed_batch(org: Org) -> Non
     assert len(rows(results(org, job.id, "success"))) == 10
 
 
-def test_a_failing_batch_is_retried_and_counted(org: Org) -> None:
+def test_a_job_whose_worker_died_is_taken_over_when_the_lease_runs_out(org: Org) -> None:
+    context = admin(org)
+    job = org.bulk.create_ingest(context, {"object": "Account", "operation": "insert"})
+    org.bulk.upload(context, job.id, ("Name\n" + "".join(f"T{i}\n" for i in range(7))).encode())
+    org.bulk.set_state(context, job.id, "V2Ingest", "UploadComplete")
+    org.worker.lease_seconds = 0.5
+
+    def die_in_batch_one(_job: Any, batch_no: int) -> None:
+        if batch_no == 1:
+            raise Crash()
+
+    org.worker.before_batch_commit = die_in_batch_one
+    with pytest.raises(Crash):
+        org.worker.run_once()
+    other = JobWorker(org.bulk, org.records, org.query, org.worker.context_for, threads=0)
+    deadline = time.monotonic() + 10
+    while not other.run_once():  # no orphan release: the other process waits for the lease to run out
+        assert time.monotonic() < deadline, "the job was never taken over"
+        time.sleep(0.1)
+    stored = org.bulk.get(job.id)
+    assert (stored.state, stored.records_processed, stored.batches_done) == ("JobComplete", 7, 3)
+    assert sorted(a["Name"] for a in accounts(org)) == sorted(f"T{i}" for i in range(7))
+
+
+@pytest.mark.parametrize("failure", [
+    UnableToLockRow("unable to obtain exclusive access to this record or 1 records"),
+    RuntimeError("database went away"),
+])
+def test_a_failing_batch_is_retried_and_counted(org: Org, failure: Exception) -> None:
     org.worker.retry_delay = 0.0
     failures = iter([True, True])
 
     def flaky(_job: Any, batch_no: int) -> None:
         if batch_no == 1 and next(failures, False):
-            raise RuntimeError("database went away")
+            raise failure
 
     org.worker.before_batch_commit = flaky
     job_id = ingest(org, "insert", "Name\n" + "".join(f"R{i}\n" for i in range(5)))
