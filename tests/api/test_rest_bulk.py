@@ -152,3 +152,13 @@ def test_limits_report_bulk_allocations(api: TestClient) -> None:
     limits = api.get("/services/data/v66.0/limits").json()
     assert limits["DailyBulkApiBatches"] == {"Max": 15000, "Remaining": 15000}
     assert limits["DailyBulkV2QueryJobs"]["Max"] == 10000
+
+
+def test_health_reports_the_job_queue(org: Org, api: TestClient) -> None:
+    job = api.post(f"{B}/ingest", json={"object": "Account", "operation": "insert"}).json()
+    api.put(f"{B}/ingest/{job['id']}/batches", content=b"Name\nQueued\n")
+    api.patch(f"{B}/ingest/{job['id']}", json={"state": "UploadComplete"})
+    queue = api.get("/health").json()["components"]["bulk_jobs"]
+    assert (queue["status"], queue["queued"], queue["running"]) == ("ok", 1, 0)
+    run_jobs(org)
+    assert api.get("/health").json()["components"]["bulk_jobs"]["queued"] == 0

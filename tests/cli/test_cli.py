@@ -177,7 +177,7 @@ def test_doctor(org_dir: Path) -> None:
     result = cli("doctor", "--data-dir", str(org_dir), "--port", str(_free_port()))
     assert result.returncode == 0
     output = result.stdout + result.stderr
-    for word in ("check", "status", "python", "data dir", "store", "tls", "port"):
+    for word in ("check", "status", "python", "data dir", "store", "tls", "port", "bulk jobs"):
         assert word in output, output
     assert "│ fail " not in output
 

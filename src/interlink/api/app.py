@@ -211,6 +211,12 @@ async def health(request: Request) -> Response:
     components["metadata"] = {"status": "ok" if len(org.store.schema) else "error",
                               "objects": len(org.store.schema)}
     components["auth"] = {"status": "ok", "org_id": org.org_id}
+    try:
+        queue = org.bulk.queue()
+        components["bulk_jobs"] = {"status": "ok", "running": queue.running, "queued": queue.queued,
+                                   "oldest_wait_seconds": round(queue.oldest_wait, 1)}
+    except Exception as exc:
+        components["bulk_jobs"] = {"status": "error", "error": str(exc)}
     status = "ok" if healthy and len(org.store.schema) else "error"
     return json_response({"status": status, "components": components}, status=200 if status == "ok" else 503)
 

@@ -63,6 +63,25 @@ def check_store(settings: Settings) -> Check:
     return ("store", OK, f"{store.backend}: {shown} ({objects} objects deployed)")
 
 
+def check_bulk_jobs(settings: Settings) -> Check:
+    from interlink.jobs.bulk import job_queue
+    from interlink.store.database import Store
+
+    if not settings.store and not (settings.data_dir / "org.db").exists():
+        return ("bulk jobs", OK, "no org yet")
+    store = Store(settings.store_url)
+    store.open()
+    try:
+        stats = job_queue(store)
+    finally:
+        store.close()
+    detail = f"{stats.running} running, {stats.queued} waiting for a worker"
+    if stats.queued and stats.oldest_wait > 300:
+        return ("bulk jobs", WARN, f"{detail}; the oldest has waited {stats.oldest_wait / 60:.0f} min: is a server "
+                                   "with bulk_workers > 0 running?")
+    return ("bulk jobs", OK, detail)
+
+
 def check_tls(settings: Settings) -> Check:
     from cryptography import x509
 
@@ -141,6 +160,7 @@ def run_doctor(settings: Settings, console: Console | None = None) -> bool:
         lambda: check_port(settings),
         lambda: check_grpc_port(settings),
         lambda: check_bus(settings),
+        lambda: check_bulk_jobs(settings),
         lambda: check_service("postgresql", os.environ.get("PGHOST", "127.0.0.1"), 5432,
                               "needed only for --store postgresql://"),
         lambda: check_service("nats", "127.0.0.1", 4222, "needed only for --bus nats://"),

@@ -43,6 +43,7 @@ from interlink.jobs.model import (
     OPEN,
     QUERY,
     QUERY_OPERATIONS,
+    RUNNABLE,
     UPLOAD_COMPLETE,
     Job,
 )
@@ -74,6 +75,28 @@ class ResultPage:
     chunks: Iterator[bytes]
     records: int
     next_locator: str | None
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Bulk jobs waiting for a worker and running now; how long the oldest waiting one has waited (seconds)."""
+
+    queued: int
+    running: int
+    oldest_wait: float
+
+
+def job_queue(store: Store) -> QueueStats:
+    """The state of the job queue, for ``/health`` and ``interlink doctor``."""
+    table = store.system["il_bulk_job"]
+    now = utcnow()
+    with store.read() as conn:
+        rows = conn.execute(select(table.c.state, table.c.claimed_until, table.c.system_modstamp)
+                            .where(table.c.state.in_(RUNNABLE))).all()
+    running = sum(1 for row in rows if row.claimed_until is not None and row.claimed_until >= now)
+    waiting = [row.system_modstamp for row in rows if row.claimed_until is None or row.claimed_until < now]
+    oldest = max(((now - stamp).total_seconds() for stamp in waiting), default=0.0)
+    return QueueStats(len(waiting), running, oldest)
 
 
 class BulkJobs:
@@ -309,6 +332,9 @@ class BulkJobs:
 
     # -- usage ------------------------------------------------------------------------------------------------
 
+    def queue(self) -> QueueStats:
+        return job_queue(self.store)
+
     def records_used(self) -> int:
         since = utcnow() - timedelta(hours=24)
         table = self._table
@@ -513,4 +539,4 @@ def _zero_counters() -> dict[str, Any]:
             "records_failed": 0, "retries": 0, "processing_ms": 0, "api_active_ms": 0, "result_bytes": 0}
 
 
-__all__ = ["BulkJobs", "BulkLimits", "ResultPage"]
+__all__ = ["BulkJobs", "BulkLimits", "QueueStats", "ResultPage", "job_queue"]
