@@ -223,6 +223,8 @@ async def health(request: Request) -> Response:
 
 def build_app(org: Org) -> Starlette:
     """The ASGI app serving ``org``."""
+    from interlink.api import bulk_v1  # it builds on this module's helpers
+
     data = DataApi(org)
 
     async def data_entry(request: Request) -> Response:
@@ -262,6 +264,7 @@ def build_app(org: Org) -> Starlette:
         Route("/health", health, methods=["GET", "HEAD"]),
         *oauth_routes.routes(),
         *soap_routes.routes(),
+        *bulk_v1.routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         InterlinkError: _render_error, 404: _not_found, 405: _not_allowed})

@@ -22,6 +22,7 @@ from interlink.bus.bus import EventBus, open_backend
 from interlink.bus.channels import metadata_members
 from interlink.errors import ConfigurationError
 from interlink.jobs.bulk import BulkJobs, BulkLimits
+from interlink.jobs.classic import ClassicJobs
 from interlink.jobs.worker import JobWorker
 from interlink.metadata.loader import LoadedMetadata, load_project
 from interlink.records.context import Context
@@ -92,6 +93,7 @@ class Org:
             daily_records=settings.bulk_daily_records, daily_batches=settings.bulk_daily_batches,
             daily_query_jobs=settings.bulk_daily_query_jobs, batch_size=settings.bulk_batch_size,
             max_upload_bytes=settings.bulk_max_upload_mb * 1024 * 1024))
+        self.classic = ClassicJobs(self.bulk)
         self.worker = JobWorker(self.bulk, self.records, self.query,
                                 lambda user_id, version: self.context_for(user_id, api_version=version),
                                 threads=settings.bulk_workers)

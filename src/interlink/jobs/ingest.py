@@ -184,25 +184,31 @@ def _lease_end(seconds: float):  # type: ignore[no-untyped-def]
 
 def _apply(records: RecordService, job: Job, plan: ColumnPlan, context: Context,
            rows: list[list[str]]) -> list[SaveResult]:
-    operation = job.operation
-    if operation in ("delete", "hardDelete"):
+    if job.operation in ("delete", "hardDelete"):
         position = plan.id_position
         assert position is not None
-        ids = [values[position] for values in rows]
-        call = records.delete if operation == "delete" else records.hard_delete
-        return _per_record(lambda: call(context, ids, object_name=job.object), len(rows))
-    bodies = [plan.record(values) for values in rows]
-    if operation == "insert":
-        results = _per_record(lambda: records.create(context, job.object, bodies), len(rows))
-    elif operation == "update":
-        results = _per_record(lambda: records.update(context, job.object, bodies), len(rows))
+        bodies = [{"Id": values[position]} for values in rows]
     else:
-        assert job.external_id_field is not None
-        results = _per_record(lambda: records.upsert(context, job.object, job.external_id_field or "Id", bodies),
-                              len(rows))
+        bodies = [plan.record(values) for values in rows]
+    results = apply_bodies(records, context, job.operation, job.object, job.external_id_field, bodies)
     for body, result in zip(bodies, results, strict=True):
         result.errors = [_as_csv_error(plan.obj, body, error) for error in result.errors]
     return results
+
+
+def apply_bodies(records: RecordService, context: Context, operation: str, object_name: str,
+                 external_id_field: str | None, bodies: list[dict[str, Any]]) -> list[SaveResult]:
+    """One Bulk batch's records-service call: a result per body, in order (both Bulk APIs use this)."""
+    if operation in ("delete", "hardDelete"):
+        ids = [str(next((v for k, v in body.items() if k.lower() == "id"), "") or "") for body in bodies]
+        call = records.delete if operation == "delete" else records.hard_delete
+        return _per_record(lambda: call(context, ids, object_name=object_name), len(bodies))
+    if operation == "insert":
+        return _per_record(lambda: records.create(context, object_name, bodies), len(bodies))
+    if operation == "update":
+        return _per_record(lambda: records.update(context, object_name, bodies), len(bodies))
+    return _per_record(lambda: records.upsert(context, object_name, external_id_field or "Id", bodies),
+                       len(bodies))
 
 
 def _as_csv_error(obj: ObjectDef, body: dict[str, Any], error: InterlinkError) -> InterlinkError:
@@ -243,4 +249,4 @@ def _result_lines(fmt: CsvFormat, operation: str, rows: list[list[str]],
     return "".join(success), "".join(failure), len(failure)
 
 
-__all__ = ["BatchOutcome", "ColumnPlan", "LeaseLost", "error_text", "field_not_found", "run_batch"]
+__all__ = ["BatchOutcome", "ColumnPlan", "LeaseLost", "apply_bodies", "error_text", "field_not_found", "run_batch"]

@@ -10,7 +10,7 @@ from typing import Any
 from interlink.jobs.csvdata import CsvFormat
 from interlink.metadata.values import format_datetime
 
-INGEST, QUERY = "V2Ingest", "V2Query"
+INGEST, QUERY, CLASSIC = "V2Ingest", "V2Query", "Classic"
 OPEN, UPLOAD_COMPLETE, IN_PROGRESS = "Open", "UploadComplete", "InProgress"
 JOB_COMPLETE, FAILED, ABORTED, DELETED = "JobComplete", "Failed", "Aborted", "Deleted"
 FINISHED = (JOB_COMPLETE, FAILED, ABORTED)
@@ -39,6 +39,7 @@ class Job:
     system_modstamp: datetime
     api_version: str
     columns_json: str | None
+    content_type: str | None
     uploads: int
     upload_bytes: int
     records_uploaded: int
@@ -116,5 +117,5 @@ class Job:
         return body
 
 
-__all__ = ["ABORTED", "DELETED", "FAILED", "FINISHED", "INGEST", "INGEST_OPERATIONS", "IN_PROGRESS", "JOB_COMPLETE",
-           "OPEN", "QUERY", "QUERY_OPERATIONS", "RUNNABLE", "UPLOAD_COMPLETE", "Job"]
+__all__ = ["ABORTED", "CLASSIC", "DELETED", "FAILED", "FINISHED", "INGEST", "INGEST_OPERATIONS", "IN_PROGRESS",
+           "JOB_COMPLETE", "OPEN", "QUERY", "QUERY_OPERATIONS", "RUNNABLE", "UPLOAD_COMPLETE", "Job"]

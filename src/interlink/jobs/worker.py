@@ -29,9 +29,11 @@ from sqlalchemy.exc import OperationalError
 
 from interlink.errors import InterlinkError, UnableToLockRow
 from interlink.jobs.bulk import BulkJobs
+from interlink.jobs.classic import IN_PROGRESS as BATCH_IN_PROGRESS
+from interlink.jobs.classic import QUEUED, Batch, BatchRunner, ClassicJobs
 from interlink.jobs.csvdata import RowWriter
 from interlink.jobs.ingest import ColumnPlan, LeaseLost, run_batch
-from interlink.jobs.model import FAILED, IN_PROGRESS, JOB_COMPLETE, RUNNABLE, Job
+from interlink.jobs.model import ABORTED, FAILED, IN_PROGRESS, JOB_COMPLETE, RUNNABLE, Job
 from interlink.jobs.parts import PART_BYTES
 from interlink.records.context import Context
 from interlink.records.service import RecordService
@@ -64,6 +66,8 @@ class JobWorker:
         self.poll_seconds = poll_seconds
         self.retry_delay = retry_delay
         self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.classic = ClassicJobs(jobs)
+        self.batches = BatchRunner(self.classic, records)
         self._stop = threading.Event()
         self._wake = threading.Condition()
         self._pending_wakeups = 0
@@ -102,10 +106,12 @@ class JobWorker:
 
     def release_orphans(self) -> int:
         """Give back every claim (the embedded store has one serving process: claims are from a dead one)."""
-        table = self._table
+        released = 0
         with self.jobs.store.write() as conn:
-            return conn.execute(update(table).where(table.c.claimed_by.is_not(None))
-                                .values(claimed_by=None, claimed_until=None)).rowcount
+            for table in (self._table, self.jobs.store.system["il_bulk_batch"]):
+                released += conn.execute(update(table).where(table.c.claimed_by.is_not(None))
+                                         .values(claimed_by=None, claimed_until=None)).rowcount
+        return released
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -142,10 +148,10 @@ class JobWorker:
         return None
 
     def run_once(self) -> bool:
-        """Claim one job and run it to its end (or until stopped); False when there was nothing to do."""
+        """Claim one job (or Bulk API 1.0 batch) and run it to its end; False when there was nothing to do."""
         job = self.claim()
         if job is None:
-            return False
+            return self._run_classic_batch()
         # Only a worker that is still alive gives its claim back; one that dies (anything not an Exception)
         # leaves the lease to run out, as a killed process would.
         try:
@@ -194,6 +200,51 @@ class JobWorker:
 
     def _context(self, job: Job) -> Context:
         return dataclasses.replace(self.context_for(job.created_by_id, job.api_version), api="bulkapi")
+
+    # -- Bulk API 1.0 batches ------------------------------------------------------------------------------------
+
+    def _run_classic_batch(self) -> bool:
+        claimed = self._claim_batch()
+        if claimed is None:
+            return False
+        job, batch = claimed
+        try:
+            self.batches.run(job, batch, self._context(job), self.worker_id)
+        except LeaseLost:
+            log.warning("bulk batch %s was taken over by another worker", batch.id)
+        except (UnableToLockRow, OperationalError):
+            self._count_retry(job.id)
+            self._release_batch(batch.id, QUEUED, None)  # tried again later, as the platform retries
+        except Exception as error:
+            log.exception("bulk batch %s failed", batch.id)
+            self._release_batch(batch.id, FAILED, f"InternalServerError : {type(error).__name__}: {error}")
+        return True
+
+    def _claim_batch(self) -> tuple[Job, Batch] | None:
+        batches, jobs = self.jobs.store.system["il_bulk_batch"], self._table
+        now = utcnow()
+        free = or_(batches.c.claimed_until.is_(None), batches.c.claimed_until < now)
+        # In progress with a lapsed lease: its worker died mid-batch (its transaction rolled back).
+        waiting = and_(batches.c.state.in_((QUEUED, BATCH_IN_PROGRESS)), free)
+        with self.jobs.store.read() as conn:
+            candidates = conn.execute(
+                select(batches.c.id, batches.c.job_id).join(jobs, jobs.c.id == batches.c.job_id)
+                .where(and_(waiting, jobs.c.state != ABORTED)).order_by(batches.c.created_date).limit(5)).all()
+        for batch_id, job_id in candidates:
+            with self.jobs.store.write() as conn:
+                taken = conn.execute(update(batches).where(and_(batches.c.id == batch_id, waiting)).values(
+                    state=BATCH_IN_PROGRESS, claimed_by=self.worker_id, claimed_until=self._lease_end(),
+                    system_modstamp=now)).rowcount
+            if taken == 1:
+                return self.classic.job(job_id), self.classic.batch(job_id, batch_id)
+        return None
+
+    def _release_batch(self, batch_id: str, state: str, message: str | None) -> None:
+        batches = self.jobs.store.system["il_bulk_batch"]
+        with self.jobs.store.write() as conn:
+            conn.execute(update(batches).where(and_(batches.c.id == batch_id, batches.c.claimed_by == self.worker_id))
+                         .values(state=state, state_message=message, claimed_by=None, claimed_until=None,
+                                 system_modstamp=utcnow()))
 
     # -- ingest --------------------------------------------------------------------------------------------------
 

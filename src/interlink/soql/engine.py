@@ -373,6 +373,13 @@ class QueryEngine:
             for partition in result.partitions(chunk_size):
                 yield compiled, partition
 
+    def stream_records(self, soql: str, context: Context, *, include_deleted: bool = False, chunk_size: int = 10_000,
+                       url_prefix: str = DEFAULT_URL_PREFIX) -> Iterator[list[dict[str, Any]]]:
+        """:meth:`stream` rendered as REST records (no child subqueries: callers refuse them)."""
+        for compiled, rows in self.stream(soql, context, include_deleted=include_deleted, chunk_size=chunk_size):
+            assert compiled.shape is not None
+            yield _records(compiled.shape, rows, url_prefix, [])
+
     @staticmethod
     def _clip(compiled: CompiledQuery, count: int) -> int:
         total = max(0, count - compiled.offset)

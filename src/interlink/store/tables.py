@@ -241,6 +241,7 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("system_modstamp", DateTime, nullable=False),
             Column("api_version", String(8), nullable=False),
             Column("columns_json", Text, nullable=True),  # the upload's header, once the first upload arrived
+            Column("content_type", String(8), nullable=True),  # Bulk API 1.0 jobs: JSON, CSV or XML
             Column("uploads", Integer, nullable=False, default=0),
             Column("upload_bytes", BigInteger, nullable=False, default=0),
             Column("records_uploaded", BigInteger, nullable=False, default=0),
@@ -251,6 +252,25 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("processing_ms", BigInteger, nullable=False, default=0),
             Column("api_active_ms", BigInteger, nullable=False, default=0),
             Column("result_bytes", BigInteger, nullable=False, default=0),
+            Column("claimed_by", String(64), nullable=True),
+            Column("claimed_until", DateTime, nullable=True),
+        ),
+        # Bulk API 1.0 batches: each one is processed on its own as soon as it arrives, in one transaction that
+        # also writes its results and its state.
+        Table(
+            "il_bulk_batch", metadata,
+            Column("id", String(18), primary_key=True),
+            Column("job_id", String(18), nullable=False, index=True),
+            Column("seq", Integer, nullable=False),
+            Column("state", String(16), nullable=False, index=True),
+            Column("state_message", Text, nullable=True),
+            Column("records_processed", BigInteger, nullable=False, default=0),
+            Column("records_failed", BigInteger, nullable=False, default=0),
+            Column("processing_ms", BigInteger, nullable=False, default=0),
+            Column("api_active_ms", BigInteger, nullable=False, default=0),
+            Column("results", Integer, nullable=False, default=0),  # query batches: how many result files
+            Column("created_date", DateTime, nullable=False),
+            Column("system_modstamp", DateTime, nullable=False),
             Column("claimed_by", String(64), nullable=True),
             Column("claimed_until", DateTime, nullable=True),
         ),
