@@ -14,6 +14,7 @@ import json
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,17 @@ def _sqlite_engine(url: str, *, writer: bool) -> Engine:
     return engine
 
 
+@dataclass(frozen=True)
+class _ManyPlan:
+    """A statement compiled once for ``executemany``: where each bind value comes from and how it is converted."""
+
+    sql: str
+    positional: bool
+    names: list[str]  # bind parameter names, in order
+    sources: list[str]  # the row key feeding each
+    converted: list[tuple[int, Any]]  # (position, SQLAlchemy bind processor) where one applies
+
+
 class Store:
     """Owns the database connection(s), the deployed schema and the SQLAlchemy tables for it."""
 
@@ -103,8 +115,7 @@ class Store:
             raise ConfigurationError(f"cannot open store {url!r}: {exc}") from None
         self._lock = threading.RLock()
         self._prepared_statements: dict[int, tuple[Select[Any], Any]] = {}
-        self._insert_plans: dict[tuple[int, Table], tuple[str, bool, list[str], list[tuple[int, Any]]]] = {}
-        self._update_plans: dict[tuple[Any, ...], tuple[str, bool, list[str], list[tuple[int, Any]]]] = {}
+        self._many_plans: dict[tuple[Any, ...], _ManyPlan] = {}
         self._readers = threading.local()
         self._all_readers: list[Any] = []
         self.schema = Schema([])
@@ -309,64 +320,49 @@ class Store:
         skipping SQLAlchemy's per-row parameter building roughly halves the cost of a large insert. A unique
         violation raises SQLAlchemy's IntegrityError, as ``conn.execute`` would.
         """
-        key = (id(conn.dialect), table)
-        plan = self._insert_plans.get(key)
-        if plan is None:
-            compiled = table.insert().compile(dialect=conn.dialect)
-            names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
-            processors = compiled._bind_processors
-            converted = [(i, processors[n]) for i, n in enumerate(names) if processors.get(n) is not None]
-            plan = (str(compiled), compiled.positional, names, converted)
-            self._insert_plans[key] = plan
-        sql, positional, names, converted = plan
-        params: list[Any] = []
-        for row in rows:
-            values = list(map(row.get, names))
-            for index, process in converted:
-                values[index] = process(values[index])
-            params.append(values if positional else dict(zip(names, values, strict=True)))
-        self._executemany(conn, sql, params)
+        plan = self._plan_many(conn, (table,), lambda: table.insert(), lambda name: name)
+        self._run_many(conn, plan, rows)
 
     def update_rows(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-        """UPDATE ``rows`` by their ``Id``: one DBAPI ``executemany`` per distinct set of columns.
-
-        Like :meth:`insert_rows`, values pass through SQLAlchemy's bind processors; a unique violation raises
-        SQLAlchemy's IntegrityError.
-        """
+        """UPDATE ``rows`` by their ``Id``: one DBAPI ``executemany`` per distinct set of columns (as above)."""
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in rows:
             groups.setdefault(tuple(sorted(k for k in row if k != "Id")), []).append(row)
         for columns, group in groups.items():
-            if not columns:
-                continue
-            key = (id(conn.dialect), table, columns)
-            plan = self._update_plans.get(key)
-            if plan is None:
-                statement = (table.update().where(table.c.Id == bindparam("il_key"))
-                             .values({c: bindparam(f"il_{c}") for c in columns}))
-                compiled = statement.compile(dialect=conn.dialect)
-                names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
-                processors = compiled._bind_processors
-                plan = (str(compiled), compiled.positional, names,
-                        [(i, processors[n]) for i, n in enumerate(names) if processors.get(n) is not None])
-                self._update_plans[key] = plan
-            sql, positional, names, converted = plan
-            sources = ["Id" if n == "il_key" else n[3:] for n in names]
-            params: list[Any] = []
-            for row in group:
-                values = list(map(row.get, sources))
-                for index, process in converted:
-                    values[index] = process(values[index])
-                params.append(values if positional else dict(zip(names, values, strict=True)))
-            self._executemany(conn, sql, params)
+            if columns:
+                plan = self._plan_many(
+                    conn, (table, columns),
+                    lambda cols=columns: table.update().where(table.c.Id == bindparam("il_key"))  # type: ignore[misc]
+                    .values({c: bindparam(f"il_{c}") for c in cols}),
+                    lambda name: "Id" if name == "il_key" else name[3:])
+                self._run_many(conn, plan, group)
+
+    def _plan_many(self, conn: Connection, key: tuple[Any, ...], build: Any, source: Any) -> _ManyPlan:
+        """The compiled SQL of a statement run with ``executemany``: bind names, row keys, value processors."""
+        cache_key = (id(conn.dialect), *key)
+        plan = self._many_plans.get(cache_key)
+        if plan is None:
+            compiled = build().compile(dialect=conn.dialect)
+            names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
+            processors = compiled._bind_processors
+            plan = _ManyPlan(str(compiled), compiled.positional, names, [source(n) for n in names],
+                             [(i, processors[n]) for i, n in enumerate(names) if processors.get(n) is not None])
+            self._many_plans[cache_key] = plan
+        return plan
 
     @staticmethod
-    def _executemany(conn: Connection, sql: str, params: list[Any]) -> None:
+    def _run_many(conn: Connection, plan: _ManyPlan, rows: list[dict[str, Any]]) -> None:
+        params: list[Any] = []
+        for row in rows:
+            values = list(map(row.get, plan.sources))
+            for index, process in plan.converted:
+                values[index] = process(values[index])
+            params.append(values if plan.positional else dict(zip(plan.names, values, strict=True)))
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(sql, params)
+            cursor.executemany(plan.sql, params)
         except conn.dialect.loaded_dbapi.IntegrityError as exc:
-            raise IntegrityError(sql, None, exc) from None
+            raise IntegrityError(plan.sql, None, exc) from None
         finally:
             cursor.close()
 
