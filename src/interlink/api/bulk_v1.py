@@ -110,6 +110,7 @@ async def _route(call: _Call, classic: ClassicJobs, segments: list[str]) -> Resp
         raise NotFoundError()
     job = classic.job(segments[1])
     as_json = job.content_type == "JSON"
+    call.json = as_json  # from here on, errors too answer in the job's format
     rest = segments[2:]
     if not rest:
         if method == "GET":

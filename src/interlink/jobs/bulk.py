@@ -180,6 +180,7 @@ class BulkJobs:
             conn.execute(self._table.insert().values(
                 id=job_id, job_type=INGEST, operation=operation, object=obj.name, external_id_field=external,
                 assignment_rule_id=_text(body, "assignmentRuleId"), query=None, content_type="CSV",
+                concurrency_mode="Parallel",
                 column_delimiter=fmt.column_delimiter, line_ending=fmt.line_ending, state=OPEN,
                 created_by_id=context.user_id, created_date=now, system_modstamp=now,
                 api_version=context.api_version, **_zero_counters()))
@@ -206,7 +207,8 @@ class BulkJobs:
                       external_id_field=None, assignment_rule_id=None, query=soql,
                       column_delimiter=fmt.column_delimiter, line_ending=fmt.line_ending, state=UPLOAD_COMPLETE,
                       error_message=None, created_by_id=context.user_id, created_date=now, system_modstamp=now,
-                      api_version=context.api_version, columns_json=None, content_type="CSV", claimed_by=None,
+                      api_version=context.api_version, columns_json=None, content_type="CSV",
+                      concurrency_mode="Parallel", claimed_by=None,
                       claimed_until=None,
                       **_zero_counters())
         with self.store.write() as conn:

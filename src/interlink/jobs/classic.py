@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
@@ -27,6 +27,7 @@ from interlink.jobs import csvdata
 from interlink.jobs.bulk import BulkJobs, _check_bulk_query
 from interlink.jobs.ingest import ColumnPlan, apply_bodies, error_text
 from interlink.jobs.model import CLASSIC, INGEST_OPERATIONS, QUERY_OPERATIONS, Job
+from interlink.metadata.values import is_temporal_converter, parse_datetime
 from interlink.records.context import Context
 from interlink.records.results import SaveResult
 from interlink.records.service import RecordService
@@ -125,11 +126,14 @@ class ClassicJobs:
             external = fdef.name
         else:
             external = None
+        mode = spec.get("concurrencyMode")
+        serial = mode in (1, "1") or (isinstance(mode, str) and mode.lower() == "serial")
         now = utcnow()
         job_id = ids.new_id("750")
         with self.store.write() as conn:
             conn.execute(self._jobs.insert().values(
-                id=job_id, job_type=CLASSIC, operation=operation, object=obj.name, external_id_field=external,
+                concurrency_mode="Serial" if serial else "Parallel", id=job_id, job_type=CLASSIC,
+                operation=operation, object=obj.name, external_id_field=external,
                 assignment_rule_id=None, query=None, column_delimiter="COMMA", line_ending="LF", state=OPEN,
                 error_message=None, created_by_id=context.user_id, created_date=now, system_modstamp=now,
                 api_version=context.api_version, columns_json=None, content_type=content_type, uploads=0,
@@ -156,7 +160,7 @@ class ClassicJobs:
         if job.external_id_field:
             body["externalIdFieldName"] = job.external_id_field
         body.update({
-            "concurrencyMode": "Parallel", "contentType": job.content_type,
+            "concurrencyMode": job.concurrency_mode or "Parallel", "contentType": job.content_type,
             "numberBatchesQueued": counts.get(QUEUED, 0), "numberBatchesInProgress": counts.get(IN_PROGRESS, 0),
             "numberBatchesCompleted": counts.get(COMPLETED, 0), "numberBatchesFailed": counts.get(FAILED, 0),
             "numberBatchesTotal": sum(counts.values()), "numberRecordsProcessed": job.records_processed,
@@ -262,10 +266,14 @@ class BatchRunner:
     def run(self, job: Job, batch: Batch, context: Context, worker_id: str) -> None:
         started = time.perf_counter()
         data = self.classic.request(job, batch)
-        try:
-            if job.operation in QUERY_OPERATIONS:
+        if job.operation in QUERY_OPERATIONS:
+            try:
                 self._query(job, batch, context, data, worker_id, started)
-                return
+            except InterlinkError as error:
+                self._finish(job, batch, worker_id, FAILED, f"InvalidBatch : Failed to process query: "
+                                                            f"{error.error_code}: {error.message}", started)
+            return
+        try:
             bodies = parse_records(job, self.classic.store.schema, data)
         except InterlinkError as error:
             self._finish(job, batch, worker_id, FAILED, f"InvalidBatch : {error.message}", started)
@@ -294,12 +302,18 @@ class BatchRunner:
 
     def _finish(self, job: Job, batch: Batch, worker_id: str, state: str, message: str | None, started: float,
                 **values: Any) -> None:
-        batches = self.classic._batches
+        """End the batch (and add what it processed to the job) in one transaction."""
+        batches, jobs = self.classic._batches, self.classic._jobs
         with self.classic.store.write() as conn:
-            conn.execute(update(batches).where(and_(batches.c.id == batch.id, batches.c.claimed_by == worker_id))
-                         .values(state=state, state_message=message, system_modstamp=utcnow(), claimed_by=None,
-                                 claimed_until=None, processing_ms=int((time.perf_counter() - started) * 1000),
-                                 **values))
+            ended = conn.execute(update(batches).where(and_(batches.c.id == batch.id,
+                                                            batches.c.claimed_by == worker_id))
+                                 .values(state=state, state_message=message, system_modstamp=utcnow(),
+                                         claimed_by=None, claimed_until=None,
+                                         processing_ms=int((time.perf_counter() - started) * 1000), **values)).rowcount
+            if ended and values.get("records_processed"):
+                conn.execute(update(jobs).where(jobs.c.id == job.id).values(
+                    records_processed=jobs.c.records_processed + values["records_processed"],
+                    system_modstamp=utcnow()))
 
     def _query(self, job: Job, batch: Batch, context: Context, data: bytes, worker_id: str, started: float) -> None:
         soql = data.decode("utf-8", "replace").strip()
@@ -314,6 +328,9 @@ class BatchRunner:
         count = 0
         number = 0
         prefix = f"/services/data/v{job.api_version}/sobjects"
+        with self.classic.store.write() as conn:  # a run cut short by a crash left some result files: start over
+            self.classic.parts.remove_range(conn, job.id, "c_qry", batch.seq * RESULT_STRIDE,
+                                            (batch.seq + 1) * RESULT_STRIDE)
 
         def flush() -> None:
             nonlocal number
@@ -330,10 +347,6 @@ class BatchRunner:
         if renderer.rows or number == 0:
             flush()
         self._finish(job, batch, worker_id, COMPLETED, None, started, records_processed=count, results=number)
-        jobs = self.classic._jobs
-        with self.classic.store.write() as conn:
-            conn.execute(update(jobs).where(jobs.c.id == job.id).values(
-                records_processed=jobs.c.records_processed + count, system_modstamp=utcnow()))
 
 
 # -- formats ---------------------------------------------------------------------------------------------------
@@ -389,8 +402,9 @@ def _xml_record(element: ET.Element) -> dict[str, Any]:
     body: dict[str, Any] = {}
     for child in element:
         name = _local(child.tag)
-        if len(child):  # a parent by external id: <Account><Ext__c>A-1</Ext__c></Account>
-            body[name] = _xml_record(child)
+        if len(child):  # a parent by external id: <Account><sObject><Ext__c>A-1</Ext__c></sObject></Account>
+            inner = child[0] if len(child) == 1 and _local(child[0].tag) == "sObject" else child
+            body[name] = _xml_record(inner)
         elif child.get(f"{{{XSI}}}nil") == "true":
             body[name] = None
         else:
@@ -441,6 +455,8 @@ class _QueryRenderer:
         self.kind = job.content_type
         self.rows = 0
         self._chunks: list[bytes] = []
+        # JSON results carry dates and datetimes as epoch milliseconds, as the platform's Bulk API 1.0 does.
+        self._temporal = temporal_paths(compiled.shape) if self.kind == "JSON" else []
         if self.kind == "CSV":
             from interlink.soql.compiled import flat_columns
 
@@ -451,6 +467,8 @@ class _QueryRenderer:
     def add(self, record: dict[str, Any]) -> None:
         self.rows += 1
         if self.kind == "JSON":
+            for path in self._temporal:
+                _to_epoch_ms(record, path)
             self._chunks.append(orjson.dumps(record))
         elif self.kind == "CSV":
             self._writer.add([_wire_to_csv(_flat_value(record, name)) for name in self._names])
@@ -469,6 +487,32 @@ class _QueryRenderer:
                     + b"".join(self._chunks) + b"</queryResult>")
         self._chunks = []
         return data
+
+
+def temporal_paths(shape: Any) -> list[tuple[str, ...]]:
+    """The keys (parents first) of the date and datetime values in records of ``shape``."""
+    from interlink.soql.compiled import FieldOut, ParentOut
+
+    found: list[tuple[str, ...]] = []
+
+    def walk(items: list[Any], prefix: tuple[str, ...]) -> None:
+        for item in items:
+            if isinstance(item, FieldOut) and is_temporal_converter(item.convert):
+                found.append((*prefix, item.key))
+            elif isinstance(item, ParentOut):
+                walk(item.items, (*prefix, item.key))
+
+    walk(shape.items, ())
+    return found
+
+
+def _to_epoch_ms(record: dict[str, Any], path: tuple[str, ...]) -> None:
+    target: Any = record
+    for key in path[:-1]:
+        target = target.get(key) if isinstance(target, dict) else None
+    if isinstance(target, dict) and isinstance(target.get(path[-1]), str):
+        moment = parse_datetime(target[path[-1]]).replace(tzinfo=UTC)
+        target[path[-1]] = int(moment.timestamp() * 1000)
 
 
 def _flat_value(record: dict[str, Any], dotted: str) -> Any:

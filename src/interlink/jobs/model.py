@@ -40,6 +40,7 @@ class Job:
     api_version: str
     columns_json: str | None
     content_type: str | None
+    concurrency_mode: str | None
     uploads: int
     upload_bytes: int
     records_uploaded: int
@@ -89,7 +90,7 @@ class Job:
             if self.assignment_rule_id:
                 body["assignmentRuleId"] = self.assignment_rule_id
         body.update({
-            "concurrencyMode": "Parallel",
+            "concurrencyMode": self.concurrency_mode or "Parallel",
             "contentType": "CSV",
             "apiVersion": float(self.api_version),
         })

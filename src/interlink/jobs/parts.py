@@ -90,6 +90,12 @@ class Parts:
             groups.setdefault(info.seq // UPLOAD_SEQ_STRIDE, []).append(info.seq)
         return [groups[key] for key in sorted(groups)]
 
+    def remove_range(self, conn: Connection, job_id: str, kind: str, low: int, high: int) -> None:
+        """Delete the parts of ``kind`` numbered ``low`` to ``high`` (exclusive)."""
+        table = self._table
+        conn.execute(delete(table).where(and_(table.c.job_id == job_id, table.c.kind == kind, table.c.seq >= low,
+                                              table.c.seq < high)))
+
     def remove(self, conn: Connection, job_id: str, kind: str | None = None) -> None:
         table = self._table
         where = table.c.job_id == job_id

@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import OperationalError
@@ -30,7 +31,7 @@ from sqlalchemy.exc import OperationalError
 from interlink.errors import InterlinkError, UnableToLockRow
 from interlink.jobs.bulk import BulkJobs
 from interlink.jobs.classic import IN_PROGRESS as BATCH_IN_PROGRESS
-from interlink.jobs.classic import QUEUED, Batch, BatchRunner, ClassicJobs
+from interlink.jobs.classic import NOT_PROCESSED, QUEUED, Batch, BatchRunner, ClassicJobs
 from interlink.jobs.csvdata import RowWriter
 from interlink.jobs.ingest import ColumnPlan, LeaseLost, run_batch
 from interlink.jobs.model import ABORTED, FAILED, IN_PROGRESS, JOB_COMPLETE, RUNNABLE, Job
@@ -216,8 +217,8 @@ class JobWorker:
             self._count_retry(job.id)
             self._release_batch(batch.id, QUEUED, None)  # tried again later, as the platform retries
         except Exception as error:
-            log.exception("bulk batch %s failed", batch.id)
-            self._release_batch(batch.id, FAILED, f"InternalServerError : {type(error).__name__}: {error}")
+            log.exception("bulk batch %s failed", batch.id)  # the details stay in the server log
+            self._release_batch(batch.id, FAILED, f"InternalServerError : {type(error).__name__}")
         return True
 
     def _claim_batch(self) -> tuple[Job, Batch] | None:
@@ -228,9 +229,15 @@ class JobWorker:
         waiting = and_(batches.c.state.in_((QUEUED, BATCH_IN_PROGRESS)), free)
         with self.jobs.store.read() as conn:
             candidates = conn.execute(
-                select(batches.c.id, batches.c.job_id).join(jobs, jobs.c.id == batches.c.job_id)
-                .where(and_(waiting, jobs.c.state != ABORTED)).order_by(batches.c.created_date).limit(5)).all()
-        for batch_id, job_id in candidates:
+                select(batches.c.id, batches.c.job_id, batches.c.seq, jobs.c.state, jobs.c.concurrency_mode)
+                .join(jobs, jobs.c.id == batches.c.job_id).where(waiting)
+                .order_by(batches.c.created_date).limit(20)).all()
+        for batch_id, job_id, seq, job_state, mode in candidates:
+            if job_state == ABORTED:  # a batch its dead worker left behind in a job aborted since
+                self._settle_aborted(batch_id, waiting)
+                continue
+            if mode == "Serial" and self._earlier_batch_pending(job_id, seq):
+                continue  # serial mode: one batch at a time, in the order they were added
             with self.jobs.store.write() as conn:
                 taken = conn.execute(update(batches).where(and_(batches.c.id == batch_id, waiting)).values(
                     state=BATCH_IN_PROGRESS, claimed_by=self.worker_id, claimed_until=self._lease_end(),
@@ -238,6 +245,20 @@ class JobWorker:
             if taken == 1:
                 return self.classic.job(job_id), self.classic.batch(job_id, batch_id)
         return None
+
+    def _earlier_batch_pending(self, job_id: str, seq: int) -> bool:
+        batches = self.jobs.store.system["il_bulk_batch"]
+        with self.jobs.store.read() as conn:
+            return conn.execute(select(batches.c.id).where(and_(
+                batches.c.job_id == job_id, batches.c.seq < seq,
+                batches.c.state.in_((QUEUED, BATCH_IN_PROGRESS)))).limit(1)).first() is not None
+
+    def _settle_aborted(self, batch_id: str, waiting: Any) -> None:
+        batches = self.jobs.store.system["il_bulk_batch"]
+        with self.jobs.store.write() as conn:
+            conn.execute(update(batches).where(and_(batches.c.id == batch_id, waiting)).values(
+                state=NOT_PROCESSED, state_message="The job was aborted", claimed_by=None, claimed_until=None,
+                system_modstamp=utcnow()))
 
     def _release_batch(self, batch_id: str, state: str, message: str | None) -> None:
         batches = self.jobs.store.system["il_bulk_batch"]

@@ -238,6 +238,12 @@ _CONVERTERS: dict[FieldType, Callable[[Any], Any]] = {
     FieldType.PERCENT: _float_out,
 }
 WirePlan = tuple[tuple[str, Callable[[Any], Any] | None], ...]
+
+
+def is_temporal_converter(convert: Callable[[Any], Any] | None) -> bool:
+    """Whether a wire converter renders a date or a datetime (Bulk API 1.0 JSON turns those into epoch ms)."""
+    return convert is _datetime_out or convert is _date_out
+
 _plans: dict[int, tuple[ObjectDef, WirePlan]] = {}
 
 
@@ -257,4 +263,5 @@ def wire_plan(obj: ObjectDef) -> WirePlan:
     return plan
 
 
-__all__ = ["format_datetime", "parse_date", "parse_datetime", "parse_time", "parse_value", "to_wire", "wire_plan"]
+__all__ = ["format_datetime", "is_temporal_converter", "parse_date",
+           "parse_datetime", "parse_time", "parse_value", "to_wire", "wire_plan"]

@@ -242,6 +242,7 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("api_version", String(8), nullable=False),
             Column("columns_json", Text, nullable=True),  # the upload's header, once the first upload arrived
             Column("content_type", String(8), nullable=True),  # Bulk API 1.0 jobs: JSON, CSV or XML
+            Column("concurrency_mode", String(8), nullable=True),  # Parallel, or Serial (Bulk API 1.0)
             Column("uploads", Integer, nullable=False, default=0),
             Column("upload_bytes", BigInteger, nullable=False, default=0),
             Column("records_uploaded", BigInteger, nullable=False, default=0),
