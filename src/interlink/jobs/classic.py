@@ -526,7 +526,7 @@ def _flat_value(record: dict[str, Any], dotted: str) -> Any:
 
 def _wire_to_csv(value: Any) -> Any:
     if isinstance(value, str) and len(value) == 28 and value.endswith("+0000") and value[10] == "T":
-        return value[:23] + "Z"  # a REST datetime as Bulk CSV writes it
+        return value[:23] + "Z"  # a REST datetime as Bulk CSV and XML write it
     return value
 
 
@@ -541,7 +541,7 @@ def _xml_fields(record: dict[str, Any]) -> str:
         elif value is None:
             parts.append(f'<{key} xsi:nil="true"/>')
         else:
-            text = json.dumps(value) if isinstance(value, bool) else str(value)
+            text = json.dumps(value) if isinstance(value, bool) else str(_wire_to_csv(value))
             parts.append(f"<{key}>{escape(text)}</{key}>")
     return "".join(parts)
 
