@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from interlink import ids
 from interlink.app.provisioning import apply_identity_metadata
+from interlink.automation.triggers import TriggerRuntime, load_triggers
 from interlink.bus.bus import EventBus, open_backend
 from interlink.bus.channels import metadata_members
 from interlink.errors import ConfigurationError
@@ -72,6 +73,7 @@ class Org:
         self.query = QueryEngine(store, fiscal_start_month=settings.fiscal_year_start_month)
         self.cursors = CursorStore(store)
         search_index.install_search_hooks(self.hooks, store)
+        self.triggers = TriggerRuntime(self.hooks, self.records, self.query)
         self.directory = Directory(store)
         self.org_id = ""
         self.org_name = settings.org_name
@@ -148,6 +150,7 @@ class Org:
                 report.plan = self.store.deploy(loaded.schema, allow_destructive=existing is None)
             self.bus.channels.replace_metadata_members(metadata_members(self.store.schema, loaded.channels))
         search_index.sync(self.store)  # create the SOSL index; rebuild it when stale
+        self.triggers.install(load_triggers(self.settings.project_dir), self.store.schema)
         if existing is None:
             self._create_org(report)
             existing = self._org_row()
