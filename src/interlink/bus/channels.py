@@ -17,15 +17,15 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import and_, select
 
 from interlink.bus.model import change_event_topic
-from interlink.errors import InterlinkError, MetadataError
-from interlink.metadata.model import ObjectDef, Schema
+from interlink.errors import MetadataError
+from interlink.metadata.model import Schema
 from interlink.soql import ast
+from interlink.soql.memory import check_condition_fields, evaluate, parse_condition
 from interlink.store.change_log import sync_triggers
 from interlink.store.database import Store
 
@@ -48,18 +48,6 @@ class Member:
 
     def matches(self, values: Mapping[str, Any]) -> bool:
         return self.condition is None or evaluate(self.condition, values)
-
-
-def parse_filter(entity: str, expression: str) -> ast.Condition:
-    """Parse a member filter as the WHERE clause of a query on its entity; MetadataError when malformed."""
-    from interlink.soql.parser import parse_soql
-
-    try:
-        query = parse_soql(f"SELECT Id FROM {entity} WHERE {expression}")
-    except InterlinkError as exc:
-        raise MetadataError(f"filter for {entity} is not a valid condition: {exc.message}") from None
-    assert query.where is not None
-    return query.where
 
 
 def member_from_spec(channel: str, raw: Any, schema: Schema, source: str, *, origin: str = "metadata") -> Member:
@@ -85,103 +73,10 @@ def member_from_spec(channel: str, raw: Any, schema: Schema, source: str, *, ori
     if expression is not None:
         if not isinstance(expression, str) or not expression.strip():
             raise MetadataError(f"{source}: filter must be a non-empty condition")
-        condition = parse_filter(obj.name, expression)
-        _check_filter_fields(obj, condition, source)
+        condition = parse_condition(obj.name, expression)
+        check_condition_fields(obj, condition, source)
     return Member(channel, obj.name, expression, tuple(obj.field(f).name for f in enriched),  # type: ignore[union-attr]
                   origin, condition)
-
-
-def _check_filter_fields(obj: ObjectDef, condition: ast.Condition, source: str) -> None:
-    for path in _paths(condition):
-        if len(path.parts) != 1 or not obj.has_field(path.parts[0]):
-            raise MetadataError(f"{source}: filters use fields of {obj.name} itself; got {'.'.join(path.parts)}")
-
-
-def _paths(condition: Any) -> Iterable[ast.FieldPath]:
-    if isinstance(condition, ast.And | ast.Or):
-        for item in condition.items:
-            yield from _paths(item)
-    elif isinstance(condition, ast.Not):
-        yield from _paths(condition.item)
-    elif isinstance(condition, ast.Comparison | ast.InList | ast.Includes):
-        if not isinstance(condition.left, ast.FieldPath):
-            raise MetadataError("filters compare fields, not functions")
-        yield condition.left
-    else:
-        raise MetadataError("filters support comparisons, IN, INCLUDES, AND, OR and NOT")
-
-
-# -- evaluation ----------------------------------------------------------------------------------------------
-
-
-def _value(values: Mapping[str, Any], name: str) -> Any:
-    if name in values:
-        return values[name]
-    lowered = name.lower()
-    return next((v for k, v in values.items() if k.lower() == lowered), None)
-
-
-def _comparable(left: Any, right: Any) -> tuple[Any, Any]:
-    if isinstance(left, str) and isinstance(right, str):
-        return left.lower(), right.lower()
-    if isinstance(left, datetime) and isinstance(right, datetime):
-        return left.replace(tzinfo=None), right.replace(tzinfo=None)
-    if isinstance(left, date) and isinstance(right, datetime):
-        return left, right.date()
-    if (not isinstance(left, bool) and isinstance(left, int | float)) or hasattr(left, "as_integer_ratio"):
-        try:
-            return float(left), float(right)
-        except (TypeError, ValueError):
-            return left, right
-    return left, right
-
-
-def _like(value: Any, pattern: Any) -> bool:
-    if not isinstance(value, str) or not isinstance(pattern, str):
-        return False
-    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.IGNORECASE | re.DOTALL) is not None
-
-
-def evaluate(condition: ast.Condition, values: Mapping[str, Any]) -> bool:
-    """SOQL condition semantics over one record's values (null compares false, text is case-insensitive)."""
-    if isinstance(condition, ast.And):
-        return all(evaluate(item, values) for item in condition.items)
-    if isinstance(condition, ast.Or):
-        return any(evaluate(item, values) for item in condition.items)
-    if isinstance(condition, ast.Not):
-        return not evaluate(condition.item, values)
-    assert isinstance(condition, ast.Comparison | ast.InList | ast.Includes)
-    assert isinstance(condition.left, ast.FieldPath)
-    actual = _value(values, condition.left.parts[0])
-    if isinstance(condition, ast.Includes):
-        chosen = {v.lower() for v in str(actual or "").split(";") if v}
-        hit = any(all(p.lower() in chosen for p in option.split(";")) for option in condition.values)
-        return hit != condition.negated
-    if isinstance(condition, ast.InList):
-        hit = actual is not None and any(_equal(actual, v) for v in condition.values)
-        return hit != condition.negated
-    op, expected = condition.op, condition.value
-    if op == "=":
-        return actual is None if expected is None else _equal(actual, expected)
-    if op == "!=":
-        return actual is not None if expected is None else not _equal(actual, expected)
-    if actual is None or expected is None:
-        return False
-    if op == "LIKE":
-        return _like(actual, expected)
-    left, right = _comparable(actual, expected)
-    try:
-        return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
-    except TypeError:
-        return False
-
-
-def _equal(actual: Any, expected: Any) -> bool:
-    if actual is None:
-        return False
-    left, right = _comparable(actual, expected)
-    return bool(left == right)
 
 
 # -- the directory -------------------------------------------------------------------------------------------
@@ -229,7 +124,7 @@ class ChannelDirectory:
                 obj = schema.object(row.entity)
                 if obj is None:
                     continue  # the object was dropped; its membership no longer means anything
-                condition = parse_filter(obj.name, row.filter) if row.filter else None
+                condition = parse_condition(obj.name, row.filter) if row.filter else None
                 member = Member(row.channel, obj.name, row.filter, tuple(json.loads(row.enriched_json or "[]")),
                                 row.source, condition)
                 if any(m.channel == member.channel for m in by_entity.get(obj.name.lower(), [])):
