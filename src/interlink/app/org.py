@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from interlink import ids
 from interlink.app.provisioning import apply_identity_metadata
+from interlink.automation.flows import FlowRuntime, load_flows
 from interlink.automation.triggers import TriggerRuntime, load_triggers
 from interlink.bus.bus import EventBus, open_backend
 from interlink.bus.channels import metadata_members
@@ -74,6 +75,7 @@ class Org:
         self.cursors = CursorStore(store)
         search_index.install_search_hooks(self.hooks, store)
         self.triggers = TriggerRuntime(self.hooks, self.records, self.query)
+        self.flows = FlowRuntime(self.hooks, self.records)
         self.directory = Directory(store)
         self.org_id = ""
         self.org_name = settings.org_name
@@ -151,6 +153,7 @@ class Org:
             self.bus.channels.replace_metadata_members(metadata_members(self.store.schema, loaded.channels))
         search_index.sync(self.store)  # create the SOSL index; rebuild it when stale
         self.triggers.install(load_triggers(self.settings.project_dir), self.store.schema)
+        self.flows.install(load_flows(self.settings.project_dir, self.store.schema))
         if existing is None:
             self._create_org(report)
             existing = self._org_row()

@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 OPERATIONS: tuple[Operation, ...] = ("insert", "update", "delete", "undelete")
 MAX_DEPTH = 16
-_depth: contextvars.ContextVar[int] = contextvars.ContextVar("interlink_trigger_depth", default=0)
+# How deep triggers and flows are nested in the current transaction (they may fire each other through DML).
+automation_depth: contextvars.ContextVar[int] = contextvars.ContextVar("interlink_automation_depth", default=0)
 
 
 @dataclass(frozen=True)
@@ -283,14 +284,14 @@ class TriggerRuntime:
         def run(event: SaveEvent) -> None:
             if not event.new:
                 return
-            depth = _depth.get()
+            depth = automation_depth.get()
             if depth >= MAX_DEPTH:
                 for index in range(len(event.new)):
                     event.errors.setdefault(index, []).append(DmlError(
                         f"{definition.name}: maximum trigger depth exceeded", [],
                         error_code="CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY"))
                 return
-            token = _depth.set(depth + 1)
+            token = automation_depth.set(depth + 1)
             try:
                 definition.function(TriggerContext(self, definition, event, before))
             except Exception as exc:
@@ -303,10 +304,19 @@ class TriggerRuntime:
                         f"{definition.name}: execution of {what} caused by: {type(exc).__name__}: {detail}", [],
                         error_code="CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY"))
             finally:
-                _depth.reset(token)
+                automation_depth.reset(token)
 
         return run
 
 
-__all__ = ["MAX_DEPTH", "TriggerContext", "TriggerDef", "TriggerDmlError", "TriggerRecord", "TriggerRuntime",
-           "load_triggers", "trigger"]
+__all__ = [
+    "MAX_DEPTH",
+    "TriggerContext",
+    "TriggerDef",
+    "TriggerDmlError",
+    "TriggerRecord",
+    "TriggerRuntime",
+    "automation_depth",
+    "load_triggers",
+    "trigger",
+]

@@ -77,16 +77,21 @@ class HookRegistry:
         *,
         objects: list[str] | None = None,
         operations: list[Operation] | None = None,
+        first: bool = False,
     ) -> Hook:
+        """Add ``hook`` to ``phase`` (after the others, or before them with ``first``: before-save flows run
+        ahead of before triggers, as on the platform)."""
         if phase not in self._hooks:
             raise ValueError(f"unknown phase {phase!r}; phases are {', '.join(PHASES)}")
-        self._hooks[phase].append(
-            _Registration(
-                hook,
-                frozenset(o.lower() for o in objects) if objects else None,
-                frozenset(operations) if operations else None,
-            )
+        registration = _Registration(
+            hook,
+            frozenset(o.lower() for o in objects) if objects else None,
+            frozenset(operations) if operations else None,
         )
+        if first:
+            self._hooks[phase].insert(0, registration)
+        else:
+            self._hooks[phase].append(registration)
         return hook
 
     def unregister(self, hook: Hook) -> None:

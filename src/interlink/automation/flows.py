@@ -1,0 +1,345 @@
+"""Record-triggered flows declared in ``metadata/flows/*.yaml``, run by the one write path.
+
+::
+
+    name: Closed_Won_Order_Request          # defaults to the file name
+    object: Opportunity
+    trigger: update                         # create | update | create_or_update | delete
+    timing: after                           # before (fast field updates) | after (default)
+    condition: "StageName = 'Closed Won'"   # a SOQL condition on the record, evaluated in memory
+    changed: [StageName]                    # only when one of these fields changed (ISCHANGED)
+    when: changed_to_meet                   # every_time (default) | changed_to_meet: not met before the update
+    actions:
+      - update: {Rating: Hot}               # the triggering record ($Record)
+      - create: {object: Task, values: {Subject: "Follow up {!$Record.Name}", WhatId: "{!$Record.Id}"}}
+      - publish: {event: Order_Request__e, values: {Opportunity_Id__c: "{!$Record.Id}"}}
+    fault:                                  # instead of failing the save when an action fails
+      - create: {object: Integration_Error__c, values: {Message__c: "{!$Flow.FaultMessage}"}}
+
+Merge fields: ``{!$Record.Field}``, ``{!$Record__Prior.Field}`` (the value before the update), ``{!$User.Id}``,
+``{!$Flow.CurrentDateTime}`` and, in fault actions, ``{!$Flow.FaultMessage}``. A value that is one merge field
+keeps its type; inside text it is written as text.
+
+Actions run bulkified, as the platform does: one DML call per action for every record of the batch that meets
+the entry conditions. A before-save flow may only ``update`` the triggering record (the platform's rule), and
+does so without another DML. When an action fails and the flow has no fault path, the records fail with
+``CANNOT_EXECUTE_FLOW_TRIGGER``; with a fault path, the fault actions run and the save goes on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from interlink.automation.triggers import MAX_DEPTH, automation_depth
+from interlink.errors import DmlError, InterlinkError, MetadataError
+from interlink.metadata.model import ObjectDef, Schema
+from interlink.metadata.values import format_datetime, parse_value, to_wire
+from interlink.records.hooks import HookRegistry, Operation, SaveEvent
+from interlink.soql import ast
+from interlink.soql.memory import check_condition_fields, evaluate, parse_condition
+
+if TYPE_CHECKING:
+    from interlink.records.service import RecordService
+
+TRIGGERS: dict[str, tuple[Operation, ...]] = {
+    "create": ("insert",), "update": ("update",), "create_or_update": ("insert", "update"), "delete": ("delete",)}
+ACTIONS = ("update", "create", "publish")
+_MERGE = re.compile(r"\{!\s*\$(Record__Prior|Record|User|Flow)\.([A-Za-z0-9_]+)\s*\}")
+_KEYS = {"name", "object", "trigger", "timing", "condition", "changed", "when", "actions", "fault", "description",
+         "active"}
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # update | create | publish
+    target: str | None  # the object or event created / published
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class FlowDef:
+    """One record-triggered flow, validated against the schema."""
+
+    name: str
+    object: str
+    operations: tuple[Operation, ...]
+    before: bool
+    condition: ast.Condition | None
+    changed: tuple[str, ...]
+    changed_to_meet: bool
+    actions: tuple[Action, ...]
+    fault: tuple[Action, ...]
+    source: str
+    active: bool = True
+
+
+def load_flows(project_dir: Path, schema: Schema) -> list[FlowDef]:
+    """Read and check ``metadata/flows/*.yaml``; errors name the file and the key."""
+    from interlink.metadata.loader import read_yaml_files
+
+    flows: list[FlowDef] = []
+    names: dict[str, str] = {}
+    for path, data in read_yaml_files(project_dir / "metadata" / "flows"):
+        flow = _flow(str(path), path.stem, data, schema)
+        if flow.name.lower() in names:
+            raise MetadataError(f"{path}: flow {flow.name} is already defined in {names[flow.name.lower()]}")
+        names[flow.name.lower()] = str(path)
+        flows.append(flow)
+    return flows
+
+
+def _flow(source: str, stem: str, data: Any, schema: Schema) -> FlowDef:
+    if not isinstance(data, dict):
+        raise MetadataError(f"{source}: a flow file holds a mapping (object, trigger, actions, ...)")
+    unknown = set(data) - _KEYS
+    if unknown:
+        raise MetadataError(f"{source}: unknown key(s) {', '.join(sorted(unknown))} "
+                            f"(flows take {', '.join(sorted(_KEYS))})")
+    obj = schema.object(str(data.get("object") or ""))
+    if obj is None or obj.is_event:
+        raise MetadataError(f"{source}: object: {data.get('object')!r} is not an object of this org")
+    trigger = data.get("trigger")
+    if trigger not in TRIGGERS:
+        raise MetadataError(f"{source}: trigger: use one of {', '.join(TRIGGERS)} (not {trigger!r})")
+    timing = data.get("timing", "after")
+    if timing not in ("before", "after"):
+        raise MetadataError(f"{source}: timing: use before or after (not {timing!r})")
+    condition = None
+    if data.get("condition") is not None:
+        if not isinstance(data["condition"], str) or not data["condition"].strip():
+            raise MetadataError(f"{source}: condition: a SOQL condition such as \"StageName = 'Closed Won'\"")
+        condition = parse_condition(obj.name, data["condition"], "condition")
+        check_condition_fields(obj, condition, f"{source}: condition")
+    changed = data.get("changed") or []
+    if not isinstance(changed, list) or any(not isinstance(f, str) or obj.field(f) is None for f in changed):
+        raise MetadataError(f"{source}: changed: list fields of {obj.name}")
+    when = data.get("when", "every_time")
+    if when not in ("every_time", "changed_to_meet"):
+        raise MetadataError(f"{source}: when: use every_time or changed_to_meet (not {when!r})")
+    if (changed or when == "changed_to_meet") and trigger not in ("update", "create_or_update"):
+        raise MetadataError(f"{source}: changed and when: changed_to_meet apply to update triggers")
+    actions = _actions(source, "actions", data.get("actions"), obj, schema, before=timing == "before")
+    if not actions:
+        raise MetadataError(f"{source}: actions: a flow needs at least one action")
+    fault = _actions(source, "fault", data.get("fault") or [], obj, schema, before=timing == "before")
+    return FlowDef(str(data.get("name") or stem), obj.name, TRIGGERS[trigger], timing == "before", condition,
+                   tuple(obj.field(f).name for f in changed), when == "changed_to_meet", tuple(actions),  # type: ignore[union-attr]
+                   tuple(fault), source, bool(data.get("active", True)))
+
+
+def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, *, before: bool) -> list[Action]:
+    if not isinstance(raw, list):
+        raise MetadataError(f"{source}: {key}: a list of actions ({', '.join(ACTIONS)})")
+    actions: list[Action] = []
+    for number, item in enumerate(raw, start=1):
+        where = f"{source}: {key}[{number}]"
+        if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in ACTIONS:
+            raise MetadataError(f"{where}: an action is one of {', '.join(ACTIONS)} with its settings")
+        kind, spec = next(iter(item.items()))
+        if before and kind != "update":
+            raise MetadataError(f"{where}: a before-save flow can only update the triggering record")
+        if kind == "update":
+            values = spec
+            target_obj = obj
+            target = None
+        else:
+            if not isinstance(spec, dict) or set(spec) - {"object", "event", "values"}:
+                raise MetadataError(f"{where}: {kind} takes {'object' if kind == 'create' else 'event'} and values")
+            target = spec.get("object" if kind == "create" else "event")
+            target_obj = schema.object(str(target or ""))
+            if target_obj is None or target_obj.is_event != (kind == "publish"):
+                what = "a platform event" if kind == "publish" else "an object"
+                raise MetadataError(f"{where}: {target!r} is not {what} of this org")
+            values = spec.get("values") or {}
+        if not isinstance(values, dict) or not values:
+            raise MetadataError(f"{where}: values: a mapping of field to value")
+        for name, value in values.items():
+            if target_obj.field(str(name)) is None:
+                raise MetadataError(f"{where}: {target_obj.name} has no field {name}")
+            _check_merge_fields(f"{where}: {name}", value, obj, fault=key == "fault")
+        actions.append(Action(kind, target_obj.name if kind != "update" else None, dict(values)))
+    return actions
+
+
+def _check_merge_fields(where: str, value: Any, obj: ObjectDef, *, fault: bool) -> None:
+    if not isinstance(value, str):
+        return
+    for scope, name in _MERGE.findall(value):
+        if scope in ("Record", "Record__Prior") and obj.field(name) is None:
+            raise MetadataError(f"{where}: {{!${scope}.{name}}}: {obj.name} has no field {name}")
+        if scope == "User" and name.lower() != "id":
+            raise MetadataError(f"{where}: {{!$User.{name}}}: only $User.Id is available")
+        if scope == "Flow" and name not in ("CurrentDateTime", *(("FaultMessage",) if fault else ())):
+            raise MetadataError(f"{where}: {{!$Flow.{name}}}: use $Flow.CurrentDateTime (and $Flow.FaultMessage in "
+                                "fault actions)")
+    if "{!" in value.replace("{!$", ""):
+        raise MetadataError(f"{where}: merge fields look like {{!$Record.Field}}")
+
+
+# -- running -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """The records of one batch a flow runs for, and what happened to each."""
+
+    indexes: list[int]
+    failed: dict[int, str] = field(default_factory=dict)
+
+
+class FlowRuntime:
+    """Installs flows as hooks of the write path and runs their actions."""
+
+    def __init__(self, hooks: HookRegistry, records: RecordService) -> None:
+        self.hooks = hooks
+        self.records = records
+        self.flows: list[FlowDef] = []
+        self._installed: list[Callable[[SaveEvent], None]] = []
+
+    def install(self, flows: list[FlowDef]) -> None:
+        for hook in self._installed:
+            self.hooks.unregister(hook)
+        self._installed = []
+        for flow in flows:
+            if not flow.active:
+                continue
+            hook = self._hook(flow)
+            self.hooks.register("before_save" if flow.before else "after_save", hook, objects=[flow.object],
+                                operations=list(flow.operations), first=flow.before)
+            self._installed.append(hook)
+        self.flows = list(flows)
+
+    def _hook(self, flow: FlowDef) -> Callable[[SaveEvent], None]:
+        def run(event: SaveEvent) -> None:
+            chosen = [i for i in range(len(event.new)) if i not in event.errors and _enters(flow, event, i)]
+            if not chosen:
+                return
+            depth = automation_depth.get()
+            if depth >= MAX_DEPTH:  # flows and triggers that keep firing each other
+                for index in chosen:
+                    _fail(flow, event, index, "maximum trigger depth exceeded")
+                return
+            token = automation_depth.set(depth + 1)
+            try:
+                self._run(flow, event, _Run(chosen))
+            finally:
+                automation_depth.reset(token)
+
+        return run
+
+    def _run(self, flow: FlowDef, event: SaveEvent, run: _Run) -> None:
+        for action in flow.actions:
+            live = [i for i in run.indexes if i not in run.failed]
+            if not live:
+                break
+            self._action(flow, event, action, live, run)
+        if not run.failed:
+            return
+        if flow.fault:
+            faults = sorted(run.failed)
+            fault_run = _Run(faults)
+            for action in flow.fault:
+                self._action(flow, event, action, [i for i in faults if i not in fault_run.failed], fault_run,
+                             fault_messages=run.failed)
+            for index, message in fault_run.failed.items():  # the fault path failed too
+                _fail(flow, event, index, message)
+            return
+        for index, message in run.failed.items():
+            _fail(flow, event, index, message)
+
+    def _action(self, flow: FlowDef, event: SaveEvent, action: Action, indexes: list[int], run: _Run, *,
+                fault_messages: Mapping[int, str] | None = None) -> None:
+        context = event.context
+        try:
+            bodies = [_resolve(action.values, event, i, (fault_messages or {}).get(i, "")) for i in indexes]
+        except InterlinkError as error:
+            run.failed.update({i: error.message for i in indexes})
+            return
+        if action.kind == "update" and flow.before:
+            for index, body in zip(indexes, bodies, strict=True):
+                try:
+                    for name, value in body.items():
+                        fdef = event.object.field(name)
+                        assert fdef is not None
+                        event.new[index][fdef.name] = _typed(fdef, value)
+                except InterlinkError as error:
+                    run.failed[index] = error.message
+            return
+        if action.kind == "update":
+            target = event.object.name
+            bodies = [{**body, "Id": event.new[i]["Id"]} for i, body in zip(indexes, bodies, strict=True)]
+            results = self.records.update(context, target, bodies)
+        else:
+            assert action.target is not None
+            results = self.records.create(context, action.target, bodies)
+        for index, result in zip(indexes, results, strict=True):
+            if result.errors:
+                error = result.errors[0]
+                run.failed[index] = f"{error.error_code}: {error.message}"
+
+
+def _enters(flow: FlowDef, event: SaveEvent, index: int) -> bool:
+    new = event.new[index]
+    old = event.old[index]
+    values = old if event.operation == "delete" and old is not None else new
+    meets = flow.condition is None or evaluate(flow.condition, values)
+    if not meets:
+        return False
+    if event.operation != "update" or old is None:
+        return True
+    if flow.changed and all(old.get(f) == new.get(f) for f in flow.changed):
+        return False
+    return not (flow.changed_to_meet and flow.condition is not None and evaluate(flow.condition, old))
+
+
+def _fail(flow: FlowDef, event: SaveEvent, index: int, message: str) -> None:
+    event.errors.setdefault(index, []).append(DmlError(
+        f"We can't save this record because the \u201c{flow.name}\u201d flow failed: {message}", [],
+        error_code="CANNOT_EXECUTE_FLOW_TRIGGER"))
+
+
+def _resolve(values: Mapping[str, Any], event: SaveEvent, index: int, fault_message: str) -> dict[str, Any]:
+    """An action's values with merge fields filled in from the record, its prior values, the user and the flow."""
+    return {name: _merge(value, event, index, fault_message) for name, value in values.items()}
+
+
+def _merge(value: Any, event: SaveEvent, index: int, fault_message: str) -> Any:
+    if not isinstance(value, str) or "{!" not in value:
+        return value
+    whole = _MERGE.fullmatch(value.strip())
+    if whole is not None:
+        return _lookup(whole.group(1), whole.group(2), event, index, fault_message, as_text=False)
+    return _MERGE.sub(lambda m: str(_lookup(m.group(1), m.group(2), event, index, fault_message,
+                                            as_text=True) or ""), value)
+
+
+def _lookup(scope: str, name: str, event: SaveEvent, index: int, fault_message: str, *, as_text: bool) -> Any:
+    if scope == "User":
+        if name.lower() != "id":
+            raise MetadataError(f"$User.{name}: only $User.Id is available")
+        return event.context.user_id
+    if scope == "Flow":
+        if name == "FaultMessage":
+            return fault_message
+        if name == "CurrentDateTime":
+            return format_datetime(datetime.now(UTC).replace(tzinfo=None))
+        raise MetadataError(f"$Flow.{name}: use $Flow.FaultMessage or $Flow.CurrentDateTime")
+    record = event.new[index] if scope == "Record" else event.old[index]
+    fdef = event.object.field(name)
+    if fdef is None:
+        raise MetadataError(f"${scope}.{name}: {event.object.name} has no field {name}")
+    value = None if record is None else record.get(fdef.name)
+    wire = to_wire(fdef, value)
+    return str(wire).lower() if as_text and isinstance(wire, bool) else wire
+
+
+def _typed(fdef: Any, value: Any) -> Any:
+    return parse_value(fdef, value) if value is not None else None
+
+
+__all__ = ["Action", "FlowDef", "FlowRuntime", "load_flows"]
