@@ -181,3 +181,17 @@ def test_a_bad_flow_file_is_a_clear_error(tmp_path: Path, text: str, message: st
     with pytest.raises(MetadataError) as caught, backend_org(tmp_path, "sqlite", {}):
         pass
     assert "Bad.yaml" in caught.value.message and message in caught.value.message
+
+
+def test_the_sample_org_asks_for_an_order_when_a_deal_is_won(tmp_path: Path) -> None:
+    from interlink.testing import local_org
+
+    with local_org(tmp_path / "org", sample_data=True, bulk_workers=0) as org:
+        context = org.admin_context()
+        (deal,) = org.records.create(context, "Opportunity", [
+            {"Name": "Won deal", "StageName": "Negotiation/Review", "CloseDate": "2026-12-31", "Amount": 1234}])
+        topic = org.bus.topic("/event/Order_Request__e")
+        before = len(list(org.bus.read(topic, 0, 1000)))
+        org.records.update(context, "Opportunity", [{"Id": deal.id, "StageName": "Closed Won"}])
+        events = [org.bus.decode(e) for e in org.bus.read(topic, 0, 1000)][before:]
+        assert [(e["OpportunityId__c"], e["Amount__c"]) for e in events] == [(deal.id, 1234.0)]

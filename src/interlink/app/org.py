@@ -153,7 +153,8 @@ class Org:
             self.bus.channels.replace_metadata_members(metadata_members(self.store.schema, loaded.channels))
         search_index.sync(self.store)  # create the SOSL index; rebuild it when stale
         self.triggers.install(load_triggers(self.settings.project_dir), self.store.schema)
-        self.flows.install(load_flows(self.settings.project_dir, self.store.schema))
+        self.flows.install(load_flows(self.settings.project_dir, self.store.schema,
+                                      include_sample=self.settings.sample_data or self._sample_metadata))
         if existing is None:
             self._create_org(report)
             existing = self._org_row()

@@ -78,13 +78,14 @@ class FlowDef:
     active: bool = True
 
 
-def load_flows(project_dir: Path, schema: Schema) -> list[FlowDef]:
-    """Read and check ``metadata/flows/*.yaml``; errors name the file and the key."""
-    from interlink.metadata.loader import read_yaml_files
+def load_flows(project_dir: Path, schema: Schema, *, include_sample: bool = False) -> list[FlowDef]:
+    """Read and check ``metadata/flows/*.yaml`` (and the sample org's flows); errors name the file and the key."""
+    from interlink.metadata.loader import SAMPLE_DIR, read_yaml_files
 
     flows: list[FlowDef] = []
     names: dict[str, str] = {}
-    for path, data in read_yaml_files(project_dir / "metadata" / "flows"):
+    files = read_yaml_files(SAMPLE_DIR / "flows") if include_sample else []
+    for path, data in [*files, *read_yaml_files(project_dir / "metadata" / "flows")]:
         flow = _flow(str(path), path.stem, data, schema)
         if flow.name.lower() in names:
             raise MetadataError(f"{path}: flow {flow.name} is already defined in {names[flow.name.lower()]}")
