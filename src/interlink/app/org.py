@@ -22,6 +22,9 @@ from interlink.automation.flows import FlowRuntime, load_flows
 from interlink.automation.triggers import TriggerRuntime, load_triggers
 from interlink.bus.bus import EventBus, open_backend
 from interlink.bus.channels import metadata_members
+from interlink.callouts.actions import callout_action
+from interlink.callouts.credentials import load_credentials
+from interlink.callouts.queue import CalloutQueue
 from interlink.errors import ConfigurationError
 from interlink.jobs.bulk import BulkJobs, BulkLimits
 from interlink.jobs.classic import ClassicJobs
@@ -75,7 +78,10 @@ class Org:
         self.cursors = CursorStore(store)
         search_index.install_search_hooks(self.hooks, store)
         self.triggers = TriggerRuntime(self.hooks, self.records, self.query)
-        self.flows = FlowRuntime(self.hooks, self.records)
+        self.callouts = CalloutQueue(store, {})
+        self.callouts.records = self.records
+        self.triggers.services["callouts"] = self.callouts
+        self.flows = FlowRuntime(self.hooks, self.records, {"callout": callout_action(self.callouts)})
         self.directory = Directory(store)
         self.org_id = ""
         self.org_name = settings.org_name
@@ -101,6 +107,7 @@ class Org:
         self.worker = JobWorker(self.bulk, self.records, self.query,
                                 lambda user_id, version: self.context_for(user_id, api_version=version),
                                 threads=settings.bulk_workers)
+        self.worker.tasks.append(self.callouts.run_once)
         self._purged_at = 0.0
 
     # -- opening ---------------------------------------------------------------------------------------------
@@ -153,8 +160,10 @@ class Org:
             self.bus.channels.replace_metadata_members(metadata_members(self.store.schema, loaded.channels))
         search_index.sync(self.store)  # create the SOSL index; rebuild it when stale
         self.triggers.install(load_triggers(self.settings.project_dir), self.store.schema)
+        self.callouts.credentials = load_credentials(self.settings.project_dir)
         self.flows.install(load_flows(self.settings.project_dir, self.store.schema,
-                                      include_sample=self.settings.sample_data or self._sample_metadata))
+                                      include_sample=self.settings.sample_data or self._sample_metadata,
+                                      kinds=self.flows.kinds))
         if existing is None:
             self._create_org(report)
             existing = self._org_row()

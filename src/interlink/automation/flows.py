@@ -55,6 +55,19 @@ _KEYS = {"name", "object", "trigger", "timing", "condition", "changed", "when", 
 
 
 @dataclass(frozen=True)
+class ActionKind:
+    """An action kind another layer adds (callouts add ``callout``).
+
+    ``check(where, spec, obj)`` refuses a bad spec with MetadataError when flows load; ``run(event, indexes, specs,
+    flow)`` runs it for those records of the batch (specs with merge fields filled in) and returns
+    {record index: failure message}.
+    """
+
+    check: Callable[[str, dict[str, Any], ObjectDef], None]
+    run: Callable[[SaveEvent, list[int], list[dict[str, Any]], str], dict[int, str]]
+
+
+@dataclass(frozen=True)
 class Action:
     kind: str  # update | create | publish
     target: str | None  # the object or event created / published
@@ -78,7 +91,8 @@ class FlowDef:
     active: bool = True
 
 
-def load_flows(project_dir: Path, schema: Schema, *, include_sample: bool = False) -> list[FlowDef]:
+def load_flows(project_dir: Path, schema: Schema, *, include_sample: bool = False,
+               kinds: Mapping[str, ActionKind] | None = None) -> list[FlowDef]:
     """Read and check ``metadata/flows/*.yaml`` (and the sample org's flows); errors name the file and the key."""
     from interlink.metadata.loader import SAMPLE_DIR, read_yaml_files
 
@@ -86,7 +100,7 @@ def load_flows(project_dir: Path, schema: Schema, *, include_sample: bool = Fals
     names: dict[str, str] = {}
     files = read_yaml_files(SAMPLE_DIR / "flows") if include_sample else []
     for path, data in [*files, *read_yaml_files(project_dir / "metadata" / "flows")]:
-        flow = _flow(str(path), path.stem, data, schema)
+        flow = _flow(str(path), path.stem, data, schema, kinds or {})
         if flow.name.lower() in names:
             raise MetadataError(f"{path}: flow {flow.name} is already defined in {names[flow.name.lower()]}")
         names[flow.name.lower()] = str(path)
@@ -94,7 +108,7 @@ def load_flows(project_dir: Path, schema: Schema, *, include_sample: bool = Fals
     return flows
 
 
-def _flow(source: str, stem: str, data: Any, schema: Schema) -> FlowDef:
+def _flow(source: str, stem: str, data: Any, schema: Schema, kinds: Mapping[str, ActionKind]) -> FlowDef:
     if not isinstance(data, dict):
         raise MetadataError(f"{source}: a flow file holds a mapping (object, trigger, actions, ...)")
     unknown = set(data) - _KEYS
@@ -124,26 +138,35 @@ def _flow(source: str, stem: str, data: Any, schema: Schema) -> FlowDef:
         raise MetadataError(f"{source}: when: use every_time or changed_to_meet (not {when!r})")
     if (changed or when == "changed_to_meet") and trigger not in ("update", "create_or_update"):
         raise MetadataError(f"{source}: changed and when: changed_to_meet apply to update triggers")
-    actions = _actions(source, "actions", data.get("actions"), obj, schema, before=timing == "before")
+    actions = _actions(source, "actions", data.get("actions"), obj, schema, kinds, before=timing == "before")
     if not actions:
         raise MetadataError(f"{source}: actions: a flow needs at least one action")
-    fault = _actions(source, "fault", data.get("fault") or [], obj, schema, before=timing == "before")
+    fault = _actions(source, "fault", data.get("fault") or [], obj, schema, kinds, before=timing == "before")
     return FlowDef(str(data.get("name") or stem), obj.name, TRIGGERS[trigger], timing == "before", condition,
                    tuple(obj.field(f).name for f in changed), when == "changed_to_meet", tuple(actions),  # type: ignore[union-attr]
                    tuple(fault), source, bool(data.get("active", True)))
 
 
-def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, *, before: bool) -> list[Action]:
+def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, kinds: Mapping[str, ActionKind], *,
+             before: bool) -> list[Action]:
+    names = (*ACTIONS, *kinds)
     if not isinstance(raw, list):
-        raise MetadataError(f"{source}: {key}: a list of actions ({', '.join(ACTIONS)})")
+        raise MetadataError(f"{source}: {key}: a list of actions ({', '.join(names)})")
     actions: list[Action] = []
     for number, item in enumerate(raw, start=1):
         where = f"{source}: {key}[{number}]"
-        if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in ACTIONS:
-            raise MetadataError(f"{where}: an action is one of {', '.join(ACTIONS)} with its settings")
+        if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in names:
+            raise MetadataError(f"{where}: an action is one of {', '.join(names)} with its settings")
         kind, spec = next(iter(item.items()))
         if before and kind != "update":
             raise MetadataError(f"{where}: a before-save flow can only update the triggering record")
+        if kind in kinds:
+            if not isinstance(spec, dict):
+                raise MetadataError(f"{where}: {kind} takes a mapping of settings")
+            kinds[kind].check(where, spec, obj)
+            _check_merge_fields(where, spec, obj, fault=key == "fault")
+            actions.append(Action(kind, None, dict(spec)))
+            continue
         if kind == "update":
             values = spec
             target_obj = obj
@@ -168,6 +191,10 @@ def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, *,
 
 
 def _check_merge_fields(where: str, value: Any, obj: ObjectDef, *, fault: bool) -> None:
+    if isinstance(value, dict | list):
+        for item in value.values() if isinstance(value, dict) else value:
+            _check_merge_fields(where, item, obj, fault=fault)
+        return
     if not isinstance(value, str):
         return
     for scope, name in _MERGE.findall(value):
@@ -196,9 +223,11 @@ class _Run:
 class FlowRuntime:
     """Installs flows as hooks of the write path and runs their actions."""
 
-    def __init__(self, hooks: HookRegistry, records: RecordService) -> None:
+    def __init__(self, hooks: HookRegistry, records: RecordService,
+                 kinds: Mapping[str, ActionKind] | None = None) -> None:
         self.hooks = hooks
         self.records = records
+        self.kinds: dict[str, ActionKind] = dict(kinds or {})
         self.flows: list[FlowDef] = []
         self._installed: list[Callable[[SaveEvent], None]] = []
 
@@ -257,9 +286,12 @@ class FlowRuntime:
                 fault_messages: Mapping[int, str] | None = None) -> None:
         context = event.context
         try:
-            bodies = [_resolve(action.values, event, i, (fault_messages or {}).get(i, "")) for i in indexes]
+            bodies = [_merge_all(action.values, event, i, (fault_messages or {}).get(i, "")) for i in indexes]
         except InterlinkError as error:
             run.failed.update({i: error.message for i in indexes})
+            return
+        if action.kind in self.kinds:
+            run.failed.update(self.kinds[action.kind].run(event, indexes, bodies, flow.name))
             return
         if action.kind == "update" and flow.before:
             for index, body in zip(indexes, bodies, strict=True):
@@ -304,9 +336,14 @@ def _fail(flow: FlowDef, event: SaveEvent, index: int, message: str) -> None:
         error_code="CANNOT_EXECUTE_FLOW_TRIGGER"))
 
 
-def _resolve(values: Mapping[str, Any], event: SaveEvent, index: int, fault_message: str) -> dict[str, Any]:
-    """An action's values with merge fields filled in from the record, its prior values, the user and the flow."""
-    return {name: _merge(value, event, index, fault_message) for name, value in values.items()}
+def _merge_all(values: Any, event: SaveEvent, index: int, fault_message: str) -> Any:
+    """An action's settings with merge fields filled in from the record, its prior values, the user and the flow
+    (nested mappings and lists too)."""
+    if isinstance(values, dict):
+        return {name: _merge_all(value, event, index, fault_message) for name, value in values.items()}
+    if isinstance(values, list):
+        return [_merge_all(value, event, index, fault_message) for value in values]
+    return _merge(values, event, index, fault_message)
 
 
 def _merge(value: Any, event: SaveEvent, index: int, fault_message: str) -> Any:
@@ -343,4 +380,4 @@ def _typed(fdef: Any, value: Any) -> Any:
     return parse_value(fdef, value) if value is not None else None
 
 
-__all__ = ["Action", "FlowDef", "FlowRuntime", "load_flows"]
+__all__ = ["Action", "ActionKind", "FlowDef", "FlowRuntime", "load_flows"]

@@ -224,6 +224,23 @@ class TriggerContext:
         batch = [values] if isinstance(values, dict) else list(values)
         self._dml(self._runtime.records.create(self._context(), event_name, batch, all_or_none=True))
 
+    def callout(self, credential: str, method: str, path: str, *, json: Any = None,
+                headers: dict[str, str] | None = None, record: TriggerRecord | None = None,
+                on_success: dict[str, str] | None = None) -> str:
+        """Queue an asynchronous callout through a named credential; it is sent after this transaction commits.
+
+        With ``record`` and ``on_success`` ({field: response path}), the response's values are stored on that
+        record (Request and Reply). Returns the callout's id.
+        """
+        queue = self._runtime.services.get("callouts")
+        if queue is None:
+            raise RuntimeError("callouts are not available in this org")
+        uow = self._event.uow
+        return str(queue.enqueue(uow.conn, uow.counters, self._event.context, credential=credential, method=method,
+                                 path=path, body=json, headers=headers, source=f"trigger {self.trigger}",
+                                 object_name=self.object if record is not None else None,
+                                 record_id=record["Id"] if record is not None else None, on_success=on_success))
+
     def query(self, soql: str) -> list[dict[str, Any]]:
         """Run SOQL in this transaction (it sees the batch's own writes)."""
         page = self._runtime.query.execute(soql, self._context(), batch_size=2000)
@@ -258,6 +275,8 @@ class TriggerRuntime:
         self.query = query
         self.triggers: list[TriggerDef] = []
         self._installed: list[Callable[[SaveEvent], None]] = []
+        # Services of lower layers the org wires in for triggers to use (``callouts``).
+        self.services: dict[str, Any] = {}
 
     def install(self, triggers: list[TriggerDef], schema: Schema) -> None:
         """Replace the installed triggers with ``triggers`` (checked against ``schema``)."""

@@ -69,6 +69,8 @@ class JobWorker:
         self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.classic = ClassicJobs(jobs)
         self.batches = BatchRunner(self.classic, records)
+        # Other durable work the same threads run (async callouts): each takes the worker id, True when it worked.
+        self.tasks: list[Callable[[str], bool]] = []
         self._stop = threading.Event()
         self._wake = threading.Condition()
         self._pending_wakeups = 0
@@ -152,7 +154,9 @@ class JobWorker:
         """Claim one job (or Bulk API 1.0 batch) and run it to its end; False when there was nothing to do."""
         job = self.claim()
         if job is None:
-            return self._run_classic_batch()
+            if self._run_classic_batch():
+                return True
+            return any(task(self.worker_id) for task in self.tasks)
         # Only a worker that is still alive gives its claim back; one that dies (anything not an Exception)
         # leaves the lease to run out, as a killed process would.
         try:

@@ -43,6 +43,8 @@ class UnitOfWork:
     changes: list[Change] = field(default_factory=list)
     # Events to publish only if this transaction commits (publish-after-commit platform events).
     events: list[Any] = field(default_factory=list)
+    # Per-transaction counters for governor limits (callouts made, ...).
+    counters: dict[str, int] = field(default_factory=dict)
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
     _after_rollback: list[Callable[[], None]] = field(default_factory=list)
     depth: int = 0

@@ -275,6 +275,33 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("claimed_by", String(64), nullable=True),
             Column("claimed_until", DateTime, nullable=True),
         ),
+        # Asynchronous callouts (Fire and Forget from flows and triggers): written in the transaction that asks for
+        # them, so only committed work calls out; delivered by workers with retries, kept with every attempt.
+        Table(
+            "il_callout", metadata,
+            Column("id", String(18), primary_key=True),
+            Column("credential", String(255), nullable=False),
+            Column("method", String(8), nullable=False),
+            Column("path", Text, nullable=False),
+            Column("headers_json", Text, nullable=False),
+            Column("body", LargeBinary, nullable=True),
+            Column("idempotency_key", String(64), nullable=False),
+            Column("source", String(255), nullable=False),  # the flow or trigger that asked
+            Column("object_name", String(255), nullable=True),
+            Column("record_id", String(18), nullable=True, index=True),
+            Column("on_success_json", Text, nullable=True),  # fields of the record to set from the response
+            Column("user_id", String(18), nullable=False),
+            Column("api_version", String(8), nullable=False),
+            Column("state", String(16), nullable=False, index=True),  # Queued | Delivered | Dead
+            Column("attempts", Integer, nullable=False, default=0),
+            Column("next_attempt_at", DateTime, nullable=False, index=True),
+            Column("last_error", Text, nullable=True),
+            Column("history_json", Text, nullable=False, default="[]"),
+            Column("created_at", DateTime, nullable=False),
+            Column("updated_at", DateTime, nullable=False),
+            Column("claimed_by", String(64), nullable=True),
+            Column("claimed_until", DateTime, nullable=True),
+        ),
         # The bytes of a job: its CSV uploads (``kind`` upload), and what processing wrote (success, failure,
         # result). Kept in the store, so an accepted upload survives a crash and any process can serve results.
         # ``rows`` counts CSV records in the part; ``offsets`` packs where each record starts (query results).

@@ -1,0 +1,69 @@
+"""The ``callout`` action of record-triggered flows: an asynchronous callout per matching record.
+
+::
+
+    actions:
+      - callout:
+          credential: Billing                  # a named credential (metadata/namedCredentials/Billing.yaml)
+          method: POST
+          path: /accounts
+          body: {name: "{!$Record.Name}", orderId: "{!$Record.Id}"}
+          headers: {X-Source: interlink}
+          on_success: {Billing_Account__c: accountNumber}   # Request and Reply: response fields onto the record
+
+Callouts from a save are asynchronous, as the platform requires: each is queued in the transaction and sent after
+it commits (:mod:`interlink.callouts.queue`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from interlink.automation.flows import ActionKind
+from interlink.callouts.queue import CalloutQueue
+from interlink.errors import InterlinkError, MetadataError
+from interlink.metadata.model import ObjectDef
+from interlink.records.hooks import SaveEvent
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+_KEYS = {"credential", "method", "path", "body", "headers", "on_success"}
+
+
+def callout_action(queue: CalloutQueue) -> ActionKind:
+    """The ``callout`` flow action, queuing on ``queue``."""
+
+    def check(where: str, spec: dict[str, Any], obj: ObjectDef) -> None:
+        unknown = set(spec) - _KEYS
+        if unknown:
+            raise MetadataError(f"{where}: callout takes {', '.join(sorted(_KEYS))}; not {', '.join(sorted(unknown))}")
+        if str(spec.get("credential", "")).lower() not in queue.credentials:
+            raise MetadataError(f"{where}: credential: {spec.get('credential')!r} is not a named credential of the "
+                                "project (metadata/namedCredentials/)")
+        if str(spec.get("method", "POST")).upper() not in METHODS:
+            raise MetadataError(f"{where}: method: one of {', '.join(METHODS)}")
+        if not isinstance(spec.get("path", ""), str):
+            raise MetadataError(f"{where}: path: a path under the credential's URL, such as /orders")
+        for key in ("headers", "on_success"):
+            if not isinstance(spec.get(key, {}), dict):
+                raise MetadataError(f"{where}: {key}: a mapping")
+        for field_name in spec.get("on_success", {}):
+            if obj.field(field_name) is None:
+                raise MetadataError(f"{where}: on_success: {obj.name} has no field {field_name}")
+
+    def run(event: SaveEvent, indexes: list[int], specs: list[dict[str, Any]], flow: str) -> dict[int, str]:
+        failed: dict[int, str] = {}
+        for index, spec in zip(indexes, specs, strict=True):
+            try:
+                queue.enqueue(event.uow.conn, event.uow.counters, event.context, credential=spec["credential"],
+                              method=str(spec.get("method", "POST")), path=str(spec.get("path", "")),
+                              body=spec.get("body"), headers={k: str(v) for k, v in spec.get("headers", {}).items()},
+                              source=f"flow {flow}", object_name=event.object.name,
+                              record_id=event.new[index].get("Id"), on_success=spec.get("on_success"))
+            except InterlinkError as error:
+                failed[index] = error.message
+        return failed
+
+    return ActionKind(check, run)
+
+
+__all__ = ["METHODS", "callout_action"]

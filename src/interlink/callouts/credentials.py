@@ -1,0 +1,137 @@
+"""Named credentials: where the org may call out to, and how it authenticates there.
+
+::
+
+    # metadata/namedCredentials/Billing.yaml
+    label: Billing service
+    url: https://billing.example.com/api      # every callout through this credential stays under this URL
+    timeoutSeconds: 10                        # default 10, at most 120
+    auth:
+      protocol: basic                         # none | basic | header | bearer
+      username: interlink
+      password: ${BILLING_PASSWORD}           # secrets come from the environment, never from the file
+
+A callout names a credential and a path (``callout:Billing/orders``); it can reach nothing else, so a flow cannot
+be turned into a way to call arbitrary hosts. Secrets are read from environment variables when a callout is
+made: they are never stored in the org, returned by an API, or written to a log (headers carrying them are
+redacted in the attempt history).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from interlink.errors import ConfigurationError, MetadataError
+
+PROTOCOLS = ("none", "basic", "header", "bearer")
+DEFAULT_TIMEOUT, MAX_TIMEOUT = 10.0, 120.0
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_SECRET = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+@dataclass(frozen=True)
+class NamedCredential:
+    name: str
+    url: str
+    label: str = ""
+    timeout: float = DEFAULT_TIMEOUT
+    protocol: str = "none"
+    settings: Mapping[str, str] = field(default_factory=dict)
+    secret_headers: tuple[str, ...] = ()
+
+    def endpoint(self, path: str) -> str:
+        """The URL of ``path`` under this credential; a path that would leave it is refused."""
+        base = self.url.rstrip("/") + "/"
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", path) or path.startswith("//"):
+            raise CalloutRefused(f"callout:{self.name} takes a path, not a URL ({path!r})")
+        target = urljoin(base, path.lstrip("/"))
+        base_parts, target_parts = urlsplit(base), urlsplit(target)
+        if (target_parts.scheme, target_parts.netloc) != (base_parts.scheme, base_parts.netloc) or \
+                not target_parts.path.startswith(base_parts.path) or "/../" in f"/{path}/":
+            raise CalloutRefused(f"{path!r} leaves the endpoint of callout:{self.name} ({self.url})")
+        return target
+
+    def auth_headers(self) -> dict[str, str]:
+        """Authentication headers, with secrets read from the environment now."""
+        if self.protocol == "basic":
+            pair = f"{_secret(self, 'username')}:{_secret(self, 'password')}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+        if self.protocol == "header":
+            return {self.settings["header"]: _secret(self, "value")}
+        if self.protocol == "bearer":
+            return {"Authorization": f"Bearer {_secret(self, 'token')}"}
+        return {}
+
+
+class CalloutRefused(ConfigurationError):
+    """A callout the org may not make (unknown credential, a URL outside it, a missing secret)."""
+
+    error_code = "CALLOUT_NOT_ALLOWED"
+
+
+def _secret(credential: NamedCredential, key: str) -> str:
+    raw = credential.settings.get(key, "")
+    match = _SECRET.match(raw)
+    if match is None:
+        return raw
+    value = os.environ.get(match.group(1))
+    if value is None:
+        raise CalloutRefused(f"callout:{credential.name} needs the environment variable {match.group(1)} "
+                             f"(its {key})")
+    return value
+
+
+def load_credentials(project_dir: Path) -> dict[str, NamedCredential]:
+    """Read ``metadata/namedCredentials/*.yaml``; errors name the file and the key."""
+    from interlink.metadata.loader import read_yaml_files
+
+    found: dict[str, NamedCredential] = {}
+    for path, data in read_yaml_files(project_dir / "metadata" / "namedCredentials"):
+        credential = _credential(str(path), path.stem, data)
+        found[credential.name.lower()] = credential
+    return found
+
+
+def _credential(source: str, stem: str, data: Any) -> NamedCredential:
+    if not isinstance(data, dict):
+        raise MetadataError(f"{source}: a named credential holds a mapping (url, auth, ...)")
+    unknown = set(data) - {"label", "url", "timeoutSeconds", "auth", "name"}
+    if unknown:
+        raise MetadataError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
+    name = str(data.get("name") or stem)
+    if not _NAME.match(name):
+        raise MetadataError(f"{source}: {name!r} is not a valid credential name")
+    url = data.get("url")
+    parts = urlsplit(str(url or ""))
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise MetadataError(f"{source}: url: an http(s) URL such as https://billing.example.com/api")
+    timeout = data.get("timeoutSeconds", DEFAULT_TIMEOUT)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= MAX_TIMEOUT:
+        raise MetadataError(f"{source}: timeoutSeconds: between 1 and {int(MAX_TIMEOUT)} seconds")
+    auth = data.get("auth") or {"protocol": "none"}
+    if not isinstance(auth, dict) or auth.get("protocol", "none") not in PROTOCOLS:
+        raise MetadataError(f"{source}: auth: protocol is one of {', '.join(PROTOCOLS)}")
+    protocol = auth.get("protocol", "none")
+    needed = {"none": set(), "basic": {"username", "password"}, "header": {"header", "value"},
+              "bearer": {"token"}}[protocol]
+    settings = {k: str(v) for k, v in auth.items() if k != "protocol"}
+    missing = needed - set(settings)
+    if missing or set(settings) - needed:
+        raise MetadataError(f"{source}: auth: protocol {protocol} takes {', '.join(sorted(needed)) or 'nothing'}")
+    for key in ("password", "value", "token"):
+        if key in settings and not _SECRET.match(settings[key]):
+            raise MetadataError(f"{source}: auth.{key}: give secrets as ${{ENVIRONMENT_VARIABLE}}, never in the file")
+    secret_headers = ("Authorization",) if protocol in ("basic", "bearer") else \
+        (settings["header"],) if protocol == "header" else ()
+    return NamedCredential(name, str(url), str(data.get("label") or name), float(timeout), protocol, settings,
+                           secret_headers)
+
+
+__all__ = ["DEFAULT_TIMEOUT", "MAX_TIMEOUT", "PROTOCOLS", "CalloutRefused", "NamedCredential", "load_credentials"]

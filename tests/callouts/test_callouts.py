@@ -1,0 +1,254 @@
+"""Asynchronous callouts through named credentials: queued with the save, delivered after commit, retried on a
+controllable clock, dead-lettered, and mapped back onto the record (Request and Reply)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interlink.app.org import Org
+from interlink.callouts.credentials import CalloutRefused, NamedCredential
+from interlink.errors import MetadataError
+from interlink.testing import backend_org
+
+
+class Remote:
+    """A billing service on 127.0.0.1: records every request, answers from a script of statuses."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.statuses: list[int] = []
+        remote = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                remote.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                status = remote.statuses.pop(0) if remote.statuses else 200
+                answer = json.dumps({"accountNumber": f"BA-{len(remote.requests)}"}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 29, 12, 0, 0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+FLOW = """\
+object: Account
+trigger: create
+condition: "Type = 'Customer - Direct'"
+actions:
+  - callout:
+      credential: Billing
+      method: POST
+      path: /accounts
+      body: {name: "{!$Record.Name}", id: "{!$Record.Id}"}
+      on_success: {AccountNumber: accountNumber}
+"""
+
+TRIGGER = """
+from interlink.automation import trigger
+
+@trigger("Contact", after=["insert"])
+def notify(ctx):
+    for record in ctx.new:
+        count = 101 if record["LastName"] == "Many" else 1
+        for _ in range(count):
+            ctx.callout("Billing", "POST", "/contacts", json={"last": record["LastName"]})
+"""
+
+
+@pytest.fixture
+def remote() -> Iterator[Remote]:
+    server = Remote()
+    yield server
+    server.close()
+
+
+def project(root: Path, remote: Remote, *, flow: str = FLOW, auth: str | None = None) -> None:
+    base = root / "project"
+    (base / "metadata" / "namedCredentials").mkdir(parents=True, exist_ok=True)
+    (base / "metadata" / "flows").mkdir(parents=True, exist_ok=True)
+    (base / "triggers").mkdir(parents=True, exist_ok=True)
+    (base / "metadata" / "namedCredentials" / "Billing.yaml").write_text(auth or (
+        f"url: {remote.url}\ntimeoutSeconds: 5\n"
+        "auth: {protocol: basic, username: interlink, password: \"${BILLING_PASSWORD}\"}\n"))
+    (base / "metadata" / "flows" / "Bill_New_Customers.yaml").write_text(flow)
+    (base / "triggers" / "notify.py").write_text(TRIGGER)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def org(store_backend: str, tmp_path: Path, remote: Remote, clock: Clock,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[Org]:
+    monkeypatch.setenv("BILLING_PASSWORD", "s3cret-pw")
+    project(tmp_path, remote)
+    with backend_org(tmp_path, store_backend, {}, unavailable=pytest.skip, bulk_workers=0) as opened:
+        opened.callouts.clock = clock
+        opened.callouts.jitter = lambda: 1.0  # no randomness: delays are exactly 2, 4, 8 ... seconds
+        yield opened
+
+
+def customer(org: Org, name: str = "Acme") -> str:
+    (result,) = org.records.create(org.admin_context(), "Account", [{"Name": name, "Type": "Customer - Direct"}])
+    assert result.success, result.errors
+    return result.id  # type: ignore[return-value]
+
+
+def account_number(org: Org, record_id: str) -> Any:
+    return org.query.execute(f"SELECT AccountNumber FROM Account WHERE Id = '{record_id}'",
+                             org.admin_context()).records[0]["AccountNumber"]
+
+
+def test_request_and_reply_stores_the_answer_on_the_record(org: Org, remote: Remote) -> None:
+    record_id = customer(org)
+    assert remote.requests == []  # nothing leaves the org inside the transaction
+    (queued,) = org.callouts.list()
+    assert queued["state"] == "Queued" and queued["source"] == "flow Bill_New_Customers"
+    assert org.worker.run_once()
+    (request,) = remote.requests
+    assert request["path"] == "/api/accounts"
+    assert json.loads(request["body"]) == {"name": "Acme", "id": record_id}
+    assert request["headers"]["Authorization"] == "Basic " + base64.b64encode(b"interlink:s3cret-pw").decode()
+    assert request["headers"]["Idempotency-Key"] == queued["idempotencyKey"]
+    assert account_number(org, record_id) == "BA-1"
+    (delivered,) = org.callouts.list()
+    assert delivered["state"] == "Delivered" and [a["status"] for a in delivered["history"]] == [200]
+    assert "s3cret" not in json.dumps(delivered)  # the secret is never kept
+
+
+def test_a_rolled_back_save_calls_nobody(org: Org) -> None:
+    results = org.records.create(org.admin_context(), "Account", [
+        {"Name": "Good", "Type": "Customer - Direct"}, {"Type": "Customer - Direct"}], all_or_none=True)
+    assert not any(r.success for r in results)
+    assert org.callouts.list() == []
+
+
+def test_failures_are_retried_with_backoff_and_the_same_idempotency_key(org: Org, remote: Remote,
+                                                                        clock: Clock) -> None:
+    remote.statuses = [503, 429, 200]
+    record_id = customer(org)
+    assert org.worker.run_once()
+    assert not org.worker.run_once()  # the retry is not due yet
+    clock.advance(1.9)
+    assert not org.worker.run_once()
+    clock.advance(0.2)  # 2 s after the first attempt
+    assert org.worker.run_once()
+    clock.advance(3.9)
+    assert not org.worker.run_once()
+    clock.advance(0.2)  # 4 s after the second
+    assert org.worker.run_once()
+    (callout,) = org.callouts.list()
+    assert callout["state"] == "Delivered" and [a["status"] for a in callout["history"]] == [503, 429, 200]
+    assert len({r["headers"]["Idempotency-Key"] for r in remote.requests}) == 1
+    assert account_number(org, record_id) == "BA-3"
+
+
+def test_a_client_error_is_final_and_the_record_is_untouched(org: Org, remote: Remote) -> None:
+    remote.statuses = [400]
+    record_id = customer(org)
+    assert org.worker.run_once()
+    (callout,) = org.callouts.list()
+    assert (callout["state"], callout["attempts"], callout["lastError"]) == ("Dead", 1, "HTTP 400")
+    assert account_number(org, record_id) is None
+    assert org.callouts.retry(callout["id"])  # a person sends it again
+    assert org.worker.run_once()
+    assert org.callouts.get(callout["id"])["state"] == "Delivered"  # type: ignore[index]
+    assert account_number(org, record_id) == "BA-2"
+
+
+def test_it_gives_up_after_the_last_attempt(org: Org, remote: Remote, clock: Clock) -> None:
+    org.callouts.max_attempts = 3
+    remote.statuses = [500, 500, 500, 500]
+    customer(org)
+    for _ in range(3):
+        clock.advance(3600)
+        assert org.worker.run_once()
+    clock.advance(3600)
+    assert not org.worker.run_once()
+    (callout,) = org.callouts.list(state="Dead")
+    assert callout["attempts"] == 3 and len(remote.requests) == 3
+
+
+def test_a_missing_secret_is_a_clear_dead_letter(org: Org, remote: Remote, monkeypatch: pytest.MonkeyPatch) -> None:
+    customer(org)
+    monkeypatch.delenv("BILLING_PASSWORD")
+    assert org.worker.run_once()
+    (callout,) = org.callouts.list()
+    assert callout["state"] == "Dead" and "needs the environment variable BILLING_PASSWORD" in callout["lastError"]
+    assert remote.requests == []
+
+
+def test_a_trigger_over_the_callout_limit_fails_its_batch(org: Org) -> None:
+    few, many = org.records.create(org.admin_context(), "Contact", [{"LastName": "One"}, {"LastName": "Many"}])
+    assert not few.success and not many.success  # one batch, one transaction: 102 callouts
+    assert "Too many callouts: 101" in many.errors[0].message
+    assert org.callouts.list() == []
+    (alone,) = org.records.create(org.admin_context(), "Contact", [{"LastName": "Solo"}])
+    assert alone.success and len(org.callouts.list()) == 1
+
+
+def test_callouts_stay_under_their_credential() -> None:
+    named = NamedCredential("Billing", "https://billing.example.com/api")
+    assert named.endpoint("/accounts/7") == "https://billing.example.com/api/accounts/7"
+    for path in ("https://evil.example.com/x", "//evil.example.com/x", "../admin", "/api/../../admin"):
+        with pytest.raises(CalloutRefused):
+            named.endpoint(path)
+
+
+def test_a_flow_calling_outside_its_credential_fails_the_save(tmp_path: Path, remote: Remote) -> None:
+    project(tmp_path, remote, flow=FLOW.replace("path: /accounts", "path: https://evil.example.com/steal"))
+    with backend_org(tmp_path, "sqlite", {}, bulk_workers=0) as org:
+        (result,) = org.records.create(org.admin_context(), "Account", [{"Name": "X", "Type": "Customer - Direct"}])
+        assert result.errors[0].error_code == "CANNOT_EXECUTE_FLOW_TRIGGER"
+        assert "takes a path, not a URL" in result.errors[0].message
+        assert org.callouts.list() == []
+
+
+@pytest.mark.parametrize(("auth", "message"), [
+    ("url: ftp://x\n", "url: an http(s) URL"),
+    ("url: https://x.example\nauth: {protocol: basic, username: u, password: plain}\n",
+     "give secrets as ${ENVIRONMENT_VARIABLE}"),
+    ("url: https://x.example\nauth: {protocol: kerberos}\n", "protocol is one of"),
+    ("url: https://x.example\ntimeoutSeconds: 500\n", "timeoutSeconds"),
+])
+def test_a_bad_named_credential_is_a_clear_error(tmp_path: Path, remote: Remote, auth: str, message: str) -> None:
+    project(tmp_path, remote, auth=auth)
+    with pytest.raises(MetadataError) as caught, backend_org(tmp_path, "sqlite", {}):
+        pass
+    assert "Billing.yaml" in caught.value.message and message in caught.value.message
