@@ -252,3 +252,26 @@ def test_a_bad_named_credential_is_a_clear_error(tmp_path: Path, remote: Remote,
     with pytest.raises(MetadataError) as caught, backend_org(tmp_path, "sqlite", {}):
         pass
     assert "Billing.yaml" in caught.value.message and message in caught.value.message
+
+
+def test_the_cli_lists_shows_and_retries_dead_callouts(tmp_path: Path, remote: Remote,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from interlink.testing import local_org, run_cli
+
+    monkeypatch.setenv("BILLING_PASSWORD", "pw")
+    project(tmp_path, remote)
+    remote.statuses = [404]
+    data_dir = tmp_path / "org"
+    with local_org(data_dir, project_dir=tmp_path / "project", bulk_workers=0) as org:
+        customer(org)
+        assert org.worker.run_once()
+        (dead,) = org.callouts.list(state="Dead")
+    listed = run_cli("callouts", "list", "--state", "Dead", "--data-dir", str(data_dir))
+    assert dead["id"] in listed.stdout and "HTTP 404" in listed.stdout
+    shown = json.loads(run_cli("callouts", "show", dead["id"], "--data-dir", str(data_dir)).stdout)
+    assert shown["history"][0]["status"] == 404
+    run_cli("callouts", "retry", dead["id"], "--data-dir", str(data_dir))
+    again = run_cli("callouts", "retry", dead["id"], "--data-dir", str(data_dir), check=False)
+    assert again.returncode == 1 and "is not a dead callout" in again.stderr
+    bad = run_cli("callouts", "list", "--state", "Lost", "--data-dir", str(data_dir), check=False)
+    assert bad.returncode == 2
