@@ -567,3 +567,14 @@ def test_json_query_results_carry_dates_as_epoch_milliseconds(org: Org, api: Tes
     (record,) = api.get(f"{base}/{result_id}").json()
     assert isinstance(record["CreatedDate"], int) and record["CreatedDate"] > 1_700_000_000_000
     assert isinstance(record["Owner"]["CreatedDate"], int)
+
+
+def test_malformed_xml_is_a_client_error_or_a_failed_batch(org: Org, api: TestClient) -> None:
+    refused = api.post(f"{A}/job", content=b"<jobInfo><operation>insert", headers=XML)
+    assert refused.status_code == 400 and xml_body(refused, "error")["exceptionCode"] == "ClientInputError"
+    job_id = create_xml_job(api, "insert", "Account", "XML")
+    added = api.post(f"{A}/job/{job_id}/batch", content=b"<sObjects><sObject><Name>x</sObjects>", headers=XML)
+    batch_id = xml_body(added, "batchInfo")["id"]
+    run_all(org)
+    info = xml_body(api.get(f"{A}/job/{job_id}/batch/{batch_id}"), "batchInfo")
+    assert info["state"] == "Failed" and info["stateMessage"].startswith("InvalidBatch : Failed to parse XML")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
+from xml.parsers.expat import ExpatError
 from xml.sax.saxutils import escape
 
 import orjson
@@ -96,7 +97,7 @@ def _spec(call: _Call) -> dict[str, Any]:
     try:
         check_untrusted_xml(call.body)
         root = ET.fromstring(call.body)
-    except (ValueError, ET.ParseError) as exc:
+    except (ValueError, ET.ParseError, ExpatError) as exc:
         raise BulkJobError(f"Failed to parse the request: {exc}", error_code="CLIENTINPUTERROR") from None
     return {child.tag.rpartition("}")[2]: (child.text or "").strip() for child in root}
 

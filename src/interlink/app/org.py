@@ -22,8 +22,9 @@ from interlink.automation.flows import FlowRuntime, load_flows
 from interlink.automation.triggers import TriggerRuntime, load_triggers
 from interlink.bus.bus import EventBus, open_backend
 from interlink.bus.channels import metadata_members
-from interlink.callouts.actions import callout_action
+from interlink.callouts.actions import callout_action, outbound_action
 from interlink.callouts.credentials import load_credentials
+from interlink.callouts.outbound import OutboundQueue, load_outbound_messages
 from interlink.callouts.queue import CalloutQueue
 from interlink.errors import ConfigurationError
 from interlink.jobs.bulk import BulkJobs, BulkLimits
@@ -81,7 +82,9 @@ class Org:
         self.callouts = CalloutQueue(store, {})
         self.callouts.records = self.records
         self.triggers.services["callouts"] = self.callouts
-        self.flows = FlowRuntime(self.hooks, self.records, {"callout": callout_action(self.callouts)})
+        self.outbound = OutboundQueue(store, self.callouts, lambda: (self.org_id, self.instance_url()))
+        self.flows = FlowRuntime(self.hooks, self.records, {"callout": callout_action(self.callouts),
+                                                            "outbound_message": outbound_action(self.outbound)})
         self.directory = Directory(store)
         self.org_id = ""
         self.org_name = settings.org_name
@@ -107,7 +110,7 @@ class Org:
         self.worker = JobWorker(self.bulk, self.records, self.query,
                                 lambda user_id, version: self.context_for(user_id, api_version=version),
                                 threads=settings.bulk_workers)
-        self.worker.tasks.append(self.callouts.run_once)
+        self.worker.tasks.extend([self.callouts.run_once, self.outbound.run_once])
         self._purged_at = 0.0
 
     # -- opening ---------------------------------------------------------------------------------------------
@@ -161,6 +164,8 @@ class Org:
         search_index.sync(self.store)  # create the SOSL index; rebuild it when stale
         self.triggers.install(load_triggers(self.settings.project_dir), self.store.schema)
         self.callouts.credentials = load_credentials(self.settings.project_dir)
+        self.outbound.definitions = load_outbound_messages(self.settings.project_dir, self.store.schema,
+                                                           self.callouts.credentials)
         self.flows.install(load_flows(self.settings.project_dir, self.store.schema,
                                       include_sample=self.settings.sample_data or self._sample_metadata,
                                       kinds=self.flows.kinds))
@@ -217,6 +222,13 @@ class Org:
         log.info("created org %s with admin %s", org_id, ADMIN_USERNAME)
 
     # -- helpers for surfaces and the CLI ---------------------------------------------------------------------
+
+    def instance_url(self) -> str:
+        """The URL clients reach this org at (the running server's, when one recorded it)."""
+        from interlink.app.server import read_server_file
+
+        info = read_server_file(self.settings.data_dir) or {}
+        return str(info.get("url") or f"https://{self.settings.host}:{self.settings.port}")
 
     def context_for(self, user_id: str, *, api_version: str = "66.0", app_id: str | None = None,
                     client: str = "") -> Context:

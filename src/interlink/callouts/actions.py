@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from interlink.automation.flows import ActionKind
+from interlink.callouts.outbound import OutboundQueue
 from interlink.callouts.queue import CalloutQueue
 from interlink.errors import InterlinkError, MetadataError
 from interlink.metadata.model import ObjectDef
@@ -66,4 +67,33 @@ def callout_action(queue: CalloutQueue) -> ActionKind:
     return ActionKind(check, run)
 
 
-__all__ = ["METHODS", "callout_action"]
+def outbound_action(outbound: OutboundQueue) -> ActionKind:
+    """The ``outbound_message`` flow action: ``{name: Order_To_ERP}`` queues a notification per record."""
+
+    def check(where: str, spec: dict[str, Any], obj: ObjectDef) -> None:
+        if set(spec) != {"name"}:
+            raise MetadataError(f"{where}: outbound_message takes name (the outbound message to send)")
+        definition = outbound.definitions.get(str(spec["name"]).lower())
+        if definition is None:
+            raise MetadataError(f"{where}: {spec['name']!r} is not an outbound message of the project "
+                                "(metadata/outboundMessages/)")
+        if definition.object != obj.name:
+            raise MetadataError(f"{where}: {definition.name} sends {definition.object} records, not {obj.name}")
+
+    def run(event: SaveEvent, indexes: list[int], specs: list[dict[str, Any]], flow: str) -> dict[int, str]:
+        del flow
+        by_name: dict[str, list[int]] = {}
+        for index, spec in zip(indexes, specs, strict=True):
+            by_name.setdefault(str(spec["name"]), []).append(index)
+        failed: dict[int, str] = {}
+        for name, chosen in by_name.items():
+            try:
+                outbound.enqueue(event.uow.conn, name, [str(event.new[i]["Id"]) for i in chosen])
+            except InterlinkError as error:
+                failed.update({i: error.message for i in chosen})
+        return failed
+
+    return ActionKind(check, run)
+
+
+__all__ = ["METHODS", "callout_action", "outbound_action"]

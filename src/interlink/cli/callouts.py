@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,10 @@ import typer
 callouts_app = typer.Typer(help="Asynchronous callouts: list them, show their attempts, send dead ones again.",
                            no_args_is_help=True)
 
+outbound_app = typer.Typer(help="Outbound messages: their notifications, and the WSDL a listener is built from.",
+                           no_args_is_help=True)
+
+# The sub-apps exist before this module imports interlink.cli.main (see interlink.cli.events for why).
 from interlink.cli.main import DataDir, StoreUrl, _err, _existing_org  # noqa: E402
 
 
@@ -59,4 +64,44 @@ def callouts_retry(callout_id: str, data_dir: DataDir = None, store: StoreUrl = 
     _err(f"{callout_id} queued again")
 
 
-__all__ = ["callouts_app"]
+@outbound_app.command("list")
+def outbound_list(
+    state: Annotated[str | None, typer.Option("--state", help="Queued, Delivered or Dead.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many, newest first.")] = 50,
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+) -> None:
+    """List outbound-message notifications, newest first."""
+    from rich.table import Table
+
+    from interlink.cli.events import _wide_console
+
+    with _existing_org(data_dir, store) as org:
+        rows = org.outbound.list(state=state, limit=limit)
+    table = Table("notification", "message", "record", "state", "attempts", "last error", "next attempt")
+    for row in rows:
+        table.add_row(row["id"], row["definition"], row["recordId"], row["state"], str(row["attempts"]),
+                      row["lastError"] or "", row["nextAttemptAt"] if row["state"] == "Queued" else "")
+    _wide_console().print(table)
+
+
+@outbound_app.command("wsdl")
+def outbound_wsdl(
+    name: Annotated[str, typer.Argument(help="The outbound message (metadata/outboundMessages/NAME.yaml).")],
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+    project_dir: Annotated[Path | None, typer.Option("--project-dir", envvar="INTERLINK_PROJECT_DIR",
+                                                     help="The project holding metadata/.")] = None,
+) -> None:
+    """Print the WSDL of an outbound message, to generate a listener from (zeep, wsimport, svcutil ...)."""
+    from interlink.errors import MetadataError
+
+    with _existing_org(data_dir, store, project_dir=project_dir) as org:
+        try:
+            typer.echo(org.outbound.wsdl(name, org.instance_url()), nl=False)
+        except MetadataError as error:
+            _err(f"[red]error:[/] {error.message}")
+            raise typer.Exit(1) from None
+
+
+__all__ = ["callouts_app", "outbound_app"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree as ET
+from xml.parsers.expat import ExpatError
 from xml.sax.saxutils import escape
 
 import orjson
@@ -391,7 +392,7 @@ def _xml_records(data: bytes) -> list[dict[str, Any]]:
     try:
         check_untrusted_xml(data)
         root = ET.fromstring(data)
-    except (ValueError, ET.ParseError) as exc:
+    except (ValueError, ET.ParseError, ExpatError) as exc:
         raise BulkJobError(f"Failed to parse XML: {exc}", error_code="INVALIDBATCH") from None
     if _local(root.tag) != "sObjects":
         raise BulkJobError("An XML batch is an <sObjects> element of <sObject> records", error_code="INVALIDBATCH")

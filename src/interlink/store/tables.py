@@ -302,6 +302,24 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("claimed_by", String(64), nullable=True),
             Column("claimed_until", DateTime, nullable=True),
         ),
+        # Outbound-message notifications: queued with the save, sent (up to 100 per message) with the record's data at
+        # send time, retried up to 2 hours apart and dropped after 24 hours, as the platform does.
+        Table(
+            "il_om_notification", metadata,
+            Column("id", String(18), primary_key=True),
+            Column("definition", String(255), nullable=False, index=True),
+            Column("object_name", String(255), nullable=False),
+            Column("record_id", String(18), nullable=False),
+            Column("state", String(16), nullable=False, index=True),  # Queued | Delivered | Dead
+            Column("attempts", Integer, nullable=False, default=0),
+            Column("next_attempt_at", DateTime, nullable=False, index=True),
+            Column("last_error", Text, nullable=True),
+            Column("history_json", Text, nullable=False, default="[]"),
+            Column("created_at", DateTime, nullable=False),
+            Column("updated_at", DateTime, nullable=False),
+            Column("claimed_by", String(64), nullable=True),
+            Column("claimed_until", DateTime, nullable=True),
+        ),
         # The bytes of a job: its CSV uploads (``kind`` upload), and what processing wrote (success, failure,
         # result). Kept in the store, so an accepted upload survives a crash and any process can serve results.
         # ``rows`` counts CSV records in the part; ``offsets`` packs where each record starts (query results).
