@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from interlink.api import actions as actions_api
 from interlink.api import bulk as bulk_api
 from interlink.api import collections as collections_api
 from interlink.api import composite as composite_api
@@ -73,6 +74,7 @@ class DataApi:
         composite_api.register(self.router)
         graphql_api.register(self.router)
         bulk_api.register(self.router)
+        actions_api.register(self.router)
         self.router.add("limits", {"GET": self.limits})
         self.router.add("", {"GET": self.resources})
         self._versions = set(supported_versions(org))

@@ -22,10 +22,11 @@ from interlink.automation.flows import FlowRuntime, load_flows
 from interlink.automation.triggers import TriggerRuntime, load_triggers
 from interlink.bus.bus import EventBus, open_backend
 from interlink.bus.channels import metadata_members
-from interlink.callouts.actions import callout_action, outbound_action
+from interlink.callouts.actions import callout_action, outbound_action, service_action
 from interlink.callouts.credentials import load_credentials
 from interlink.callouts.outbound import OutboundQueue, load_outbound_messages
 from interlink.callouts.queue import CalloutQueue
+from interlink.callouts.services import ServiceDirectory, load_services
 from interlink.errors import ConfigurationError
 from interlink.jobs.bulk import BulkJobs, BulkLimits
 from interlink.jobs.classic import ClassicJobs
@@ -83,8 +84,10 @@ class Org:
         self.callouts.records = self.records
         self.triggers.services["callouts"] = self.callouts
         self.outbound = OutboundQueue(store, self.callouts, lambda: (self.org_id, self.instance_url()))
-        self.flows = FlowRuntime(self.hooks, self.records, {"callout": callout_action(self.callouts),
-                                                            "outbound_message": outbound_action(self.outbound)})
+        self.services = ServiceDirectory(self.callouts)
+        self.flows = FlowRuntime(self.hooks, self.records, {
+            "callout": callout_action(self.callouts), "outbound_message": outbound_action(self.outbound),
+            "external_service": service_action(self.services, self.callouts)})
         self.directory = Directory(store)
         self.org_id = ""
         self.org_name = settings.org_name
@@ -166,6 +169,7 @@ class Org:
         self.callouts.credentials = load_credentials(self.settings.project_dir)
         self.outbound.definitions = load_outbound_messages(self.settings.project_dir, self.store.schema,
                                                            self.callouts.credentials)
+        self.services.services = load_services(self.settings.project_dir, self.callouts.credentials)
         self.flows.install(load_flows(self.settings.project_dir, self.store.schema,
                                       include_sample=self.settings.sample_data or self._sample_metadata,
                                       kinds=self.flows.kinds))

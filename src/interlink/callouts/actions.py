@@ -22,6 +22,7 @@ from typing import Any
 from interlink.automation.flows import ActionKind
 from interlink.callouts.outbound import OutboundQueue
 from interlink.callouts.queue import CalloutQueue
+from interlink.callouts.services import ServiceDirectory, build_request
 from interlink.errors import InterlinkError, MetadataError
 from interlink.metadata.model import ObjectDef
 from interlink.records.hooks import SaveEvent
@@ -96,4 +97,47 @@ def outbound_action(outbound: OutboundQueue) -> ActionKind:
     return ActionKind(check, run)
 
 
-__all__ = ["METHODS", "callout_action", "outbound_action"]
+def service_action(services: ServiceDirectory, queue: CalloutQueue) -> ActionKind:
+    """The ``external_service`` flow action: an operation of a registered service, queued like any callout.
+
+    ``{service: billing, operation: createAccount, inputs: {...}, on_success: {Field: path}}``; the inputs are
+    checked against the operation's schemas per record (a misfit fails that record, or runs the fault path).
+    """
+
+    def check(where: str, spec: dict[str, Any], obj: ObjectDef) -> None:
+        unknown = set(spec) - {"service", "operation", "inputs", "on_success"}
+        if unknown:
+            raise MetadataError(f"{where}: external_service takes service, operation, inputs and on_success")
+        try:
+            _service, op = services.operation(str(spec.get("service", "")), str(spec.get("operation", "")))
+        except InterlinkError as error:
+            raise MetadataError(f"{where}: {error.message}") from None
+        inputs = spec.get("inputs") or {}
+        if not isinstance(inputs, dict):
+            raise MetadataError(f"{where}: inputs: a mapping of input name to value")
+        known = {p.name for p in op.parameters} | {"body"}
+        if set(inputs) - known:
+            raise MetadataError(f"{where}: {op.name} has no input(s) {', '.join(sorted(set(inputs) - known))}")
+        for field_name in spec.get("on_success") or {}:
+            if obj.field(field_name) is None:
+                raise MetadataError(f"{where}: on_success: {obj.name} has no field {field_name}")
+
+    def run(event: SaveEvent, indexes: list[int], specs: list[dict[str, Any]], flow: str) -> dict[int, str]:
+        failed: dict[int, str] = {}
+        for index, spec in zip(indexes, specs, strict=True):
+            try:
+                found, op = services.operation(spec["service"], spec["operation"])
+                request = build_request(op, spec.get("inputs") or {})
+                queue.enqueue(event.uow.conn, event.uow.counters, event.context, credential=found.credential,
+                              method=request.method, path=request.path, body=request.body,
+                              headers=request.headers, source=f"flow {flow} ({found.name}.{op.name})",
+                              object_name=event.object.name, record_id=event.new[index].get("Id"),
+                              on_success=spec.get("on_success"))
+            except InterlinkError as error:
+                failed[index] = error.message
+        return failed
+
+    return ActionKind(check, run)
+
+
+__all__ = ["METHODS", "callout_action", "outbound_action", "service_action"]

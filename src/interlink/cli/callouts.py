@@ -14,6 +14,9 @@ callouts_app = typer.Typer(help="Asynchronous callouts: list them, show their at
 outbound_app = typer.Typer(help="Outbound messages: their notifications, and the WSDL a listener is built from.",
                            no_args_is_help=True)
 
+services_app = typer.Typer(help="External Services: register an OpenAPI spec as typed actions, list them.",
+                           no_args_is_help=True)
+
 # The sub-apps exist before this module imports interlink.cli.main (see interlink.cli.events for why).
 from interlink.cli.main import DataDir, StoreUrl, _err, _existing_org  # noqa: E402
 
@@ -104,4 +107,53 @@ def outbound_wsdl(
             raise typer.Exit(1) from None
 
 
-__all__ = ["callouts_app", "outbound_app"]
+@services_app.command("register")
+def services_register(
+    name: Annotated[str, typer.Argument(help="The service's name (actions are NAME.operationId).")],
+    spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                         help="OpenAPI 3.x or Swagger 2.0, JSON or YAML.")],
+    credential: Annotated[str, typer.Option("--credential", help="The named credential it is called through.")],
+    project_dir: Annotated[Path | None, typer.Option("--project-dir", envvar="INTERLINK_PROJECT_DIR",
+                                                     help="The project holding metadata/.")] = None,
+) -> None:
+    """Check a spec and keep it as metadata/externalServices/NAME.yaml (restart or deploy to load it)."""
+    from interlink.callouts.credentials import load_credentials
+    from interlink.callouts.services import register
+    from interlink.errors import MetadataError
+
+    project = project_dir or Path(".")
+    try:
+        target, operations = register(project, name, spec, credential, load_credentials(project))
+    except MetadataError as error:
+        _err(f"[red]error:[/] {error.message}")
+        raise typer.Exit(2) from None
+    _err(f"registered {name} in {target}: {len(operations)} action(s)")
+    for op in operations:
+        typer.echo(f"{name}.{op.name}\t{op.method} {op.path}")
+
+
+@services_app.command("list")
+def services_list(
+    project_dir: Annotated[Path | None, typer.Option("--project-dir", envvar="INTERLINK_PROJECT_DIR",
+                                                     help="The project holding metadata/.")] = None,
+) -> None:
+    """The actions of the project's registered services, with their inputs."""
+    from interlink.callouts.credentials import load_credentials
+    from interlink.callouts.services import load_services
+    from interlink.errors import MetadataError
+
+    project = project_dir or Path(".")
+    try:
+        services = load_services(project, load_credentials(project))
+    except MetadataError as error:
+        _err(f"[red]error:[/] {error.message}")
+        raise typer.Exit(2) from None
+    for service in services.values():
+        for op in service.operations.values():
+            inputs = [p.name + ("" if p.required else "?") for p in op.parameters]
+            if op.body_schema is not None:
+                inputs.append("body" + ("" if op.body_required else "?"))
+            typer.echo(f"{service.name}.{op.name}\t{op.method} {op.path}\t({', '.join(inputs)})")
+
+
+__all__ = ["callouts_app", "outbound_app", "services_app"]

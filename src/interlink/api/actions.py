@@ -1,0 +1,53 @@
+"""Invocable actions of External Services: ``actions/custom/externalService``.
+
+    GET  B/actions/custom/externalService                      the operations of every registered service
+    POST B/actions/custom/externalService/{service.operation}  {"inputs": [{...}, ...]}: one call per input
+
+Each input is called at once through the service's named credential (Request and Reply from an API client); the
+answer is the platform's list of ``{actionName, errors, isSuccess, outputValues, version}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from interlink.api.http import json_response, parse_json_object
+from interlink.api.resources import ApiRequest, ResourceRouter
+from interlink.errors import InterlinkError, JsonParserError, NotFoundError
+
+
+async def list_actions(request: ApiRequest) -> Response:
+    actions = [{"label": op.summary or f"{service.name} {op.name}", "name": f"{service.name}.{op.name}",
+                "type": "EXTERNALSERVICE"}
+               for service in request.org.services.services.values() for op in service.operations.values()]
+    return json_response({"actions": actions}, pretty=request.pretty)
+
+
+async def invoke(request: ApiRequest) -> Response:
+    name = request.params["action"]
+    service, _, operation = name.partition(".")
+    if not operation:
+        raise NotFoundError()
+    request.org.services.operation(service, operation)  # an unknown action is a 404-like error before any call
+    body = parse_json_object(request.body)
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
+        raise JsonParserError("inputs must be a list of objects")
+    results: list[dict[str, Any]] = []
+    for values in inputs:
+        try:
+            output = await run_in_threadpool(request.org.services.invoke, service, operation, values)
+            results.append({"actionName": name, "errors": None, "isSuccess": True, "outputValues": output,
+                            "version": 1})
+        except InterlinkError as error:
+            results.append({"actionName": name, "errors": [error.to_save_error()], "isSuccess": False,
+                            "outputValues": None, "version": 1})
+    return json_response(results, pretty=request.pretty)
+
+
+def register(router: ResourceRouter) -> None:
+    router.add("actions/custom/externalService", {"GET": list_actions})
+    router.add("actions/custom/externalService/{action}", {"POST": invoke})
