@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from interlink import ids
 from interlink.app.provisioning import apply_identity_metadata
+from interlink.automation.event_flows import EventFlowRunner
 from interlink.automation.flows import FlowRuntime, load_flows
 from interlink.automation.triggers import TriggerRuntime, load_triggers
 from interlink.bus.bus import EventBus, open_backend
@@ -113,7 +114,9 @@ class Org:
         self.worker = JobWorker(self.bulk, self.records, self.query,
                                 lambda user_id, version: self.context_for(user_id, api_version=version),
                                 threads=settings.bulk_workers)
-        self.worker.tasks.extend([self.callouts.run_once, self.outbound.run_once])
+        self.event_flows = EventFlowRunner(self.flows, self.bus, store, self.records,
+                                           lambda: self.admin_context().as_system())
+        self.worker.tasks.extend([self.callouts.run_once, self.outbound.run_once, self.event_flows.run_once])
         self._purged_at = 0.0
 
     # -- opening ---------------------------------------------------------------------------------------------
@@ -173,6 +176,7 @@ class Org:
         self.flows.install(load_flows(self.settings.project_dir, self.store.schema,
                                       include_sample=self.settings.sample_data or self._sample_metadata,
                                       kinds=self.flows.kinds))
+        self.event_flows.prime()
         if existing is None:
             self._create_org(report)
             existing = self._org_row()

@@ -47,7 +47,8 @@ if TYPE_CHECKING:
     from interlink.records.service import RecordService
 
 TRIGGERS: dict[str, tuple[Operation, ...]] = {
-    "create": ("insert",), "update": ("update",), "create_or_update": ("insert", "update"), "delete": ("delete",)}
+    "create": ("insert",), "update": ("update",), "create_or_update": ("insert", "update"), "delete": ("delete",),
+    "event": ()}  # a platform event published on the object's channel
 ACTIONS = ("update", "create", "publish")
 _MERGE = re.compile(r"\{!\s*\$(Record__Prior|Record|User|Flow)\.([A-Za-z0-9_]+)\s*\}")
 _KEYS = {"name", "object", "trigger", "timing", "condition", "changed", "when", "actions", "fault", "description",
@@ -90,6 +91,11 @@ class FlowDef:
     source: str
     active: bool = True
 
+    @property
+    def event(self) -> bool:
+        """Triggered by platform events (``trigger: event``) rather than by saves."""
+        return not self.operations
+
 
 def load_flows(project_dir: Path, schema: Schema, *, include_sample: bool = False,
                kinds: Mapping[str, ActionKind] | None = None) -> list[FlowDef]:
@@ -115,12 +121,15 @@ def _flow(source: str, stem: str, data: Any, schema: Schema, kinds: Mapping[str,
     if unknown:
         raise MetadataError(f"{source}: unknown key(s) {', '.join(sorted(unknown))} "
                             f"(flows take {', '.join(sorted(_KEYS))})")
-    obj = schema.object(str(data.get("object") or ""))
-    if obj is None or obj.is_event:
-        raise MetadataError(f"{source}: object: {data.get('object')!r} is not an object of this org")
     trigger = data.get("trigger")
     if trigger not in TRIGGERS:
         raise MetadataError(f"{source}: trigger: use one of {', '.join(TRIGGERS)} (not {trigger!r})")
+    obj = schema.object(str(data.get("object") or ""))
+    if obj is None or obj.is_event != (trigger == "event"):
+        what = "a platform event" if trigger == "event" else "an object"
+        raise MetadataError(f"{source}: object: {data.get('object')!r} is not {what} of this org")
+    if trigger == "event" and data.get("timing", "after") != "after":
+        raise MetadataError(f"{source}: timing: event-triggered flows run after the event is published")
     timing = data.get("timing", "after")
     if timing not in ("before", "after"):
         raise MetadataError(f"{source}: timing: use before or after (not {timing!r})")
@@ -160,6 +169,9 @@ def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, ki
         kind, spec = next(iter(item.items()))
         if before and kind != "update":
             raise MetadataError(f"{where}: a before-save flow can only update the triggering record")
+        if obj.is_event and kind in ("update", "outbound_message"):
+            raise MetadataError(f"{where}: an event-triggered flow has no record to {kind.replace('_', ' ')}; "
+                                "create or update records, publish, call out instead")
         if kind in kinds:
             if not isinstance(spec, dict):
                 raise MetadataError(f"{where}: {kind} takes a mapping of settings")
@@ -236,13 +248,23 @@ class FlowRuntime:
             self.hooks.unregister(hook)
         self._installed = []
         for flow in flows:
-            if not flow.active:
+            if not flow.active or flow.event:
                 continue
             hook = self._hook(flow)
             self.hooks.register("before_save" if flow.before else "after_save", hook, objects=[flow.object],
                                 operations=list(flow.operations), first=flow.before)
             self._installed.append(hook)
         self.flows = list(flows)
+
+    @property
+    def event_flows(self) -> list[FlowDef]:
+        return [flow for flow in self.flows if flow.active and flow.event]
+
+    def run_for(self, flow: FlowDef, event: SaveEvent) -> None:
+        """Run ``flow`` for the records (or events) of ``event`` that meet its entry conditions."""
+        chosen = [i for i in range(len(event.new)) if _enters(flow, event, i)]
+        if chosen:
+            self._run(flow, event, _Run(chosen))
 
     def _hook(self, flow: FlowDef) -> Callable[[SaveEvent], None]:
         def run(event: SaveEvent) -> None:
@@ -373,7 +395,11 @@ def _lookup(scope: str, name: str, event: SaveEvent, index: int, fault_message: 
         raise MetadataError(f"${scope}.{name}: {event.object.name} has no field {name}")
     value = None if record is None else record.get(fdef.name)
     wire = to_wire(fdef, value)
-    return str(wire).lower() if as_text and isinstance(wire, bool) else wire
+    if as_text and isinstance(wire, bool):
+        return str(wire).lower()
+    if as_text and isinstance(wire, float) and wire.is_integer() and not fdef.scale:
+        return str(int(wire))  # a whole number field reads "12" in text, not "12.0"
+    return wire
 
 
 def _typed(fdef: Any, value: Any) -> Any:
