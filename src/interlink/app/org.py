@@ -20,6 +20,7 @@ from interlink import ids
 from interlink.app.provisioning import apply_identity_metadata
 from interlink.automation.event_flows import EventFlowRunner
 from interlink.automation.flows import FlowRuntime, load_flows
+from interlink.automation.scheduled_flows import ScheduledFlowRunner
 from interlink.automation.triggers import TriggerRuntime, load_triggers
 from interlink.bus.bus import EventBus, open_backend
 from interlink.bus.channels import metadata_members
@@ -116,7 +117,10 @@ class Org:
                                 threads=settings.bulk_workers)
         self.event_flows = EventFlowRunner(self.flows, self.bus, store, self.records,
                                            lambda: self.admin_context().as_system())
-        self.worker.tasks.extend([self.callouts.run_once, self.outbound.run_once, self.event_flows.run_once])
+        self.scheduled_flows = ScheduledFlowRunner(self.flows, store, self.records,
+                                                   lambda: self.admin_context().as_system())
+        self.worker.tasks.extend([self.callouts.run_once, self.outbound.run_once, self.event_flows.run_once,
+                                  self.scheduled_flows.run_once])
         self._purged_at = 0.0
 
     # -- opening ---------------------------------------------------------------------------------------------
@@ -177,6 +181,7 @@ class Org:
                                       include_sample=self.settings.sample_data or self._sample_metadata,
                                       kinds=self.flows.kinds))
         self.event_flows.prime()
+        self.scheduled_flows.prime()
         if existing is None:
             self._create_org(report)
             existing = self._org_row()

@@ -48,11 +48,12 @@ if TYPE_CHECKING:
 
 TRIGGERS: dict[str, tuple[Operation, ...]] = {
     "create": ("insert",), "update": ("update",), "create_or_update": ("insert", "update"), "delete": ("delete",),
-    "event": ()}  # a platform event published on the object's channel
+    "event": (),  # a platform event published on the object's channel
+    "schedule": ()}  # a cron schedule: the records meeting the condition
 ACTIONS = ("update", "create", "publish")
 _MERGE = re.compile(r"\{!\s*\$(Record__Prior|Record|User|Flow)\.([A-Za-z0-9_]+)\s*\}")
 _KEYS = {"name", "object", "trigger", "timing", "condition", "changed", "when", "actions", "fault", "description",
-         "active"}
+         "active", "schedule"}
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,13 @@ class FlowDef:
     fault: tuple[Action, ...]
     source: str
     active: bool = True
+    kind: str = "record"  # record (a save) | event (a platform event) | schedule (cron)
+    schedule: str | None = None
 
     @property
     def event(self) -> bool:
         """Triggered by platform events (``trigger: event``) rather than by saves."""
-        return not self.operations
+        return self.kind == "event"
 
 
 def load_flows(project_dir: Path, schema: Schema, *, include_sample: bool = False,
@@ -128,8 +131,16 @@ def _flow(source: str, stem: str, data: Any, schema: Schema, kinds: Mapping[str,
     if obj is None or obj.is_event != (trigger == "event"):
         what = "a platform event" if trigger == "event" else "an object"
         raise MetadataError(f"{source}: object: {data.get('object')!r} is not {what} of this org")
-    if trigger == "event" and data.get("timing", "after") != "after":
-        raise MetadataError(f"{source}: timing: event-triggered flows run after the event is published")
+    if trigger in ("event", "schedule") and data.get("timing", "after") != "after":
+        raise MetadataError(f"{source}: timing: only record-triggered flows run before the save")
+    schedule = data.get("schedule")
+    if trigger == "schedule":
+        from croniter import croniter
+
+        if not isinstance(schedule, str) or not croniter.is_valid(schedule):
+            raise MetadataError(f"{source}: schedule: a cron expression such as \"0 2 * * *\" (UTC)")
+    elif schedule is not None:
+        raise MetadataError(f"{source}: schedule applies to trigger: schedule")
     timing = data.get("timing", "after")
     if timing not in ("before", "after"):
         raise MetadataError(f"{source}: timing: use before or after (not {timing!r})")
@@ -151,9 +162,10 @@ def _flow(source: str, stem: str, data: Any, schema: Schema, kinds: Mapping[str,
     if not actions:
         raise MetadataError(f"{source}: actions: a flow needs at least one action")
     fault = _actions(source, "fault", data.get("fault") or [], obj, schema, kinds, before=timing == "before")
+    kind = trigger if trigger in ("event", "schedule") else "record"
     return FlowDef(str(data.get("name") or stem), obj.name, TRIGGERS[trigger], timing == "before", condition,
                    tuple(obj.field(f).name for f in changed), when == "changed_to_meet", tuple(actions),  # type: ignore[union-attr]
-                   tuple(fault), source, bool(data.get("active", True)))
+                   tuple(fault), source, bool(data.get("active", True)), kind, schedule)
 
 
 def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, kinds: Mapping[str, ActionKind], *,
@@ -248,7 +260,7 @@ class FlowRuntime:
             self.hooks.unregister(hook)
         self._installed = []
         for flow in flows:
-            if not flow.active or flow.event:
+            if not flow.active or flow.kind != "record":
                 continue
             hook = self._hook(flow)
             self.hooks.register("before_save" if flow.before else "after_save", hook, objects=[flow.object],
@@ -258,7 +270,11 @@ class FlowRuntime:
 
     @property
     def event_flows(self) -> list[FlowDef]:
-        return [flow for flow in self.flows if flow.active and flow.event]
+        return [flow for flow in self.flows if flow.active and flow.kind == "event"]
+
+    @property
+    def scheduled_flows(self) -> list[FlowDef]:
+        return [flow for flow in self.flows if flow.active and flow.kind == "schedule"]
 
     def run_for(self, flow: FlowDef, event: SaveEvent) -> None:
         """Run ``flow`` for the records (or events) of ``event`` that meet its entry conditions."""
