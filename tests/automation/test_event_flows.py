@@ -113,7 +113,8 @@ def test_events_published_before_the_flow_existed_are_not_replayed(tmp_path: Pat
 @pytest.mark.parametrize(("text", "message"), [
     (FLOW.replace("object: Printer_Status__e", "object: Account"), "is not a platform event"),
     (FLOW + "  - update: {Subject: x}\n", "has no record to update"),
-    (FLOW.replace("trigger: event", "trigger: event\ntiming: before"), "only record-triggered flows run before the save"),
+    (FLOW.replace("trigger: event", "trigger: event\ntiming: before"),
+     "only record-triggered flows run before the save"),
 ])
 def test_bad_event_flows_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:
     write_flow(tmp_path, text)

@@ -18,10 +18,11 @@ from sqlalchemy import select
 
 from interlink import ids
 from interlink.app.provisioning import apply_identity_metadata
+from interlink.automation.actions import python_action
 from interlink.automation.event_flows import EventFlowRunner
 from interlink.automation.flows import FlowRuntime, load_flows
 from interlink.automation.scheduled_flows import ScheduledFlowRunner
-from interlink.automation.triggers import TriggerRuntime, load_triggers
+from interlink.automation.triggers import ActionDef, TriggerRuntime, load_code, load_triggers
 from interlink.bus.bus import EventBus, open_backend
 from interlink.bus.channels import metadata_members
 from interlink.callouts.actions import callout_action, outbound_action, service_action
@@ -87,9 +88,11 @@ class Org:
         self.triggers.services["callouts"] = self.callouts
         self.outbound = OutboundQueue(store, self.callouts, lambda: (self.org_id, self.instance_url()))
         self.services = ServiceDirectory(self.callouts)
+        self.python_actions: dict[str, ActionDef] = {}
         self.flows = FlowRuntime(self.hooks, self.records, {
             "callout": callout_action(self.callouts), "outbound_message": outbound_action(self.outbound),
-            "external_service": service_action(self.services, self.callouts)})
+            "external_service": service_action(self.services, self.callouts),
+            "python": python_action(self.triggers, self.python_actions)})
         self.directory = Directory(store)
         self.org_id = ""
         self.org_name = settings.org_name
@@ -177,6 +180,8 @@ class Org:
         self.outbound.definitions = load_outbound_messages(self.settings.project_dir, self.store.schema,
                                                            self.callouts.credentials)
         self.services.services = load_services(self.settings.project_dir, self.callouts.credentials)
+        self.python_actions.clear()
+        self.python_actions.update({a.name: a for a in load_code(self.settings.project_dir / "actions", "action")})
         self.flows.install(load_flows(self.settings.project_dir, self.store.schema,
                                       include_sample=self.settings.sample_data or self._sample_metadata,
                                       kinds=self.flows.kinds))

@@ -3,6 +3,6 @@
 Project code imports :func:`trigger` from here; see :mod:`interlink.automation.triggers`.
 """
 
-from interlink.automation.triggers import TriggerContext, TriggerRecord, trigger
+from interlink.automation.triggers import TriggerContext, TriggerRecord, action, trigger
 
-__all__ = ["TriggerContext", "TriggerRecord", "trigger"]
+__all__ = ["TriggerContext", "TriggerRecord", "action", "trigger"]

@@ -62,7 +62,7 @@ class TriggerDef:
     source: str
 
 
-_collecting: list[TriggerDef] | None = None
+_collecting: list[Any] | None = None
 
 
 def trigger(object_name: str, *, before: Sequence[str] = (), after: Sequence[str] = (),
@@ -94,13 +94,17 @@ def load_triggers(project_dir: Path) -> list[TriggerDef]:
 
     A file that does not import is a MetadataError naming the file and line.
     """
+    return load_code(project_dir / "triggers", "trigger")
+
+
+def load_code(folder: Path, what: str) -> list[Any]:
+    """Import every ``*.py`` of ``folder`` and return what their decorators declared (triggers, actions)."""
     global _collecting
-    folder = project_dir / "triggers"
     if not folder.is_dir():
         return []
-    found: list[TriggerDef] = []
+    found: list[Any] = []
     for path in sorted(folder.glob("*.py")):
-        module_name = f"interlink_project_triggers.{path.stem}"
+        module_name = f"interlink_project_{folder.name}.{path.stem}"
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
             continue
@@ -117,11 +121,34 @@ def load_triggers(project_dir: Path) -> list[TriggerDef]:
             line = exc.lineno if isinstance(exc, SyntaxError) else frame.lineno if frame is not None else None
             detail = exc.msg if isinstance(exc, SyntaxError) else str(exc)
             where = f"{path}:{line}" if line else str(path)
-            raise MetadataError(f"{where}: the trigger file does not load: {type(exc).__name__}: {detail}") from None
+            raise MetadataError(f"{where}: the {what} file does not load: {type(exc).__name__}: {detail}") from None
         finally:
             found.extend(_collecting or [])
             _collecting = None
     return found
+
+
+@dataclass(frozen=True)
+class ActionDef:
+    """A Python action flows can call (``python: {action: NAME, inputs: {...}}``)."""
+
+    name: str
+    function: Callable[..., Any]
+    source: str
+
+
+def action(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a Python action in ``actions/*.py``: ``fn(ctx, inputs) -> list of field values per record | None``."""
+
+    def register(function: Callable[..., Any]) -> Callable[..., Any]:
+        code = getattr(function, "__code__", None)
+        source = f"{code.co_filename}:{code.co_firstlineno}" if code is not None else repr(function)
+        definition = ActionDef(name or function.__name__, function, source)
+        if _collecting is not None:
+            _collecting.append(definition)
+        return function
+
+    return register
 
 
 class TriggerRecord(Mapping[str, Any]):
@@ -172,7 +199,8 @@ def _coerce(fdef: FieldDef, value: Any) -> Any:
 class TriggerContext:
     """What a trigger is called with: the batch, its phase, and the means to act (DML, queries, events)."""
 
-    def __init__(self, runtime: TriggerRuntime, definition: TriggerDef, event: SaveEvent, before: bool) -> None:
+    def __init__(self, runtime: TriggerRuntime, definition: TriggerDef | ActionDef, event: SaveEvent,
+                 before: bool) -> None:
         self._runtime = runtime
         self._event = event
         self.trigger = definition.name
@@ -226,12 +254,14 @@ class TriggerContext:
 
     def callout(self, credential: str, method: str, path: str, *, json: Any = None,
                 headers: dict[str, str] | None = None, record: TriggerRecord | None = None,
-                on_success: dict[str, str] | None = None) -> str:
+                on_success: dict[str, str] | None = None, wait: bool = False) -> str:
         """Queue an asynchronous callout through a named credential; it is sent after this transaction commits.
 
         With ``record`` and ``on_success`` ({field: response path}), the response's values are stored on that
         record (Request and Reply). Returns the callout's id.
         """
+        if wait:  # the platform's rule: a save never waits on a remote system
+            raise CalloutException("Callout from triggers are currently not supported.")
         queue = self._runtime.services.get("callouts")
         if queue is None:
             raise RuntimeError("callouts are not available in this org")
@@ -260,6 +290,10 @@ class TriggerContext:
                 error = result.errors[0]
                 raise TriggerDmlError(f"{error.error_code}: {error.message}")
         return [result.id or "" for result in results]
+
+
+class CalloutException(Exception):
+    """A callout the platform would refuse (``System.CalloutException``), such as a synchronous one in a trigger."""
 
 
 class TriggerDmlError(Exception):
