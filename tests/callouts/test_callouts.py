@@ -275,3 +275,74 @@ def test_the_cli_lists_shows_and_retries_dead_callouts(tmp_path: Path, remote: R
     assert again.returncode == 1 and "is not a dead callout" in again.stderr
     bad = run_cli("callouts", "list", "--state", "Lost", "--data-dir", str(data_dir), check=False)
     assert bad.returncode == 2
+
+
+class OAuthRemote:
+    """A token endpoint (client credentials) and an API that takes the current token only."""
+
+    def __init__(self) -> None:
+        self.issued: list[str] = []
+        self.calls: list[str] = []
+        self.revoke_first = False
+        remote = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path == "/token":
+                    expected = "Basic " + base64.b64encode(b"client-1:cs-secret").decode()
+                    if self.headers.get("Authorization") != expected or b"grant_type=client_credentials" not in body:
+                        return self._send(401, {"error": "invalid_client"})
+                    remote.issued.append(f"tok-{len(remote.issued) + 1}")
+                    return self._send(200, {"access_token": remote.issued[-1], "token_type": "Bearer",
+                                            "expires_in": 3600})
+                auth = self.headers.get("Authorization", "")
+                remote.calls.append(auth)
+                if remote.revoke_first and auth == "Bearer tok-1":
+                    return self._send(401, {"error": "revoked"})
+                if auth != f"Bearer {remote.issued[-1] if remote.issued else ''}":
+                    return self._send(401, {"error": "bad token"})
+                return self._send(200, {"accountNumber": "BA-OAUTH"})
+
+            def _send(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_oauth_client_credentials_fetch_cache_and_refresh_tokens(tmp_path: Path, remote: Remote, clock: Clock,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    oauth = OAuthRemote()
+    oauth.revoke_first = True
+    monkeypatch.setenv("BILLING_CLIENT_ID", "client-1")
+    monkeypatch.setenv("BILLING_CLIENT_SECRET", "cs-secret")
+    project(tmp_path, remote, auth=(
+        f"url: {oauth.base}/api\nauth:\n  protocol: oauth_client_credentials\n  tokenUrl: {oauth.base}/token\n"
+        "  clientId: ${BILLING_CLIENT_ID}\n  clientSecret: ${BILLING_CLIENT_SECRET}\n"))
+    try:
+        with backend_org(tmp_path, "sqlite", {}, bulk_workers=0) as org:
+            org.callouts.clock = clock
+            org.callouts.jitter = lambda: 1.0
+            first = customer(org, "First")
+            assert org.worker.run_once()  # tok-1 is refused (revoked): the token is dropped and the call retried
+            clock.advance(2)
+            assert org.worker.run_once()  # tok-2
+            second = customer(org, "Second")
+            assert org.worker.run_once()  # tok-2 again, from the cache
+            assert oauth.issued == ["tok-1", "tok-2"]
+            assert oauth.calls == ["Bearer tok-1", "Bearer tok-2", "Bearer tok-2"]
+            assert account_number(org, first) == account_number(org, second) == "BA-OAUTH"
+            assert "cs-secret" not in json.dumps(org.callouts.list())
+    finally:
+        oauth.server.shutdown()
+        oauth.server.server_close()

@@ -7,9 +7,12 @@
     url: https://billing.example.com/api      # every callout through this credential stays under this URL
     timeoutSeconds: 10                        # default 10, at most 120
     auth:
-      protocol: basic                         # none | basic | header | bearer
+      protocol: basic                         # none | basic | header | bearer | oauth_client_credentials
       username: interlink
       password: ${BILLING_PASSWORD}           # secrets come from the environment, never from the file
+
+OAuth 2.0 client credentials (``tokenUrl``, ``clientId``, ``clientSecret``, optional ``scope``) fetches an access
+token when one is needed, keeps it until a minute before it expires, and fetches a new one after a 401.
 
 A callout names a credential and a path (``callout:Billing/orders``); it can reach nothing else, so a flow cannot
 be turned into a way to call arbitrary hosts. Secrets are read from environment variables when a callout is
@@ -30,7 +33,7 @@ from urllib.parse import urljoin, urlsplit
 
 from interlink.errors import ConfigurationError, MetadataError
 
-PROTOCOLS = ("none", "basic", "header", "bearer")
+PROTOCOLS = ("none", "basic", "header", "bearer", "oauth_client_credentials")
 DEFAULT_TIMEOUT, MAX_TIMEOUT = 10.0, 120.0
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _SECRET = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -67,13 +70,53 @@ class NamedCredential:
             return {self.settings["header"]: _secret(self, "value")}
         if self.protocol == "bearer":
             return {"Authorization": f"Bearer {_secret(self, 'token')}"}
+        if self.protocol == "oauth_client_credentials":
+            return {"Authorization": f"Bearer {_oauth_token(self)}"}
         return {}
+
+    def forget_token(self) -> None:
+        """Drop a cached OAuth token (the service answered 401: it was revoked or expired early)."""
+        _tokens.pop(_token_key(self), None)
 
 
 class CalloutRefused(ConfigurationError):
     """A callout the org may not make (unknown credential, a URL outside it, a missing secret)."""
 
     error_code = "CALLOUT_NOT_ALLOWED"
+
+
+_tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (credential, token URL) -> (token, monotonic expiry)
+
+
+def _token_key(credential: NamedCredential) -> tuple[str, str]:
+    return credential.name.lower(), credential.settings.get("tokenUrl", "")
+
+
+def _oauth_token(credential: NamedCredential) -> str:
+    """A client-credentials access token for ``credential`` (cached until a minute before it expires)."""
+    import time
+
+    import httpx
+
+    cached = _tokens.get(_token_key(credential))
+    if cached is not None and cached[1] > time.monotonic():
+        return cached[0]
+    form = {"grant_type": "client_credentials"}
+    if credential.settings.get("scope"):
+        form["scope"] = credential.settings["scope"]
+    try:
+        response = httpx.post(credential.settings["tokenUrl"], data=form, timeout=credential.timeout,
+                              auth=(_secret(credential, "clientId"), _secret(credential, "clientSecret")))
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise CalloutRefused(f"callout:{credential.name}: the token endpoint failed: {exc}") from None
+    token = body.get("access_token") if isinstance(body, dict) else None
+    if response.status_code != 200 or not isinstance(token, str):
+        detail = body.get("error_description") or body.get("error") if isinstance(body, dict) else response.text
+        raise CalloutRefused(f"callout:{credential.name}: no access token (HTTP {response.status_code}: {detail})")
+    lifetime = float(body.get("expires_in") or 3600)
+    _tokens[_token_key(credential)] = (token, time.monotonic() + max(lifetime - 60, 0))
+    return token
 
 
 def _secret(credential: NamedCredential, key: str) -> str:
@@ -120,15 +163,19 @@ def _credential(source: str, stem: str, data: Any) -> NamedCredential:
         raise MetadataError(f"{source}: auth: protocol is one of {', '.join(PROTOCOLS)}")
     protocol = auth.get("protocol", "none")
     needed = {"none": set(), "basic": {"username", "password"}, "header": {"header", "value"},
-              "bearer": {"token"}}[protocol]
+              "bearer": {"token"}, "oauth_client_credentials": {"tokenUrl", "clientId", "clientSecret"}}[protocol]
+    optional = {"scope"} if protocol == "oauth_client_credentials" else set()
     settings = {k: str(v) for k, v in auth.items() if k != "protocol"}
     missing = needed - set(settings)
-    if missing or set(settings) - needed:
-        raise MetadataError(f"{source}: auth: protocol {protocol} takes {', '.join(sorted(needed)) or 'nothing'}")
-    for key in ("password", "value", "token"):
+    if missing or set(settings) - needed - optional:
+        takes = ", ".join(sorted(needed | optional)) or "nothing"
+        raise MetadataError(f"{source}: auth: protocol {protocol} takes {takes}")
+    if protocol == "oauth_client_credentials" and urlsplit(settings["tokenUrl"]).scheme not in ("https", "http"):
+        raise MetadataError(f"{source}: auth.tokenUrl: an http(s) URL")
+    for key in ("password", "value", "token", "clientSecret"):
         if key in settings and not _SECRET.match(settings[key]):
             raise MetadataError(f"{source}: auth.{key}: give secrets as ${{ENVIRONMENT_VARIABLE}}, never in the file")
-    secret_headers = ("Authorization",) if protocol in ("basic", "bearer") else \
+    secret_headers = ("Authorization",) if protocol in ("basic", "bearer", "oauth_client_credentials") else \
         (settings["header"],) if protocol == "header" else ()
     return NamedCredential(name, str(url), str(data.get("label") or name), float(timeout), protocol, settings,
                            secret_headers)
