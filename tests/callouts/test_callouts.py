@@ -346,3 +346,17 @@ def test_oauth_client_credentials_fetch_cache_and_refresh_tokens(tmp_path: Path,
     finally:
         oauth.server.shutdown()
         oauth.server.server_close()
+
+
+def test_a_stored_secret_authenticates_callouts(tmp_path: Path, remote: Remote) -> None:
+    project(tmp_path, remote, auth=(
+        f"url: {remote.url}\nauth:\n  protocol: header\n  header: X-Api-Key\n  value: ${{secret:BILLING_KEY}}\n"))
+    with backend_org(tmp_path, "sqlite", {}, bulk_workers=0) as org:
+        customer(org, "Before")
+        assert org.worker.run_once()
+        (dead,) = org.callouts.list(state="Dead")
+        assert "interlink secrets set BILLING_KEY" in dead["lastError"] and remote.requests == []
+        org.secrets.set("BILLING_KEY", "k-42")
+        customer(org, "After")
+        assert org.worker.run_once()
+        assert remote.requests[-1]["headers"]["X-Api-Key"] == "k-42"

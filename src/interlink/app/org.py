@@ -43,6 +43,7 @@ from interlink.security.apps import ConnectedApp, Directory
 from interlink.security.limits import ApiUsage
 from interlink.security.oauth import OAuthService
 from interlink.security.passwords import generate_password
+from interlink.security.secrets import SecretStore
 from interlink.security.tokens import TokenService
 from interlink.settings import Settings
 from interlink.soql import search_index
@@ -83,6 +84,7 @@ class Org:
         self.cursors = CursorStore(store)
         search_index.install_search_hooks(self.hooks, store)
         self.triggers = TriggerRuntime(self.hooks, self.records, self.query)
+        self.secrets = SecretStore(store, settings.data_dir)
         self.callouts = CalloutQueue(store, {})
         self.callouts.records = self.records
         self.triggers.services["callouts"] = self.callouts
@@ -176,7 +178,7 @@ class Org:
             self.bus.channels.replace_metadata_members(metadata_members(self.store.schema, loaded.channels))
         search_index.sync(self.store)  # create the SOSL index; rebuild it when stale
         self.triggers.install(load_triggers(self.settings.project_dir), self.store.schema)
-        self.callouts.credentials = load_credentials(self.settings.project_dir)
+        self.callouts.credentials = load_credentials(self.settings.project_dir, self.secrets.get)
         self.outbound.definitions = load_outbound_messages(self.settings.project_dir, self.store.schema,
                                                            self.callouts.credentials)
         self.services.services = load_services(self.settings.project_dir, self.callouts.credentials)

@@ -15,17 +15,18 @@ OAuth 2.0 client credentials (``tokenUrl``, ``clientId``, ``clientSecret``, opti
 token when one is needed, keeps it until a minute before it expires, and fetches a new one after a 401.
 
 A callout names a credential and a path (``callout:Billing/orders``); it can reach nothing else, so a flow cannot
-be turned into a way to call arbitrary hosts. Secrets are read from environment variables when a callout is
-made: they are never stored in the org, returned by an API, or written to a log (headers carrying them are
-redacted in the attempt history).
+be turned into a way to call arbitrary hosts. Secrets are ``${ENVIRONMENT_VARIABLE}`` or ``${secret:NAME}`` (the
+org's encrypted secret store, :mod:`interlink.security.secrets`), read when a callout is made. They are never
+returned by an API or written to a log, and the attempt history keeps no request headers.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from interlink.errors import ConfigurationError, MetadataError
 PROTOCOLS = ("none", "basic", "header", "bearer", "oauth_client_credentials")
 DEFAULT_TIMEOUT, MAX_TIMEOUT = 10.0, 120.0
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_SECRET = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_SECRET = re.compile(r"^\$\{(secret:)?([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class NamedCredential:
     protocol: str = "none"
     settings: Mapping[str, str] = field(default_factory=dict)
     secret_headers: tuple[str, ...] = ()
+    # Reads a stored secret by name (``${secret:NAME}``); the org's encrypted secret store.
+    secrets: Callable[[str], str | None] | None = field(default=None, compare=False, repr=False)
 
     def endpoint(self, path: str) -> str:
         """The URL of ``path`` under this credential; a path that would leave it is refused."""
@@ -124,20 +127,27 @@ def _secret(credential: NamedCredential, key: str) -> str:
     match = _SECRET.match(raw)
     if match is None:
         return raw
-    value = os.environ.get(match.group(1))
+    if match.group(1):  # ${secret:NAME}: the org's encrypted secret store
+        value = credential.secrets(match.group(2)) if credential.secrets is not None else None
+        if value is None:
+            raise CalloutRefused(f"callout:{credential.name} needs the secret {match.group(2)} (its {key}): set it "
+                                 f"with `interlink secrets set {match.group(2)}`")
+        return value
+    value = os.environ.get(match.group(2))
     if value is None:
-        raise CalloutRefused(f"callout:{credential.name} needs the environment variable {match.group(1)} "
+        raise CalloutRefused(f"callout:{credential.name} needs the environment variable {match.group(2)} "
                              f"(its {key})")
     return value
 
 
-def load_credentials(project_dir: Path) -> dict[str, NamedCredential]:
+def load_credentials(project_dir: Path,
+                     secrets: Callable[[str], str | None] | None = None) -> dict[str, NamedCredential]:
     """Read ``metadata/namedCredentials/*.yaml``; errors name the file and the key."""
     from interlink.metadata.loader import read_yaml_files
 
     found: dict[str, NamedCredential] = {}
     for path, data in read_yaml_files(project_dir / "metadata" / "namedCredentials"):
-        credential = _credential(str(path), path.stem, data)
+        credential = dataclasses.replace(_credential(str(path), path.stem, data), secrets=secrets)
         found[credential.name.lower()] = credential
     return found
 
@@ -174,7 +184,8 @@ def _credential(source: str, stem: str, data: Any) -> NamedCredential:
         raise MetadataError(f"{source}: auth.tokenUrl: an http(s) URL")
     for key in ("password", "value", "token", "clientSecret"):
         if key in settings and not _SECRET.match(settings[key]):
-            raise MetadataError(f"{source}: auth.{key}: give secrets as ${{ENVIRONMENT_VARIABLE}}, never in the file")
+            raise MetadataError(f"{source}: auth.{key}: give secrets as ${{ENVIRONMENT_VARIABLE}} or ${{secret:NAME}}, "
+                                "never in the file")
     secret_headers = ("Authorization",) if protocol in ("basic", "bearer", "oauth_client_credentials") else \
         (settings["header"],) if protocol == "header" else ()
     return NamedCredential(name, str(url), str(data.get("label") or name), float(timeout), protocol, settings,

@@ -17,6 +17,9 @@ outbound_app = typer.Typer(help="Outbound messages: their notifications, and the
 services_app = typer.Typer(help="External Services: register an OpenAPI spec as typed actions, list them.",
                            no_args_is_help=True)
 
+secrets_app = typer.Typer(help="Secrets for named credentials, encrypted at rest (${secret:NAME} in credentials).",
+                          no_args_is_help=True)
+
 # The sub-apps exist before this module imports interlink.cli.main (see interlink.cli.events for why).
 from interlink.cli.main import DataDir, StoreUrl, _err, _existing_org  # noqa: E402
 
@@ -156,4 +159,44 @@ def services_list(
             typer.echo(f"{service.name}.{op.name}\t{op.method} {op.path}\t({', '.join(inputs)})")
 
 
-__all__ = ["callouts_app", "outbound_app", "services_app"]
+@secrets_app.command("set")
+def secrets_set(
+    name: Annotated[str, typer.Argument(help="The secret's name (credentials refer to ${secret:NAME}).")],
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+) -> None:
+    """Store a secret: typed at a hidden prompt, or read from standard input (never a command-line argument)."""
+    import re
+    import sys
+
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+        _err(f"[red]error:[/] {name!r} is not a valid secret name (letters, digits, _)")
+        raise typer.Exit(2)
+    value = typer.prompt(f"Value of {name}", hide_input=True) if sys.stdin.isatty() else sys.stdin.read().rstrip("\n")
+    if not value:
+        _err("[red]error:[/] the secret is empty")
+        raise typer.Exit(2)
+    with _existing_org(data_dir, store) as org:
+        org.secrets.set(name, value)
+    _err(f"secret {name} stored (encrypted)")
+
+
+@secrets_app.command("list")
+def secrets_list(data_dir: DataDir = None, store: StoreUrl = None) -> None:
+    """The stored secrets' names and when they were set (never their values)."""
+    with _existing_org(data_dir, store) as org:
+        for name, updated in org.secrets.names():
+            typer.echo(f"{name}\t{updated.isoformat(timespec='seconds')}Z")
+
+
+@secrets_app.command("delete")
+def secrets_delete(name: str, data_dir: DataDir = None, store: StoreUrl = None) -> None:
+    """Delete a stored secret."""
+    with _existing_org(data_dir, store) as org:
+        if not org.secrets.delete(name):
+            _err(f"[red]error:[/] no secret {name}")
+            raise typer.Exit(1)
+    _err(f"secret {name} deleted")
+
+
+__all__ = ["callouts_app", "outbound_app", "secrets_app", "services_app"]

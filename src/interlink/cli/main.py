@@ -382,7 +382,7 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-from interlink.cli.callouts import callouts_app, outbound_app, services_app  # noqa: E402 - registered after the shared options exist
+from interlink.cli.callouts import callouts_app, outbound_app, secrets_app, services_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.data import data_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.events import cdc_app, events_app  # noqa: E402 - registered after the shared options exist
 
@@ -392,6 +392,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(callouts_app, name="callouts")
 app.add_typer(outbound_app, name="outbound")
 app.add_typer(services_app, name="services")
+app.add_typer(secrets_app, name="secrets")
 
 if __name__ == "__main__":
     main()

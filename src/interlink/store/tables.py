@@ -320,6 +320,13 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("claimed_by", String(64), nullable=True),
             Column("claimed_until", DateTime, nullable=True),
         ),
+        # Secrets (named-credential passwords, client secrets), Fernet-encrypted with a key kept outside the store.
+        Table(
+            "il_secret", metadata,
+            Column("name", String(255), primary_key=True),
+            Column("value", LargeBinary, nullable=False),
+            Column("updated_at", DateTime, nullable=False),
+        ),
         # The bytes of a job: its CSV uploads (``kind`` upload), and what processing wrote (success, failure,
         # result). Kept in the store, so an accepted upload survives a crash and any process can serve results.
         # ``rows`` counts CSV records in the part; ``offsets`` packs where each record starts (query results).
