@@ -360,3 +360,52 @@ def test_a_stored_secret_authenticates_callouts(tmp_path: Path, remote: Remote) 
         customer(org, "After")
         assert org.worker.run_once()
         assert remote.requests[-1]["headers"]["X-Api-Key"] == "k-42"
+
+
+def test_the_jwt_bearer_grant_signs_an_assertion_the_service_verifies(tmp_path: Path, remote: Remote) -> None:
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    public = key.public_key()
+    seen: list[dict[str, Any]] = []
+
+    class Token(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            from urllib.parse import parse_qs
+
+            form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
+            claims = jwt.decode(form["assertion"][0], public, algorithms=["RS256"], audience="https://auth.example")
+            seen.append({"grant": form["grant_type"][0], **claims})
+            data = json.dumps({"access_token": "jwt-token", "expires_in": 600}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    token_server = ThreadingHTTPServer(("127.0.0.1", 0), Token)
+    threading.Thread(target=token_server.serve_forever, daemon=True).start()
+    try:
+        project(tmp_path, remote, auth=(
+            f"url: {remote.url}\nauth:\n  protocol: oauth_jwt_bearer\n"
+            f"  tokenUrl: http://127.0.0.1:{token_server.server_address[1]}/token\n"
+            "  issuer: client-9\n  subject: integration@example.com\n  audience: https://auth.example\n"
+            "  privateKey: ${secret:BILLING_JWT_KEY}\n"))
+        with backend_org(tmp_path, "sqlite", {}, bulk_workers=0) as org:
+            org.secrets.set("BILLING_JWT_KEY", pem)
+            customer(org)
+            assert org.worker.run_once()
+            assert remote.requests[-1]["headers"]["Authorization"] == "Bearer jwt-token"
+            (claims,) = seen
+            assert claims["grant"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+            assert (claims["iss"], claims["sub"]) == ("client-9", "integration@example.com")
+            assert claims["exp"] - claims["iat"] == 180
+    finally:
+        token_server.shutdown()
+        token_server.server_close()

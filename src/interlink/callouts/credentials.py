@@ -11,8 +11,10 @@
       username: interlink
       password: ${BILLING_PASSWORD}           # secrets come from the environment, never from the file
 
-OAuth 2.0 client credentials (``tokenUrl``, ``clientId``, ``clientSecret``, optional ``scope``) fetches an access
-token when one is needed, keeps it until a minute before it expires, and fetches a new one after a 401.
+OAuth 2.0 client credentials (``tokenUrl``, ``clientId``, ``clientSecret``, optional ``scope``) and the JWT bearer
+grant (``tokenUrl``, ``issuer``, ``subject``, ``audience``, ``privateKey`` as a PEM secret, optional ``scope``; the
+assertion is signed RS256 and lives 3 minutes) fetch an access token when one is needed, keep it until a minute
+before it expires, and fetch a new one after a 401.
 
 A callout names a credential and a path (``callout:Billing/orders``); it can reach nothing else, so a flow cannot
 be turned into a way to call arbitrary hosts. Secrets are ``${ENVIRONMENT_VARIABLE}`` or ``${secret:NAME}`` (the
@@ -34,7 +36,7 @@ from urllib.parse import urljoin, urlsplit
 
 from interlink.errors import ConfigurationError, MetadataError
 
-PROTOCOLS = ("none", "basic", "header", "bearer", "oauth_client_credentials")
+PROTOCOLS = ("none", "basic", "header", "bearer", "oauth_client_credentials", "oauth_jwt_bearer")
 DEFAULT_TIMEOUT, MAX_TIMEOUT = 10.0, 120.0
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _SECRET = re.compile(r"^\$\{(secret:)?([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -73,7 +75,7 @@ class NamedCredential:
             return {self.settings["header"]: _secret(self, "value")}
         if self.protocol == "bearer":
             return {"Authorization": f"Bearer {_secret(self, 'token')}"}
-        if self.protocol == "oauth_client_credentials":
+        if self.protocol in ("oauth_client_credentials", "oauth_jwt_bearer"):
             return {"Authorization": f"Bearer {_oauth_token(self)}"}
         return {}
 
@@ -104,12 +106,16 @@ def _oauth_token(credential: NamedCredential) -> str:
     cached = _tokens.get(_token_key(credential))
     if cached is not None and cached[1] > time.monotonic():
         return cached[0]
-    form = {"grant_type": "client_credentials"}
+    auth: tuple[str, str] | None = None
+    if credential.protocol == "oauth_jwt_bearer":
+        form = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": _assertion(credential)}
+    else:
+        form = {"grant_type": "client_credentials"}
+        auth = (_secret(credential, "clientId"), _secret(credential, "clientSecret"))
     if credential.settings.get("scope"):
         form["scope"] = credential.settings["scope"]
     try:
-        response = httpx.post(credential.settings["tokenUrl"], data=form, timeout=credential.timeout,
-                              auth=(_secret(credential, "clientId"), _secret(credential, "clientSecret")))
+        response = httpx.post(credential.settings["tokenUrl"], data=form, timeout=credential.timeout, auth=auth)
         body = response.json()
     except (httpx.HTTPError, ValueError) as exc:
         raise CalloutRefused(f"callout:{credential.name}: the token endpoint failed: {exc}") from None
@@ -120,6 +126,21 @@ def _oauth_token(credential: NamedCredential) -> str:
     lifetime = float(body.get("expires_in") or 3600)
     _tokens[_token_key(credential)] = (token, time.monotonic() + max(lifetime - 60, 0))
     return token
+
+
+def _assertion(credential: NamedCredential) -> str:
+    """The signed JWT of the JWT bearer grant (RS256, three minutes)."""
+    import time
+
+    import jwt
+
+    now = int(time.time())
+    claims = {"iss": credential.settings["issuer"], "sub": credential.settings["subject"],
+              "aud": credential.settings["audience"], "iat": now, "exp": now + 180}
+    try:
+        return jwt.encode(claims, _secret(credential, "privateKey"), algorithm="RS256")
+    except (ValueError, TypeError, jwt.PyJWTError) as exc:
+        raise CalloutRefused(f"callout:{credential.name}: the private key cannot sign: {exc}") from None
 
 
 def _secret(credential: NamedCredential, key: str) -> str:
@@ -173,20 +194,22 @@ def _credential(source: str, stem: str, data: Any) -> NamedCredential:
         raise MetadataError(f"{source}: auth: protocol is one of {', '.join(PROTOCOLS)}")
     protocol = auth.get("protocol", "none")
     needed = {"none": set(), "basic": {"username", "password"}, "header": {"header", "value"},
-              "bearer": {"token"}, "oauth_client_credentials": {"tokenUrl", "clientId", "clientSecret"}}[protocol]
-    optional = {"scope"} if protocol == "oauth_client_credentials" else set()
+              "bearer": {"token"}, "oauth_client_credentials": {"tokenUrl", "clientId", "clientSecret"},
+              "oauth_jwt_bearer": {"tokenUrl", "issuer", "subject", "audience", "privateKey"}}[protocol]
+    optional = {"scope"} if protocol.startswith("oauth_") else set()
     settings = {k: str(v) for k, v in auth.items() if k != "protocol"}
     missing = needed - set(settings)
     if missing or set(settings) - needed - optional:
         takes = ", ".join(sorted(needed | optional)) or "nothing"
         raise MetadataError(f"{source}: auth: protocol {protocol} takes {takes}")
-    if protocol == "oauth_client_credentials" and urlsplit(settings["tokenUrl"]).scheme not in ("https", "http"):
+    if protocol.startswith("oauth_") and urlsplit(settings["tokenUrl"]).scheme not in ("https", "http"):
         raise MetadataError(f"{source}: auth.tokenUrl: an http(s) URL")
-    for key in ("password", "value", "token", "clientSecret"):
+    for key in ("password", "value", "token", "clientSecret", "privateKey"):
         if key in settings and not _SECRET.match(settings[key]):
             raise MetadataError(f"{source}: auth.{key}: give secrets as ${{ENVIRONMENT_VARIABLE}} or ${{secret:NAME}}, "
                                 "never in the file")
-    secret_headers = ("Authorization",) if protocol in ("basic", "bearer", "oauth_client_credentials") else \
+    secret_headers = ("Authorization",) if protocol in ("basic", "bearer", "oauth_client_credentials",
+                                                        "oauth_jwt_bearer") else \
         (settings["header"],) if protocol == "header" else ()
     return NamedCredential(name, str(url), str(data.get("label") or name), float(timeout), protocol, settings,
                            secret_headers)

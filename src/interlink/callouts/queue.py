@@ -186,7 +186,7 @@ class CalloutQueue:
             return
         ok = delivery.status is not None and 200 <= delivery.status < 300
         retryable = delivery.status is None or delivery.status >= 500 or delivery.status in RETRYABLE_STATUSES
-        if delivery.status == 401 and named.protocol == "oauth_client_credentials":
+        if delivery.status == 401 and named.protocol.startswith("oauth_"):
             named.forget_token()  # revoked or expired early: the retry fetches a new token
             retryable = True
         if ok:
