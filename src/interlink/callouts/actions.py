@@ -31,6 +31,16 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _KEYS = {"credential", "method", "path", "body", "headers", "on_success"}
 
 
+def _check_on_success(where: str, spec: dict[str, Any], obj: ObjectDef) -> None:
+    """``on_success`` maps fields of the record to paths in the JSON response (Request and Reply)."""
+    mapping = spec.get("on_success") or {}
+    if not isinstance(mapping, dict):
+        raise MetadataError(f"{where}: on_success: a mapping of field to response path")
+    for field_name in mapping:
+        if obj.field(field_name) is None:
+            raise MetadataError(f"{where}: on_success: {obj.name} has no field {field_name}")
+
+
 def callout_action(queue: CalloutQueue) -> ActionKind:
     """The ``callout`` flow action, queuing on ``queue``."""
 
@@ -45,12 +55,9 @@ def callout_action(queue: CalloutQueue) -> ActionKind:
             raise MetadataError(f"{where}: method: one of {', '.join(METHODS)}")
         if not isinstance(spec.get("path", ""), str):
             raise MetadataError(f"{where}: path: a path under the credential's URL, such as /orders")
-        for key in ("headers", "on_success"):
-            if not isinstance(spec.get(key, {}), dict):
-                raise MetadataError(f"{where}: {key}: a mapping")
-        for field_name in spec.get("on_success", {}):
-            if obj.field(field_name) is None:
-                raise MetadataError(f"{where}: on_success: {obj.name} has no field {field_name}")
+        if not isinstance(spec.get("headers", {}), dict):
+            raise MetadataError(f"{where}: headers: a mapping")
+        _check_on_success(where, spec, obj)
 
     def run(event: SaveEvent, indexes: list[int], specs: list[dict[str, Any]], flow: str) -> dict[int, str]:
         failed: dict[int, str] = {}
@@ -118,9 +125,7 @@ def service_action(services: ServiceDirectory, queue: CalloutQueue) -> ActionKin
         known = {p.name for p in op.parameters} | {"body"}
         if set(inputs) - known:
             raise MetadataError(f"{where}: {op.name} has no input(s) {', '.join(sorted(set(inputs) - known))}")
-        for field_name in spec.get("on_success") or {}:
-            if obj.field(field_name) is None:
-                raise MetadataError(f"{where}: on_success: {obj.name} has no field {field_name}")
+        _check_on_success(where, spec, obj)
 
     def run(event: SaveEvent, indexes: list[int], specs: list[dict[str, Any]], flow: str) -> dict[int, str]:
         failed: dict[int, str] = {}

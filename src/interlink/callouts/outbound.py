@@ -34,7 +34,7 @@ from sqlalchemy import Connection, and_, or_, select, update
 
 from interlink import ids
 from interlink.callouts.credentials import CalloutRefused, NamedCredential
-from interlink.callouts.queue import DEAD, DELIVERED, QUEUED, Delivery
+from interlink.callouts.queue import DEAD, DELIVERED, QUEUED, Delivery, attempt_entry
 from interlink.errors import MetadataError
 from interlink.metadata.model import FieldType, ObjectDef, Schema
 from interlink.metadata.values import to_wire
@@ -192,10 +192,7 @@ class OutboundQueue:
         with self.store.write() as conn:
             for row in rows:
                 attempt = row.attempts + 1
-                history = json.loads(row.history_json)
-                history.append({"attempt": attempt, "at": now.isoformat(timespec="milliseconds") + "Z",
-                                "status": delivery.status, "error": error, "durationMs": delivery.duration_ms,
-                                "response": delivery.body[:1000].decode("utf-8", "replace")})
+                history = [*json.loads(row.history_json), attempt_entry(attempt, now, delivery, error)]
                 values: dict[str, Any] = {"attempts": attempt, "history_json": json.dumps(history),
                                           "last_error": error, "updated_at": now, "claimed_by": None,
                                           "claimed_until": None}

@@ -77,6 +77,13 @@ def http_sender(method: str, url: str, headers: dict[str, str], body: bytes | No
     return Delivery(response.status_code, response.content, None, int((time.perf_counter() - started) * 1000))
 
 
+def attempt_entry(attempt: int, at: datetime, delivery: Delivery, error: str | None) -> dict[str, Any]:
+    """One attempt as the history keeps it: when, the HTTP status, the error, how long, the start of the answer."""
+    return {"attempt": attempt, "at": at.isoformat(timespec="milliseconds") + "Z", "status": delivery.status,
+            "error": error, "durationMs": delivery.duration_ms,
+            "response": delivery.body[:_RESPONSE_EXCERPT].decode("utf-8", "replace")}
+
+
 class CalloutQueue:
     """Enqueue callouts in a transaction; deliver them later, with retries."""
 
@@ -198,10 +205,7 @@ class CalloutQueue:
                 delivered: bool = False, final: bool = False) -> None:
         table = self._table
         error = delivery.error or (None if delivered else f"HTTP {delivery.status}")
-        history = json.loads(row.history_json)
-        history.append({"attempt": attempt, "at": started_at.isoformat(timespec="milliseconds") + "Z",
-                        "status": delivery.status, "error": error, "durationMs": delivery.duration_ms,
-                        "response": delivery.body[:_RESPONSE_EXCERPT].decode("utf-8", "replace")})
+        history = [*json.loads(row.history_json), attempt_entry(attempt, started_at, delivery, error)]
         values: dict[str, Any] = {"attempts": attempt, "history_json": json.dumps(history), "last_error": error,
                                   "updated_at": self.clock(), "claimed_by": None, "claimed_until": None}
         mapping = delivered and row.on_success_json and row.record_id and self.records is not None
@@ -289,5 +293,14 @@ def _plain(store: Store) -> Any:
     return store.write()
 
 
-__all__ = ["DEAD", "DELIVERED", "MAX_CALLOUTS_PER_TRANSACTION", "QUEUED", "CalloutLimitExceeded", "CalloutQueue",
-           "Delivery", "http_sender"]
+__all__ = [
+    "DEAD",
+    "DELIVERED",
+    "MAX_CALLOUTS_PER_TRANSACTION",
+    "QUEUED",
+    "CalloutLimitExceeded",
+    "CalloutQueue",
+    "Delivery",
+    "attempt_entry",
+    "http_sender",
+]

@@ -52,6 +52,21 @@ def column_type(fdef: FieldDef) -> TypeEngine[object]:
             return String(max(fdef.length, 1))
 
 
+def _delivery_columns() -> list[Column[object]]:
+    """The state of something delivered by workers with retries (callouts, outbound-message notifications)."""
+    return [
+        Column("state", String(16), nullable=False, index=True),  # Queued | Delivered | Dead
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("next_attempt_at", DateTime, nullable=False, index=True),
+        Column("last_error", Text, nullable=True),
+        Column("history_json", Text, nullable=False, default="[]"),  # every attempt: time, status, error, answer
+        Column("created_at", DateTime, nullable=False),
+        Column("updated_at", DateTime, nullable=False),
+        Column("claimed_by", String(64), nullable=True),
+        Column("claimed_until", DateTime, nullable=True),
+    ]
+
+
 def object_table(obj: ObjectDef, metadata: MetaData) -> Table:
     """Declare the table for ``obj`` (with its indexes) on ``metadata``."""
     columns = [
@@ -292,15 +307,7 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("on_success_json", Text, nullable=True),  # fields of the record to set from the response
             Column("user_id", String(18), nullable=False),
             Column("api_version", String(8), nullable=False),
-            Column("state", String(16), nullable=False, index=True),  # Queued | Delivered | Dead
-            Column("attempts", Integer, nullable=False, default=0),
-            Column("next_attempt_at", DateTime, nullable=False, index=True),
-            Column("last_error", Text, nullable=True),
-            Column("history_json", Text, nullable=False, default="[]"),
-            Column("created_at", DateTime, nullable=False),
-            Column("updated_at", DateTime, nullable=False),
-            Column("claimed_by", String(64), nullable=True),
-            Column("claimed_until", DateTime, nullable=True),
+            *_delivery_columns(),
         ),
         # Outbound-message notifications: queued with the save, sent (up to 100 per message) with the record's data at
         # send time, retried up to 2 hours apart and dropped after 24 hours, as the platform does.
@@ -310,15 +317,7 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("definition", String(255), nullable=False, index=True),
             Column("object_name", String(255), nullable=False),
             Column("record_id", String(18), nullable=False),
-            Column("state", String(16), nullable=False, index=True),  # Queued | Delivered | Dead
-            Column("attempts", Integer, nullable=False, default=0),
-            Column("next_attempt_at", DateTime, nullable=False, index=True),
-            Column("last_error", Text, nullable=True),
-            Column("history_json", Text, nullable=False, default="[]"),
-            Column("created_at", DateTime, nullable=False),
-            Column("updated_at", DateTime, nullable=False),
-            Column("claimed_by", String(64), nullable=True),
-            Column("claimed_until", DateTime, nullable=True),
+            *_delivery_columns(),
         ),
         # Secrets (named-credential passwords, client secrets), Fernet-encrypted with a key kept outside the store.
         Table(
