@@ -211,3 +211,67 @@ def test_bad_specs_are_clear_errors(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(MetadataError, match=None) as caught:
         parse_openapi(spec, "spec.yaml")
     assert message in caught.value.message
+
+
+API_FLOW = """\
+trigger: api
+object: Order
+actions:
+  - external_service:
+      service: billing
+      operation: createAccount
+      inputs: {body: {name: "{!$Record.OrderNumber}"}}
+      on_success: {Description: accountNumber}
+  - update: {Status: Activated}
+"""
+
+
+def api_org(tmp_path: Path, billing: Billing, flow: str = API_FLOW) -> Any:
+    base = project(tmp_path, billing, flow=False)
+    (base / "metadata" / "flows").mkdir(parents=True, exist_ok=True)
+    (base / "metadata" / "flows" / "Activate_Order_Now.yaml").write_text(flow)
+    return backend_org(tmp_path, "sqlite", {}, bulk_workers=0)
+
+
+def draft_order(org: Org) -> str:
+    context = org.admin_context()
+    (account,) = org.records.create(context, "Account", [{"Name": "Acme"}])
+    (order,) = org.records.create(context, "Order", [
+        {"AccountId": account.id, "EffectiveDate": "2026-12-01", "Status": "Draft"}])
+    return order.id  # type: ignore[return-value]
+
+
+def test_an_api_flow_waits_for_the_answer_and_saves_it_in_the_same_transaction(tmp_path: Path,
+                                                                                billing: Billing) -> None:
+    with api_org(tmp_path, billing) as org:
+        order_id = draft_order(org)
+        client = rest_client(org)
+        base = "/services/data/v66.0/actions/custom/flow"
+        assert [a["name"] for a in client.get(base).json()["actions"]] == ["Activate_Order_Now"]
+        (result,) = client.post(f"{base}/Activate_Order_Now", json={"inputs": [{"recordId": order_id}]}).json()
+        assert result["isSuccess"] is True and result["outputValues"] == {"Flow__InterviewStatus": "Finished"}
+        row = org.query.execute(f"SELECT Status, Description FROM Order WHERE Id = '{order_id}'",
+                                org.admin_context()).records[0]
+        assert (row["Status"], row["Description"]) == ("Activated", "BA-0001")
+        assert org.callouts.list() == []  # synchronous: nothing queued
+
+
+def test_a_failing_service_leaves_the_order_as_it_was(tmp_path: Path, billing: Billing) -> None:
+    billing.status = 500
+    with api_org(tmp_path, billing) as org:
+        order_id = draft_order(org)
+        (result,) = rest_client(org).post("/services/data/v66.0/actions/custom/flow/Activate_Order_Now",
+                                          json={"inputs": [{"recordId": order_id}]}).json()
+        assert result["isSuccess"] is False
+        (error,) = result["errors"]
+        assert error["statusCode"] == "CANNOT_EXECUTE_FLOW_TRIGGER" and "HTTP 500" in error["message"]
+        row = org.query.execute(f"SELECT Status, Description FROM Order WHERE Id = '{order_id}'",
+                                org.admin_context()).records[0]
+        assert (row["Status"], row["Description"]) == ("Draft", None)
+
+
+def test_a_callout_after_a_change_is_refused_when_the_flow_loads(tmp_path: Path, billing: Billing) -> None:
+    flow = API_FLOW.replace("actions:\n", "actions:\n  - update: {Description: first}\n")
+    with pytest.raises(MetadataError) as caught, api_org(tmp_path, billing, flow):
+        pass
+    assert "a callout must come before any change" in caught.value.message

@@ -1,7 +1,9 @@
-"""Invocable actions of External Services: ``actions/custom/externalService``.
+"""Invocable actions: External Services operations and autolaunched (``trigger: api``) flows.
 
     GET  B/actions/custom/externalService                      the operations of every registered service
     POST B/actions/custom/externalService/{service.operation}  {"inputs": [{...}, ...]}: one call per input
+    GET  B/actions/custom/flow                                 the API flows
+    POST B/actions/custom/flow/{name}                          {"inputs": [{"recordId": ...}]}: one run per input
 
 Each input is called at once through the service's named credential (Request and Reply from an API client); the
 answer is the platform's list of ``{actionName, errors, isSuccess, outputValues, version}``.
@@ -48,6 +50,39 @@ async def invoke(request: ApiRequest) -> Response:
     return json_response(results, pretty=request.pretty)
 
 
+async def list_flows(request: ApiRequest) -> Response:
+    flows = [{"label": flow.name, "name": flow.name, "type": "FLOW"} for flow in request.org.flows.flows
+             if flow.kind == "api" and flow.active]
+    return json_response({"actions": flows}, pretty=request.pretty)
+
+
+async def invoke_flow(request: ApiRequest) -> Response:
+    """Run an autolaunched flow per input (``recordId``): its callouts wait for their answers; a failure keeps
+    nothing of that input's run."""
+    name = request.params["flow"]
+    flow = request.org.flows.api_flow(name)
+    if flow is None:
+        raise NotFoundError()
+    body = parse_json_object(request.body)
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
+        raise JsonParserError("inputs must be a list of objects")
+    results: list[dict[str, Any]] = []
+    for values in inputs:
+        record_id = values.get("recordId")
+        try:
+            await run_in_threadpool(request.org.flows.invoke, flow, request.context,
+                                    str(record_id) if record_id else None)
+            results.append({"actionName": flow.name, "errors": None, "isSuccess": True,
+                            "outputValues": {"Flow__InterviewStatus": "Finished"}, "version": 1})
+        except InterlinkError as error:
+            results.append({"actionName": flow.name, "errors": [error.to_save_error()], "isSuccess": False,
+                            "outputValues": None, "version": 1})
+    return json_response(results, pretty=request.pretty)
+
+
 def register(router: ResourceRouter) -> None:
     router.add("actions/custom/externalService", {"GET": list_actions})
     router.add("actions/custom/externalService/{action}", {"POST": invoke})
+    router.add("actions/custom/flow", {"GET": list_flows})
+    router.add("actions/custom/flow/{flow}", {"POST": invoke_flow})

@@ -49,7 +49,8 @@ if TYPE_CHECKING:
 TRIGGERS: dict[str, tuple[Operation, ...]] = {
     "create": ("insert",), "update": ("update",), "create_or_update": ("insert", "update"), "delete": ("delete",),
     "event": (),  # a platform event published on the object's channel
-    "schedule": ()}  # a cron schedule: the records meeting the condition
+    "schedule": (),  # a cron schedule: the records meeting the condition
+    "api": ()}  # invoked over REST (an autolaunched flow): POST actions/custom/flow/NAME
 ACTIONS = ("update", "create", "publish")
 _MERGE = re.compile(r"\{!\s*\$(Record__Prior|Record|User|Flow)\.([A-Za-z0-9_]+)\s*\}")
 _KEYS = {"name", "object", "trigger", "timing", "condition", "changed", "when", "actions", "fault", "description",
@@ -67,6 +68,9 @@ class ActionKind:
 
     check: Callable[[str, dict[str, Any], ObjectDef], None]
     run: Callable[[SaveEvent, list[int], list[dict[str, Any]], str], dict[int, str]]
+    # In a flow invoked over REST (``trigger: api``) a callout waits for its answer: ``call(spec)`` sends it and
+    # returns the JSON answer (errors raise); the flow stores ``on_success`` values in the same transaction.
+    call: Callable[[dict[str, Any]], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,7 @@ def _flow(source: str, stem: str, data: Any, schema: Schema, kinds: Mapping[str,
     if obj is None or obj.is_event != (trigger == "event"):
         what = "a platform event" if trigger == "event" else "an object"
         raise MetadataError(f"{source}: object: {data.get('object')!r} is not {what} of this org")
-    if trigger in ("event", "schedule") and data.get("timing", "after") != "after":
+    if trigger in ("event", "schedule", "api") and data.get("timing", "after") != "after":
         raise MetadataError(f"{source}: timing: only record-triggered flows run before the save")
     schedule = data.get("schedule")
     if trigger == "schedule":
@@ -162,7 +166,9 @@ def _flow(source: str, stem: str, data: Any, schema: Schema, kinds: Mapping[str,
     if not actions:
         raise MetadataError(f"{source}: actions: a flow needs at least one action")
     fault = _actions(source, "fault", data.get("fault") or [], obj, schema, kinds, before=timing == "before")
-    kind = trigger if trigger in ("event", "schedule") else "record"
+    kind = trigger if trigger in ("event", "schedule", "api") else "record"
+    if kind == "api":
+        _check_callouts_first(source, actions, kinds)
     return FlowDef(str(data.get("name") or stem), obj.name, TRIGGERS[trigger], timing == "before", condition,
                    tuple(obj.field(f).name for f in changed), when == "changed_to_meet", tuple(actions),  # type: ignore[union-attr]
                    tuple(fault), source, bool(data.get("active", True)), kind, schedule)
@@ -212,6 +218,18 @@ def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, ki
             _check_merge_fields(f"{where}: {name}", value, obj, fault=key == "fault")
         actions.append(Action(kind, target_obj.name if kind != "update" else None, dict(values)))
     return actions
+
+
+def _check_callouts_first(source: str, actions: list[Action], kinds: Mapping[str, ActionKind]) -> None:
+    """The platform's rule for synchronous callouts: none after a change in the same transaction
+    ("You have uncommitted work pending")."""
+    changed = False
+    for number, action in enumerate(actions, start=1):
+        waits = action.kind in kinds and kinds[action.kind].call is not None
+        if waits and changed:
+            raise MetadataError(f"{source}: actions[{number}]: a callout must come before any change in an API "
+                                "flow (the platform refuses a callout with uncommitted work pending)")
+        changed = changed or not waits
 
 
 def _check_merge_fields(where: str, value: Any, obj: ObjectDef, *, fault: bool) -> None:
@@ -275,6 +293,55 @@ class FlowRuntime:
     @property
     def scheduled_flows(self) -> list[FlowDef]:
         return [flow for flow in self.flows if flow.active and flow.kind == "schedule"]
+
+    def api_flow(self, name: str) -> FlowDef | None:
+        return next((f for f in self.flows if f.kind == "api" and f.active and f.name.lower() == name.lower()), None)
+
+    def invoke(self, flow: FlowDef, context: Any, record_id: str | None) -> None:
+        """Run an API flow for one record, in one transaction: its callouts wait for their answers and store
+        ``on_success`` values; any failure rolls everything back and raises FlowFailed."""
+        from sqlalchemy import select
+
+        obj = self.records.store.schema.object(flow.object)
+        assert obj is not None
+        row: dict[str, Any] = {}
+        if record_id is not None:
+            table = self.records.store.table(obj.name)
+            with self.records.store.read() as conn:
+                found = conn.execute(select(table).where(table.c.Id == record_id)).first()
+            if found is None or found._mapping.get("IsDeleted"):
+                raise FlowFailed(f"{flow.name}: there is no {obj.name} {record_id}")
+            row = dict(found._mapping)
+        with self.records.unit_of_work(context) as uow:
+            event = SaveEvent("update", obj, [row], [dict(row)], context, uow)
+            if flow.condition is not None and not evaluate(flow.condition, row):
+                return
+            run = _Run([0])
+            for action in flow.actions:
+                kind = self.kinds.get(action.kind)
+                if kind is not None and kind.call is not None:
+                    self._call(flow, event, action, kind, run)
+                else:
+                    self._action(flow, event, action, [0], run)
+                if run.failed:
+                    raise FlowFailed(f"{flow.name}: {run.failed[0]}")
+
+    def _call(self, flow: FlowDef, event: SaveEvent, action: Action, kind: ActionKind, run: _Run) -> None:
+        assert kind.call is not None
+        try:
+            spec = _merge_all(action.values, event, 0, "")
+            answer = kind.call(spec)
+        except InterlinkError as error:
+            run.failed[0] = error.message
+            return
+        mapping = spec.get("on_success") or {}
+        if mapping and event.new[0].get("Id"):
+            values = {name: _path(answer, str(path)) for name, path in mapping.items()}
+            (result,) = self.records.update(event.context, event.object.name, [{**values, "Id": event.new[0]["Id"]}])
+            if result.errors:
+                run.failed[0] = f"{result.errors[0].error_code}: {result.errors[0].message}"
+            else:
+                event.new[0].update(values)
 
     def run_for(self, flow: FlowDef, event: SaveEvent) -> None:
         """Run ``flow`` for the records (or events) of ``event`` that meet its entry conditions."""
@@ -368,6 +435,20 @@ def _enters(flow: FlowDef, event: SaveEvent, index: int) -> bool:
     return not (flow.changed_to_meet and flow.condition is not None and evaluate(flow.condition, old))
 
 
+class FlowFailed(InterlinkError):
+    """An API-invoked flow stopped: nothing it did is kept."""
+
+    error_code = "CANNOT_EXECUTE_FLOW_TRIGGER"
+    http_status = 400
+
+
+def _path(answer: Any, path: str) -> Any:
+    value = answer
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def _fail(flow: FlowDef, event: SaveEvent, index: int, message: str) -> None:
     event.errors.setdefault(index, []).append(DmlError(
         f"We can't save this record because the \u201c{flow.name}\u201d flow failed: {message}", [],
@@ -422,4 +503,4 @@ def _typed(fdef: Any, value: Any) -> Any:
     return parse_value(fdef, value) if value is not None else None
 
 
-__all__ = ["Action", "ActionKind", "FlowDef", "FlowRuntime", "load_flows"]
+__all__ = ["Action", "ActionKind", "FlowDef", "FlowFailed", "FlowRuntime", "load_flows"]

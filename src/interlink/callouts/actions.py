@@ -72,7 +72,11 @@ def callout_action(queue: CalloutQueue) -> ActionKind:
                 failed[index] = error.message
         return failed
 
-    return ActionKind(check, run)
+    def call(spec: dict[str, Any]) -> Any:
+        return queue.send_now(spec["credential"], str(spec.get("method", "POST")), str(spec.get("path", "")),
+                              spec.get("body"), {k: str(v) for k, v in spec.get("headers", {}).items()})[1]
+
+    return ActionKind(check, run, call)
 
 
 def outbound_action(outbound: OutboundQueue) -> ActionKind:
@@ -142,7 +146,12 @@ def service_action(services: ServiceDirectory, queue: CalloutQueue) -> ActionKin
                 failed[index] = error.message
         return failed
 
-    return ActionKind(check, run)
+    def call(spec: dict[str, Any]) -> Any:
+        found, op = services.operation(spec["service"], spec["operation"])
+        request = build_request(op, spec.get("inputs") or {})
+        return queue.send_now(found.credential, request.method, request.path, request.body, request.headers)[1]
+
+    return ActionKind(check, run, call)
 
 
 __all__ = ["METHODS", "callout_action", "outbound_action", "service_action"]

@@ -43,6 +43,13 @@ RETRYABLE_STATUSES = frozenset({408, 429})
 _RESPONSE_EXCERPT = 2000
 
 
+class CalloutFailed(InterlinkError):
+    """A synchronous callout the service refused, or that could not reach it."""
+
+    error_code = "CALLOUT_FAILED"
+    http_status = 400
+
+
 class CalloutLimitExceeded(InterlinkError):
     """More callouts in one transaction than the platform allows (100)."""
 
@@ -111,6 +118,26 @@ class CalloutQueue:
         if found is None:
             raise CalloutRefused(f"there is no named credential {name!r}: callouts go only to named credentials")
         return found
+
+    def send_now(self, credential: str, method: str, path: str, body: Any = None,
+                 headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
+        """A synchronous callout (outside a save): (status, the JSON answer); errors raise CalloutFailed."""
+        named = self.credential(credential)
+        all_headers = {**(headers or {}), **named.auth_headers()}
+        payload = None
+        if body is not None:
+            all_headers.setdefault("Content-Type", "application/json")
+            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        delivery = self.sender(method.upper(), named.endpoint(path), all_headers, payload, named.timeout)
+        if delivery.status is None:
+            raise CalloutFailed(f"callout:{named.name}{path}: {delivery.error}")
+        if not 200 <= delivery.status < 300:
+            raise CalloutFailed(f"callout:{named.name}{path}: HTTP {delivery.status}: "
+                                f"{delivery.body[:300].decode('utf-8', 'replace')}")
+        try:
+            return delivery.status, json.loads(delivery.body) if delivery.body else None
+        except ValueError:
+            return delivery.status, delivery.body.decode("utf-8", "replace")
 
     # -- asking ------------------------------------------------------------------------------------------------
 

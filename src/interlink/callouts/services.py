@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from interlink.callouts.credentials import CalloutRefused, NamedCredential
-from interlink.errors import InterlinkError, MetadataError, RequestError
+from interlink.errors import MetadataError, RequestError
 
 METHODS = ("get", "post", "put", "patch", "delete")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -267,31 +267,10 @@ class ServiceDirectory:
         """Call the operation now: ``{"responseCode": 200, "200": <JSON answer>}``; errors raise."""
         found, op = self.operation(service, name)
         request = build_request(op, inputs)
-        named = self.callouts.credential(found.credential)
-        headers = {**request.headers, **named.auth_headers()}
-        payload = None
-        if request.body is not None:
-            headers["Content-Type"] = "application/json"
-            payload = json.dumps(request.body).encode()
-        delivery = self.callouts.sender(request.method, named.endpoint(request.path), headers, payload, named.timeout)
-        if delivery.status is None:
-            raise CalloutFailed(f"{found.name}.{op.name}: {delivery.error}")
-        try:
-            answer = json.loads(delivery.body) if delivery.body else None
-        except ValueError:
-            answer = delivery.body.decode("utf-8", "replace")
-        if not 200 <= delivery.status < 300:
-            raise CalloutFailed(f"{found.name}.{op.name}: HTTP {delivery.status}: "
-                                f"{delivery.body[:300].decode('utf-8', 'replace')}")
-        return {"responseCode": delivery.status, str(delivery.status): answer}
+        status, answer = self.callouts.send_now(found.credential, request.method, request.path, request.body,
+                                                request.headers)
+        return {"responseCode": status, str(status): answer}
 
 
-class CalloutFailed(InterlinkError):
-    """The service answered with an error, or could not be reached."""
-
-    error_code = "CALLOUT_FAILED"
-    http_status = 400
-
-
-__all__ = ["CalloutFailed", "CalloutRefused", "ExternalService", "InvalidInputs", "Operation", "Parameter",
+__all__ = ["CalloutRefused", "ExternalService", "InvalidInputs", "Operation", "Parameter",
            "Request", "ServiceDirectory", "build_request", "load_services", "parse_openapi", "register"]
