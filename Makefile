@@ -29,7 +29,7 @@ run: $(VENV)/.stamp-run
 	$(BIN)/interlink up $(RUN_ARGS)
 
 lint: $(VENV)/.stamp-test
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench examples
 
 test: lint
 	$(BIN)/python -m pytest -q

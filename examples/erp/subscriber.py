@@ -1,0 +1,86 @@
+"""A sample ERP (the remote side of Fire and Forget): it subscribes to ``/event/Order_Request__e`` over the Pub/Sub
+API, "creates the order", and calls back over REST to store the order number on the opportunity.
+
+    python examples/erp/subscriber.py [--data-dir .interlink]
+
+It finds the local org through ``<data dir>/run/server.json`` and the CA bundle, and mints a token with
+``interlink token``. Close an opportunity as Closed Won (the sample flow publishes the event) and watch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import ssl
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import grpc
+import httpx
+
+from interlink.pubsub._proto import pubsub_api_pb2 as pb
+from interlink.pubsub._proto import pubsub_api_pb2_grpc as pb_grpc
+
+TOPIC = "/event/Order_Request__e"
+
+
+def handle_orders(url: str, grpc_target: str, org_id: str, token: str, ca_bundle: str, *,
+                  requests: Iterator[Any] | None = None, on_order: Callable[[dict[str, Any]], None] | None = None,
+                  limit: int | None = None) -> int:
+    """Receive order requests and call back with an order number; returns how many were handled.
+
+    ``requests`` replaces the default request stream (tests pass one they can end); ``limit`` stops after that many.
+    """
+    rest = httpx.Client(base_url=f"{url}/services/data/v66.0", headers={"Authorization": f"Bearer {token}"},
+                        verify=ssl.create_default_context(cafile=ca_bundle), timeout=20)
+    channel = grpc.secure_channel(grpc_target, grpc.ssl_channel_credentials(Path(ca_bundle).read_bytes()))
+    stub = pb_grpc.PubSubStub(channel)
+    metadata = (("accesstoken", token), ("instanceurl", url), ("tenantid", org_id))
+    schema_id = stub.GetTopic(pb.TopicRequest(topic_name=TOPIC), metadata=metadata).schema_id
+    schema = fastavro.parse_schema(json.loads(stub.GetSchema(pb.SchemaRequest(schema_id=schema_id),
+                                                             metadata=metadata).schema_json))
+
+    def forever() -> Iterator[Any]:
+        yield pb.FetchRequest(topic_name=TOPIC, replay_preset=pb.LATEST, num_requested=100)
+        while True:  # ask for more as events arrive (flow control)
+            yield pb.FetchRequest(num_requested=100)
+
+    handled = 0
+    try:
+        for response in stub.Subscribe(requests or forever(), metadata=metadata):
+            for event in response.events:
+                order = fastavro.schemaless_reader(io.BytesIO(event.event.payload), schema)
+                handled += 1
+                number = f"SO-{handled:05d}"
+                rest.patch(f"/sobjects/Opportunity/{order['OpportunityId__c']}",
+                           json={"Description": f"ERP order {number}"}).raise_for_status()
+                print(f"erp: order {number} for opportunity {order['OpportunityId__c']} ({order['Amount__c']})",
+                      flush=True)
+                if on_order is not None:
+                    on_order(order)
+                if limit is not None and handled >= limit:
+                    return handled
+    finally:
+        channel.close()
+        rest.close()
+    return handled
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=".interlink")
+    options = parser.parse_args()
+    info = json.loads((Path(options.data_dir) / "run" / "server.json").read_text())
+    token = subprocess.run([sys.executable, "-m", "interlink.cli.main", "token", "--data-dir", options.data_dir],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    print(f"erp: subscribed to {TOPIC} on localhost:{info['grpc_port']}", flush=True)
+    handle_orders(info["url"], f"localhost:{info['grpc_port']}", info["org_id"], token, info["ca_bundle"])
+
+
+if __name__ == "__main__":
+    main()
