@@ -409,3 +409,32 @@ def test_the_jwt_bearer_grant_signs_an_assertion_the_service_verifies(tmp_path: 
     finally:
         token_server.shutdown()
         token_server.server_close()
+
+
+def test_aws_signature_v4_matches_the_documented_example() -> None:
+    from interlink.callouts.credentials import sigv4_headers
+
+    headers = sigv4_headers(
+        "GET", "https://iam.amazonaws.com/?Version=2010-05-08&Action=ListUsers",
+        {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}, b"",
+        access_key="AKIDEXAMPLE", secret_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", region="us-east-1",
+        service="iam", now=datetime(2015, 8, 30, 12, 36, 0))
+    assert headers["X-Amz-Date"] == "20150830T123600Z"
+    assert headers["Authorization"] == (
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, "
+        "SignedHeaders=content-type;host;x-amz-date, "
+        "Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7")
+
+
+def test_an_aws_credential_signs_each_callout(tmp_path: Path, remote: Remote) -> None:
+    project(tmp_path, remote, auth=(
+        f"url: {remote.url}\nauth:\n  protocol: aws_sigv4\n  accessKey: AKIDEXAMPLE\n"
+        "  secretKey: ${secret:AWS_SECRET}\n  region: eu-west-1\n  service: execute-api\n"))
+    with backend_org(tmp_path, "sqlite", {}, bulk_workers=0) as org:
+        org.secrets.set("AWS_SECRET", "shh")
+        customer(org)
+        assert org.worker.run_once()
+        sent = remote.requests[-1]["headers"]
+        assert sent["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+        assert "/eu-west-1/execute-api/aws4_request" in sent["Authorization"]
+        assert "idempotency-key" in sent["Authorization"] and sent["X-Amz-Date"].endswith("Z")

@@ -26,17 +26,20 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
+import hmac
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, quote, urljoin, urlsplit
 
 from interlink.errors import ConfigurationError, MetadataError
 
-PROTOCOLS = ("none", "basic", "header", "bearer", "oauth_client_credentials", "oauth_jwt_bearer")
+PROTOCOLS = ("none", "basic", "header", "bearer", "oauth_client_credentials", "oauth_jwt_bearer", "aws_sigv4")
 DEFAULT_TIMEOUT, MAX_TIMEOUT = 10.0, 120.0
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _SECRET = re.compile(r"^\$\{(secret:)?([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -66,8 +69,13 @@ class NamedCredential:
             raise CalloutRefused(f"{path!r} leaves the endpoint of callout:{self.name} ({self.url})")
         return target
 
-    def auth_headers(self) -> dict[str, str]:
-        """Authentication headers, with secrets read from the environment now."""
+    def auth_headers(self, method: str = "GET", url: str = "", body: bytes | None = None,
+                     headers: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Authentication headers for one request, with secrets read now (AWS SigV4 signs the request itself)."""
+        if self.protocol == "aws_sigv4":
+            return sigv4_headers(method, url, dict(headers or {}), body or b"", access_key=_secret(self, "accessKey"),
+                                 secret_key=_secret(self, "secretKey"), region=self.settings["region"],
+                                 service=self.settings["service"])
         if self.protocol == "basic":
             pair = f"{_secret(self, 'username')}:{_secret(self, 'password')}".encode()
             return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
@@ -88,6 +96,38 @@ class CalloutRefused(ConfigurationError):
     """A callout the org may not make (unknown credential, a URL outside it, a missing secret)."""
 
     error_code = "CALLOUT_NOT_ALLOWED"
+
+
+def sigv4_headers(method: str, url: str, headers: dict[str, str], body: bytes, *, access_key: str, secret_key: str,
+                  region: str, service: str, now: datetime | None = None) -> dict[str, str]:
+    """AWS Signature Version 4 for one request: ``Authorization``, ``X-Amz-Date`` and ``X-Amz-Content-Sha256``.
+
+    Signs the method, path, sorted query, the ``host``, ``x-amz-*`` and given headers, and the payload's SHA-256.
+    """
+    moment = now or datetime.now(UTC)
+    stamp, day = moment.strftime("%Y%m%dT%H%M%SZ"), moment.strftime("%Y%m%d")
+    parts = urlsplit(url)
+    payload_hash = hashlib.sha256(body).hexdigest()
+    signed = {k.lower(): " ".join(str(v).split()) for k, v in headers.items()}
+    signed.update({"host": parts.netloc, "x-amz-date": stamp})
+    if service == "s3":
+        signed["x-amz-content-sha256"] = payload_hash
+    names = sorted(signed)
+    query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
+                     for k, v in sorted(parse_qsl(parts.query, keep_blank_values=True)))
+    canonical = "\n".join([method.upper(), quote(parts.path or "/", safe="/-_.~"), query,
+                           "".join(f"{name}:{signed[name]}\n" for name in names), ";".join(names), payload_hash])
+    scope = f"{day}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = f"AWS4{secret_key}".encode()
+    for part in (day, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    answer = {"X-Amz-Date": stamp, "Authorization": f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
+                                                    f"SignedHeaders={';'.join(names)}, Signature={signature}"}
+    if service == "s3":
+        answer["X-Amz-Content-Sha256"] = payload_hash
+    return answer
 
 
 _tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (credential, token URL) -> (token, monotonic expiry)
@@ -195,7 +235,8 @@ def _credential(source: str, stem: str, data: Any) -> NamedCredential:
     protocol = auth.get("protocol", "none")
     needed = {"none": set(), "basic": {"username", "password"}, "header": {"header", "value"},
               "bearer": {"token"}, "oauth_client_credentials": {"tokenUrl", "clientId", "clientSecret"},
-              "oauth_jwt_bearer": {"tokenUrl", "issuer", "subject", "audience", "privateKey"}}[protocol]
+              "oauth_jwt_bearer": {"tokenUrl", "issuer", "subject", "audience", "privateKey"},
+              "aws_sigv4": {"accessKey", "secretKey", "region", "service"}}[protocol]
     optional = {"scope"} if protocol.startswith("oauth_") else set()
     settings = {k: str(v) for k, v in auth.items() if k != "protocol"}
     missing = needed - set(settings)
@@ -204,12 +245,12 @@ def _credential(source: str, stem: str, data: Any) -> NamedCredential:
         raise MetadataError(f"{source}: auth: protocol {protocol} takes {takes}")
     if protocol.startswith("oauth_") and urlsplit(settings["tokenUrl"]).scheme not in ("https", "http"):
         raise MetadataError(f"{source}: auth.tokenUrl: an http(s) URL")
-    for key in ("password", "value", "token", "clientSecret", "privateKey"):
+    for key in ("password", "value", "token", "clientSecret", "privateKey", "secretKey"):
         if key in settings and not _SECRET.match(settings[key]):
             raise MetadataError(f"{source}: auth.{key}: give secrets as ${{ENVIRONMENT_VARIABLE}} or ${{secret:NAME}}, "
                                 "never in the file")
     secret_headers = ("Authorization",) if protocol in ("basic", "bearer", "oauth_client_credentials",
-                                                        "oauth_jwt_bearer") else \
+                                                        "oauth_jwt_bearer", "aws_sigv4") else \
         (settings["header"],) if protocol == "header" else ()
     return NamedCredential(name, str(url), str(data.get("label") or name), float(timeout), protocol, settings,
                            secret_headers)

@@ -154,8 +154,10 @@ class OutboundQueue:
                 raise CalloutRefused(f"the outbound message {claimed[0].definition} is no longer defined")
             named = self.callouts.credential(definition.credential)
             body = self.message(definition, claimed)
-            headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""', **named.auth_headers()}
-            delivery = self.callouts.sender("POST", named.endpoint(definition.path), headers, body, named.timeout)
+            url = named.endpoint(definition.path)
+            headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}
+            headers.update(named.auth_headers("POST", url, body, headers))
+            delivery = self.callouts.sender("POST", url, headers, body, named.timeout)
         except CalloutRefused as refused:
             delivery = Delivery(None, b"", refused.message, 0)
         except Exception as exc:  # a bug must not leave the notifications claimed forever

@@ -123,12 +123,14 @@ class CalloutQueue:
                  headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
         """A synchronous callout (outside a save): (status, the JSON answer); errors raise CalloutFailed."""
         named = self.credential(credential)
-        all_headers = {**(headers or {}), **named.auth_headers()}
+        all_headers = dict(headers or {})
         payload = None
         if body is not None:
             all_headers.setdefault("Content-Type", "application/json")
             payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-        delivery = self.sender(method.upper(), named.endpoint(path), all_headers, payload, named.timeout)
+        url = named.endpoint(path)
+        all_headers.update(named.auth_headers(method, url, payload, all_headers))
+        delivery = self.sender(method.upper(), url, all_headers, payload, named.timeout)
         if delivery.status is None:
             raise CalloutFailed(f"callout:{named.name}{path}: {delivery.error}")
         if not 200 <= delivery.status < 300:
@@ -211,8 +213,8 @@ class CalloutQueue:
         try:
             named = self.credential(row.credential)
             url = named.endpoint(row.path)
-            headers = {**json.loads(row.headers_json), **named.auth_headers(),
-                       "Idempotency-Key": row.idempotency_key}
+            headers = {**json.loads(row.headers_json), "Idempotency-Key": row.idempotency_key}
+            headers.update(named.auth_headers(row.method, url, row.body, headers))
             delivery = self.sender(row.method, url, headers, row.body, named.timeout)
         except CalloutRefused as refused:
             delivery = Delivery(None, b"", refused.message, 0)
