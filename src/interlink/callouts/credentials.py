@@ -30,6 +30,8 @@ import hashlib
 import hmac
 import os
 import re
+import ssl
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -86,6 +88,32 @@ class NamedCredential:
         if self.protocol in ("oauth_client_credentials", "oauth_jwt_bearer"):
             return {"Authorization": f"Bearer {_oauth_token(self)}"}
         return {}
+
+    def tls(self) -> ssl.SSLContext | None:
+        """The SSL context for mutual TLS or a private CA (``clientCertificate`` / ``clientKey`` secrets, ``caBundle``),
+        or None for the system's default trust."""
+        cert, key, bundle = (self.settings.get(k) for k in ("clientCertificate", "clientKey", "caBundle"))
+        if not (cert or bundle):
+            return None
+        try:
+            context = ssl.create_default_context(cafile=bundle) if bundle else ssl.create_default_context()
+        except (OSError, ssl.SSLError) as exc:
+            raise CalloutRefused(f"callout:{self.name}: cannot use caBundle {bundle}: {exc}") from None
+        if cert and key:
+            # load_cert_chain reads files: the PEMs live in a private directory only while they are loaded.
+            with tempfile.TemporaryDirectory(prefix="interlink-mtls-") as folder:
+                cert_path, key_path = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+                pems = ((cert_path, _secret(self, "clientCertificate")), (key_path, _secret(self, "clientKey")))
+                for path, value in pems:
+                    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(descriptor, "w") as handle:
+                        handle.write(value)
+                try:
+                    context.load_cert_chain(cert_path, key_path)
+                except (OSError, ssl.SSLError) as exc:
+                    raise CalloutRefused(f"callout:{self.name}: the client certificate or key is not usable: "
+                                         f"{exc}") from None
+        return context
 
     def forget_token(self) -> None:
         """Drop a cached OAuth token (the service answered 401: it was revoked or expired early)."""
@@ -216,7 +244,7 @@ def load_credentials(project_dir: Path,
 def _credential(source: str, stem: str, data: Any) -> NamedCredential:
     if not isinstance(data, dict):
         raise MetadataError(f"{source}: a named credential holds a mapping (url, auth, ...)")
-    unknown = set(data) - {"label", "url", "timeoutSeconds", "auth", "name"}
+    unknown = set(data) - {"label", "url", "timeoutSeconds", "auth", "name", "tls"}
     if unknown:
         raise MetadataError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
     name = str(data.get("name") or stem)
@@ -249,6 +277,14 @@ def _credential(source: str, stem: str, data: Any) -> NamedCredential:
         if key in settings and not _SECRET.match(settings[key]):
             raise MetadataError(f"{source}: auth.{key}: give secrets as ${{ENVIRONMENT_VARIABLE}} or ${{secret:NAME}}, "
                                 "never in the file")
+    tls = data.get("tls") or {}
+    if not isinstance(tls, dict) or set(tls) - {"clientCertificate", "clientKey", "caBundle"} or \
+            bool(tls.get("clientCertificate")) != bool(tls.get("clientKey")):
+        raise MetadataError(f"{source}: tls: clientCertificate and clientKey (secrets, together) and/or caBundle")
+    for key in ("clientCertificate", "clientKey"):
+        if key in tls and not _SECRET.match(str(tls[key])):
+            raise MetadataError(f"{source}: tls.{key}: give it as ${{secret:NAME}} or ${{ENVIRONMENT_VARIABLE}}")
+    settings.update({k: str(v) for k, v in tls.items()})
     secret_headers = ("Authorization",) if protocol in ("basic", "bearer", "oauth_client_credentials",
                                                         "oauth_jwt_bearer", "aws_sigv4") else \
         (settings["header"],) if protocol == "header" else ()

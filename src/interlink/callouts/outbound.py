@@ -157,7 +157,7 @@ class OutboundQueue:
             url = named.endpoint(definition.path)
             headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}
             headers.update(named.auth_headers("POST", url, body, headers))
-            delivery = self.callouts.sender("POST", url, headers, body, named.timeout)
+            delivery = self.callouts.sender("POST", url, headers, body, named.timeout, named.tls())
         except CalloutRefused as refused:
             delivery = Delivery(None, b"", refused.message, 0)
         except Exception as exc:  # a bug must not leave the notifications claimed forever

@@ -67,16 +67,18 @@ class Delivery:
     duration_ms: int
 
 
-Sender = Callable[[str, str, dict[str, str], bytes | None, float], Delivery]
+Sender = Callable[[str, str, dict[str, str], bytes | None, float, Any], Delivery]
 
 
-def http_sender(method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float) -> Delivery:
-    """Send one request with httpx (the default transport)."""
+def http_sender(method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float,
+                tls: Any = None) -> Delivery:
+    """Send one request with httpx (the default transport); ``tls`` is the credential's SSL context, if any."""
     import httpx
 
     started = time.perf_counter()
     try:
-        response = httpx.request(method, url, headers=headers, content=body, timeout=timeout)
+        response = httpx.request(method, url, headers=headers, content=body, timeout=timeout,
+                                 verify=tls if tls is not None else True)
     except httpx.TimeoutException:
         return Delivery(None, b"", f"Read timed out after {timeout:g} s", int((time.perf_counter() - started) * 1000))
     except httpx.HTTPError as exc:
@@ -130,7 +132,7 @@ class CalloutQueue:
             payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         url = named.endpoint(path)
         all_headers.update(named.auth_headers(method, url, payload, all_headers))
-        delivery = self.sender(method.upper(), url, all_headers, payload, named.timeout)
+        delivery = self.sender(method.upper(), url, all_headers, payload, named.timeout, named.tls())
         if delivery.status is None:
             raise CalloutFailed(f"callout:{named.name}{path}: {delivery.error}")
         if not 200 <= delivery.status < 300:
@@ -215,7 +217,7 @@ class CalloutQueue:
             url = named.endpoint(row.path)
             headers = {**json.loads(row.headers_json), "Idempotency-Key": row.idempotency_key}
             headers.update(named.auth_headers(row.method, url, row.body, headers))
-            delivery = self.sender(row.method, url, headers, row.body, named.timeout)
+            delivery = self.sender(row.method, url, headers, row.body, named.timeout, named.tls())
         except CalloutRefused as refused:
             delivery = Delivery(None, b"", refused.message, 0)
             self._finish(row, worker_id, attempt, started_at, delivery, final=True)
