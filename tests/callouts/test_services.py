@@ -275,3 +275,17 @@ def test_a_callout_after_a_change_is_refused_when_the_flow_loads(tmp_path: Path,
     with pytest.raises(MetadataError) as caught, api_org(tmp_path, billing, flow):
         pass
     assert "a callout must come before any change" in caught.value.message
+
+
+def test_an_api_flow_stops_past_two_minutes_of_callouts(tmp_path: Path, billing: Billing,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import interlink.automation.flows as flows
+
+    monkeypatch.setattr(flows, "MAX_CALLOUT_MS", -1)  # any callout time is over this limit
+    with api_org(tmp_path, billing) as org:
+        order_id = draft_order(org)
+        (result,) = rest_client(org).post("/services/data/v66.0/actions/custom/flow/Activate_Order_Now",
+                                          json={"inputs": [{"recordId": order_id}]}).json()
+        assert not result["isSuccess"] and "Maximum callout time exceeded" in result["errors"][0]["message"]
+        row = org.query.execute(f"SELECT Status FROM Order WHERE Id = '{order_id}'", org.admin_context()).records[0]
+        assert row["Status"] == "Draft"

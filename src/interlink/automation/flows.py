@@ -29,6 +29,7 @@ does so without another DML. When an action fails and the flow has no fault path
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +53,7 @@ TRIGGERS: dict[str, tuple[Operation, ...]] = {
     "schedule": (),  # a cron schedule: the records meeting the condition
     "api": ()}  # invoked over REST (an autolaunched flow): POST actions/custom/flow/NAME
 ACTIONS = ("update", "create", "publish")
+MAX_CALLOUT_MS = 120_000
 _MERGE = re.compile(r"\{!\s*\$(Record__Prior|Record|User|Flow)\.([A-Za-z0-9_]+)\s*\}")
 _KEYS = {"name", "object", "trigger", "timing", "condition", "changed", "when", "actions", "fault", "description",
          "active", "schedule"}
@@ -328,11 +330,18 @@ class FlowRuntime:
 
     def _call(self, flow: FlowDef, event: SaveEvent, action: Action, kind: ActionKind, run: _Run) -> None:
         assert kind.call is not None
+        counters = event.uow.counters
+        started = time.perf_counter()
         try:
             spec = _merge_all(action.values, event, 0, "")
             answer = kind.call(spec)
         except InterlinkError as error:
             run.failed[0] = error.message
+            return
+        finally:
+            counters["callout_ms"] = counters.get("callout_ms", 0) + int((time.perf_counter() - started) * 1000)
+        if counters["callout_ms"] > MAX_CALLOUT_MS:  # the platform's limit on callout time in one transaction
+            run.failed[0] = f"Maximum callout time exceeded: {counters['callout_ms']} ms (the limit is 120 s)"
             return
         mapping = spec.get("on_success") or {}
         if mapping and event.new[0].get("Id"):
