@@ -195,3 +195,30 @@ def test_the_sample_org_asks_for_an_order_when_a_deal_is_won(tmp_path: Path) -> 
         org.records.update(context, "Opportunity", [{"Id": deal.id, "StageName": "Closed Won"}])
         events = [org.bus.decode(e) for e in org.bus.read(topic, 0, 1000)][before:]
         assert [(e["OpportunityId__c"], e["Amount__c"]) for e in events] == [(deal.id, 1234.0)]
+
+
+def test_merge_fields_reach_parents_through_lookups(tmp_path: Path) -> None:
+    write_flows(tmp_path, {"Welcome": """\
+object: Contact
+trigger: create
+actions:
+  - create:
+      object: Task
+      values: {Subject: "Welcome {!$Record.FirstName} of {!$Record.Account.Name} ({!$Record.Account.Owner.Name})",
+               WhatId: "{!$Record.AccountId}"}
+"""})
+    with backend_org(tmp_path, "sqlite", {}, bulk_workers=0) as org:
+        context = org.admin_context()
+        (account,) = org.records.create(context, "Account", [{"Name": "Acme"}])
+        org.records.create(context, "Contact", [{"FirstName": "Ada", "LastName": "L", "AccountId": account.id},
+                                                {"FirstName": "Bo", "LastName": "Lonely"}])
+        subjects = sorted(t["Subject"] for t in query(org, "SELECT Subject FROM Task"))
+        assert subjects == ["Welcome Ada of Acme (Org Admin)", "Welcome Bo of  ()"]
+
+
+def test_a_merge_field_through_an_unknown_relationship_is_refused(tmp_path: Path) -> None:
+    write_flows(tmp_path, {"Bad": "object: Contact\ntrigger: create\nactions:\n"
+                                  "  - create: {object: Task, values: {Subject: \"{!$Record.Employer.Name}\"}}\n"})
+    with pytest.raises(MetadataError) as caught, backend_org(tmp_path, "sqlite", {}):
+        pass
+    assert "Contact has no relationship Employer" in caught.value.message

@@ -36,6 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
 from interlink.automation.triggers import MAX_DEPTH, automation_depth
 from interlink.errors import DmlError, InterlinkError, MetadataError
 from interlink.metadata.model import ObjectDef, Schema
@@ -54,7 +56,7 @@ TRIGGERS: dict[str, tuple[Operation, ...]] = {
     "api": ()}  # invoked over REST (an autolaunched flow): POST actions/custom/flow/NAME
 ACTIONS = ("update", "create", "publish")
 MAX_CALLOUT_MS = 120_000
-_MERGE = re.compile(r"\{!\s*\$(Record__Prior|Record|User|Flow)\.([A-Za-z0-9_]+)\s*\}")
+_MERGE = re.compile(r"\{!\s*\$(Record__Prior|Record|User|Flow)\.([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)\s*\}")
 _KEYS = {"name", "object", "trigger", "timing", "condition", "changed", "when", "actions", "fault", "description",
          "active", "schedule"}
 
@@ -196,7 +198,7 @@ def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, ki
             if not isinstance(spec, dict):
                 raise MetadataError(f"{where}: {kind} takes a mapping of settings")
             kinds[kind].check(where, spec, obj)
-            _check_merge_fields(where, spec, obj, fault=key == "fault")
+            _check_merge_fields(where, spec, obj, fault=key == "fault", schema=schema)
             actions.append(Action(kind, None, dict(spec)))
             continue
         if kind == "update":
@@ -217,7 +219,7 @@ def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, ki
         for name, value in values.items():
             if target_obj.field(str(name)) is None:
                 raise MetadataError(f"{where}: {target_obj.name} has no field {name}")
-            _check_merge_fields(f"{where}: {name}", value, obj, fault=key == "fault")
+            _check_merge_fields(f"{where}: {name}", value, obj, fault=key == "fault", schema=schema)
         actions.append(Action(kind, target_obj.name if kind != "update" else None, dict(values)))
     return actions
 
@@ -234,14 +236,33 @@ def _check_callouts_first(source: str, actions: list[Action], kinds: Mapping[str
         changed = changed or not waits
 
 
-def _check_merge_fields(where: str, value: Any, obj: ObjectDef, *, fault: bool) -> None:
+def _check_parent_path(obj: ObjectDef, path: str, schema: Schema | None) -> str | None:
+    """Why ``Account.Owner.Name`` is not a path from ``obj`` through lookups to a field, or None when it is."""
+    *relations, last = path.split(".")
+    current = obj
+    for relation in relations:
+        reference = next((f for f in current.reference_fields
+                          if (f.relationship_name or "").lower() == relation.lower()), None)
+        target = schema.object(reference.reference_to[0]) if reference is not None and schema is not None else None
+        if reference is None or target is None:
+            return f"{current.name} has no relationship {relation}"
+        current = target
+    return None if current.field(last) is not None else f"{current.name} has no field {last}"
+
+
+def _check_merge_fields(where: str, value: Any, obj: ObjectDef, *, fault: bool, schema: Schema | None = None) -> None:
     if isinstance(value, dict | list):
         for item in value.values() if isinstance(value, dict) else value:
-            _check_merge_fields(where, item, obj, fault=fault)
+            _check_merge_fields(where, item, obj, fault=fault, schema=schema)
         return
     if not isinstance(value, str):
         return
     for scope, name in _MERGE.findall(value):
+        if scope in ("Record", "Record__Prior") and "." in name:
+            problem = _check_parent_path(obj, name, schema)
+            if problem:
+                raise MetadataError(f"{where}: {{!${scope}.{name}}}: {problem}")
+            continue
         if scope in ("Record", "Record__Prior") and obj.field(name) is None:
             raise MetadataError(f"{where}: {{!${scope}.{name}}}: {obj.name} has no field {name}")
         if scope == "User" and name.lower() != "id":
@@ -333,7 +354,7 @@ class FlowRuntime:
         counters = event.uow.counters
         started = time.perf_counter()
         try:
-            spec = _merge_all(action.values, event, 0, "")
+            spec = _merge_all(action.values, event, 0, "", self.records.store)
             answer = kind.call(spec)
         except InterlinkError as error:
             run.failed[0] = error.message
@@ -400,7 +421,8 @@ class FlowRuntime:
                 fault_messages: Mapping[int, str] | None = None) -> None:
         context = event.context
         try:
-            bodies = [_merge_all(action.values, event, i, (fault_messages or {}).get(i, "")) for i in indexes]
+            bodies = [_merge_all(action.values, event, i, (fault_messages or {}).get(i, ""), self.records.store)
+                      for i in indexes]
         except InterlinkError as error:
             run.failed.update({i: error.message for i in indexes})
             return
@@ -464,27 +486,28 @@ def _fail(flow: FlowDef, event: SaveEvent, index: int, message: str) -> None:
         error_code="CANNOT_EXECUTE_FLOW_TRIGGER"))
 
 
-def _merge_all(values: Any, event: SaveEvent, index: int, fault_message: str) -> Any:
+def _merge_all(values: Any, event: SaveEvent, index: int, fault_message: str, store: Any = None) -> Any:
     """An action's settings with merge fields filled in from the record, its prior values, the user and the flow
     (nested mappings and lists too)."""
     if isinstance(values, dict):
-        return {name: _merge_all(value, event, index, fault_message) for name, value in values.items()}
+        return {name: _merge_all(value, event, index, fault_message, store) for name, value in values.items()}
     if isinstance(values, list):
-        return [_merge_all(value, event, index, fault_message) for value in values]
-    return _merge(values, event, index, fault_message)
+        return [_merge_all(value, event, index, fault_message, store) for value in values]
+    return _merge(values, event, index, fault_message, store)
 
 
-def _merge(value: Any, event: SaveEvent, index: int, fault_message: str) -> Any:
+def _merge(value: Any, event: SaveEvent, index: int, fault_message: str, store: Any = None) -> Any:
     if not isinstance(value, str) or "{!" not in value:
         return value
     whole = _MERGE.fullmatch(value.strip())
     if whole is not None:
-        return _lookup(whole.group(1), whole.group(2), event, index, fault_message, as_text=False)
+        return _lookup(whole.group(1), whole.group(2), event, index, fault_message, as_text=False, store=store)
     return _MERGE.sub(lambda m: str(_lookup(m.group(1), m.group(2), event, index, fault_message,
-                                            as_text=True) or ""), value)
+                                            as_text=True, store=store) or ""), value)
 
 
-def _lookup(scope: str, name: str, event: SaveEvent, index: int, fault_message: str, *, as_text: bool) -> Any:
+def _lookup(scope: str, name: str, event: SaveEvent, index: int, fault_message: str, *, as_text: bool,
+            store: Any = None) -> Any:
     if scope == "User":
         if name.lower() != "id":
             raise MetadataError(f"$User.{name}: only $User.Id is available")
@@ -496,9 +519,24 @@ def _lookup(scope: str, name: str, event: SaveEvent, index: int, fault_message: 
             return format_datetime(datetime.now(UTC).replace(tzinfo=None))
         raise MetadataError(f"$Flow.{name}: use $Flow.FaultMessage or $Flow.CurrentDateTime")
     record = event.new[index] if scope == "Record" else event.old[index]
-    fdef = event.object.field(name)
+    obj = event.object
+    if "." in name:  # through lookups: {!$Record.Account.Owner.Name}
+        *relations, name = name.split(".")
+        for relation in relations:
+            reference = next((f for f in obj.reference_fields
+                              if (f.relationship_name or "").lower() == relation.lower()), None)
+            parent_id = None if record is None or reference is None else record.get(reference.name)
+            target = store.schema.object(reference.reference_to[0]) if reference is not None and store else None
+            if parent_id is None or target is None:
+                record = None
+                break
+            table = store.table(target.name)
+            with store.read() as conn:  # inside the transaction: it sees the save's own changes
+                row = conn.execute(select(table).where(table.c.Id == parent_id)).first()
+            record, obj = (dict(row._mapping) if row is not None else None), target
+    fdef = obj.field(name)
     if fdef is None:
-        raise MetadataError(f"${scope}.{name}: {event.object.name} has no field {name}")
+        raise MetadataError(f"${scope}.{name}: {obj.name} has no field {name}")
     value = None if record is None else record.get(fdef.name)
     wire = to_wire(fdef, value)
     if as_text and isinstance(wire, bool):
