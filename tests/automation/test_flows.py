@@ -222,3 +222,41 @@ def test_a_merge_field_through_an_unknown_relationship_is_refused(tmp_path: Path
     with pytest.raises(MetadataError) as caught, backend_org(tmp_path, "sqlite", {}):
         pass
     assert "Contact has no relationship Employer" in caught.value.message
+
+
+def test_a_decision_sends_each_record_down_its_first_matching_branch(tmp_path: Path) -> None:
+    write_flows(tmp_path, {"Tiering": """\
+object: Account
+trigger: create
+timing: before
+actions:
+  - decision:
+      - when: "AnnualRevenue >= 1000000"
+        actions:
+          - update: {Rating: Hot}
+      - when: "AnnualRevenue >= 10000"
+        actions:
+          - update: {Rating: Warm}
+      - otherwise:
+          - update: {Rating: Cold}
+  - update: {Site: Tiered}
+"""})
+    with backend_org(tmp_path, "sqlite", {}, bulk_workers=0) as org:
+        org.records.create(org.admin_context(), "Account", [
+            {"Name": "A", "AnnualRevenue": 5_000_000}, {"Name": "B", "AnnualRevenue": 50_000}, {"Name": "C"}])
+        rows = query(org, "SELECT Name, Rating, Site FROM Account ORDER BY Name")
+        assert [(r["Name"], r["Rating"], r["Site"]) for r in rows] == [
+            ("A", "Hot", "Tiered"), ("B", "Warm", "Tiered"), ("C", "Cold", "Tiered")]
+
+
+@pytest.mark.parametrize(("decision", "message"), [
+    ("  - decision: []\n", "decision takes a list of branches"),
+    ("  - decision:\n      - otherwise: [{update: {Rating: Hot}}]\n      - when: \"Name = 'x'\"\n"
+     "        actions: [{update: {Rating: Hot}}]\n", "otherwise comes last"),
+    ("  - decision:\n      - when: \"Nope__c = 1\"\n        actions: [{update: {Rating: Hot}}]\n", "Nope__c"),
+])
+def test_bad_decisions_are_clear_errors(tmp_path: Path, decision: str, message: str) -> None:
+    write_flows(tmp_path, {"Bad": "object: Account\ntrigger: create\nactions:\n" + decision})
+    with pytest.raises(MetadataError) as caught, backend_org(tmp_path, "sqlite", {}):
+        pass
+    assert message in caught.value.message

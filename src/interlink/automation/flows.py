@@ -54,7 +54,7 @@ TRIGGERS: dict[str, tuple[Operation, ...]] = {
     "event": (),  # a platform event published on the object's channel
     "schedule": (),  # a cron schedule: the records meeting the condition
     "api": ()}  # invoked over REST (an autolaunched flow): POST actions/custom/flow/NAME
-ACTIONS = ("update", "create", "publish")
+ACTIONS = ("update", "create", "publish", "decision")
 MAX_CALLOUT_MS = 120_000
 _MERGE = re.compile(r"\{!\s*\$(Record__Prior|Record|User|Flow)\.([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)\s*\}")
 _KEYS = {"name", "object", "trigger", "timing", "condition", "changed", "when", "actions", "fault", "description",
@@ -79,9 +79,11 @@ class ActionKind:
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # update | create | publish
+    kind: str  # update | create | publish | decision | an added kind (callout, ...)
     target: str | None  # the object or event created / published
     values: Mapping[str, Any]
+    # decision: (condition, or None for otherwise; the branch's actions), tried in order, per record
+    branches: tuple[tuple[ast.Condition | None, tuple[Action, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,11 +191,14 @@ def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, ki
         if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in names:
             raise MetadataError(f"{where}: an action is one of {', '.join(names)} with its settings")
         kind, spec = next(iter(item.items()))
-        if before and kind != "update":
+        if before and kind not in ("update", "decision"):
             raise MetadataError(f"{where}: a before-save flow can only update the triggering record")
         if obj.is_event and kind in ("update", "outbound_message"):
             raise MetadataError(f"{where}: an event-triggered flow has no record to {kind.replace('_', ' ')}; "
                                 "create or update records, publish, call out instead")
+        if kind == "decision":
+            actions.append(_decision(where, key, spec, obj, schema, kinds, before=before))
+            continue
         if kind in kinds:
             if not isinstance(spec, dict):
                 raise MetadataError(f"{where}: {kind} takes a mapping of settings")
@@ -222,6 +227,25 @@ def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, ki
             _check_merge_fields(f"{where}: {name}", value, obj, fault=key == "fault", schema=schema)
         actions.append(Action(kind, target_obj.name if kind != "update" else None, dict(values)))
     return actions
+
+
+def _decision(where: str, key: str, spec: Any, obj: ObjectDef, schema: Schema, kinds: Mapping[str, ActionKind], *,
+              before: bool) -> Action:
+    """``decision: [{when: CONDITION, actions: [...]}, ..., {otherwise: [...]}]``: the first branch a record meets."""
+    if not isinstance(spec, list) or not spec:
+        raise MetadataError(f"{where}: decision takes a list of branches ({{when, actions}} and a last {{otherwise}})")
+    branches: list[tuple[ast.Condition | None, tuple[Action, ...]]] = []
+    for number, branch in enumerate(spec, start=1):
+        at = f"{where}.decision[{number}]"
+        if isinstance(branch, dict) and set(branch) == {"otherwise"} and number == len(spec):
+            branches.append((None, tuple(_actions(at, key, branch["otherwise"], obj, schema, kinds, before=before))))
+            continue
+        if not isinstance(branch, dict) or set(branch) != {"when", "actions"} or not isinstance(branch["when"], str):
+            raise MetadataError(f"{at}: a branch is {{when: CONDITION, actions: [...]}}; otherwise comes last")
+        condition = parse_condition(obj.name, branch["when"], "decision")
+        check_condition_fields(obj, condition, at)
+        branches.append((condition, tuple(_actions(at, key, branch["actions"], obj, schema, kinds, before=before))))
+    return Action("decision", None, {}, tuple(branches))
 
 
 def _check_callouts_first(source: str, actions: list[Action], kinds: Mapping[str, ActionKind]) -> None:
@@ -340,14 +364,23 @@ class FlowRuntime:
             if flow.condition is not None and not evaluate(flow.condition, row):
                 return
             run = _Run([0])
-            for action in flow.actions:
-                kind = self.kinds.get(action.kind)
-                if kind is not None and kind.call is not None:
-                    self._call(flow, event, action, kind, run)
-                else:
-                    self._action(flow, event, action, [0], run)
-                if run.failed:
-                    raise FlowFailed(f"{flow.name}: {run.failed[0]}")
+            self._invoke_actions(flow, event, flow.actions, run)
+            if run.failed:
+                raise FlowFailed(f"{flow.name}: {run.failed[0]}")
+
+    def _invoke_actions(self, flow: FlowDef, event: SaveEvent, actions: tuple[Action, ...], run: _Run) -> None:
+        for action in actions:
+            if run.failed:
+                return
+            kind = self.kinds.get(action.kind)
+            if action.kind == "decision":
+                branch = next((acts for condition, acts in action.branches
+                               if condition is None or evaluate(condition, event.new[0])), ())
+                self._invoke_actions(flow, event, branch, run)
+            elif kind is not None and kind.call is not None:
+                self._call(flow, event, action, kind, run)
+            else:
+                self._action(flow, event, action, [0], run)
 
     def _call(self, flow: FlowDef, event: SaveEvent, action: Action, kind: ActionKind, run: _Run) -> None:
         assert kind.call is not None
@@ -398,24 +431,39 @@ class FlowRuntime:
         return run
 
     def _run(self, flow: FlowDef, event: SaveEvent, run: _Run) -> None:
-        for action in flow.actions:
-            live = [i for i in run.indexes if i not in run.failed]
-            if not live:
-                break
-            self._action(flow, event, action, live, run)
+        self._run_actions(flow, event, flow.actions, run.indexes, run)
         if not run.failed:
             return
         if flow.fault:
             faults = sorted(run.failed)
             fault_run = _Run(faults)
-            for action in flow.fault:
-                self._action(flow, event, action, [i for i in faults if i not in fault_run.failed], fault_run,
-                             fault_messages=run.failed)
+            self._run_actions(flow, event, flow.fault, faults, fault_run, run.failed)
             for index, message in fault_run.failed.items():  # the fault path failed too
                 _fail(flow, event, index, message)
             return
         for index, message in run.failed.items():
             _fail(flow, event, index, message)
+
+    def _run_actions(self, flow: FlowDef, event: SaveEvent, actions: tuple[Action, ...], indexes: list[int],
+                     run: _Run, fault_messages: Mapping[int, str] | None = None) -> None:
+        for action in actions:
+            live = [i for i in indexes if i not in run.failed]
+            if not live:
+                return
+            if action.kind == "decision":
+                self._decide(flow, event, action, live, run, fault_messages)
+            else:
+                self._action(flow, event, action, live, run, fault_messages=fault_messages)
+
+    def _decide(self, flow: FlowDef, event: SaveEvent, action: Action, indexes: list[int], run: _Run,
+                fault_messages: Mapping[int, str] | None) -> None:
+        """Each record takes the first branch whose condition it meets (or otherwise)."""
+        remaining = list(indexes)
+        for condition, actions in action.branches:
+            taken = [i for i in remaining if condition is None or evaluate(condition, event.new[i])]
+            remaining = [i for i in remaining if i not in taken]
+            if taken:
+                self._run_actions(flow, event, actions, taken, run, fault_messages)
 
     def _action(self, flow: FlowDef, event: SaveEvent, action: Action, indexes: list[int], run: _Run, *,
                 fault_messages: Mapping[int, str] | None = None) -> None:
