@@ -438,3 +438,21 @@ def test_an_aws_credential_signs_each_callout(tmp_path: Path, remote: Remote) ->
         assert sent["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
         assert "/eu-west-1/execute-api/aws4_request" in sent["Authorization"]
         assert "idempotency-key" in sent["Authorization"] and sent["X-Amz-Date"].endswith("Z")
+
+
+def test_the_queue_api_shows_and_retries_callouts(org: Org, remote: Remote) -> None:
+    from interlink.testing import rest_client
+
+    remote.statuses = [400]
+    customer(org)
+    assert org.worker.run_once()
+    client = rest_client(org)
+    (dead,) = client.get("/interlink/v1/callouts", params={"state": "Dead"}).json()["callouts"]
+    assert dead["history"][0]["status"] == 400
+    assert client.get(f"/interlink/v1/callouts/{dead['id']}").json()["id"] == dead["id"]
+    assert client.post(f"/interlink/v1/callouts/{dead['id']}/retry").json()["state"] == "Queued"
+    assert client.post(f"/interlink/v1/callouts/{dead['id']}/retry").status_code == 404
+    assert client.get("/interlink/v1/callouts", params={"state": "Lost"}).status_code == 400
+    assert client.get("/interlink/v1/outbound").json() == {"notifications": []}
+    client.headers.pop("Authorization")
+    assert client.get("/interlink/v1/callouts").status_code == 401

@@ -225,7 +225,7 @@ async def health(request: Request) -> Response:
 
 def build_app(org: Org) -> Starlette:
     """The ASGI app serving ``org``."""
-    from interlink.api import bulk_v1  # it builds on this module's helpers
+    from interlink.api import admin, bulk_v1  # they build on this module's helpers
 
     data = DataApi(org)
 
@@ -267,6 +267,7 @@ def build_app(org: Org) -> Starlette:
         *oauth_routes.routes(),
         *soap_routes.routes(),
         *bulk_v1.routes(),
+        *admin.routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         InterlinkError: _render_error, 404: _not_found, 405: _not_allowed})

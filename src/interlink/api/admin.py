@@ -1,0 +1,79 @@
+"""Interlink's own API for what the platform shows in Setup: the callout and outbound-message queues.
+
+    GET  /interlink/v1/callouts[?state=Queued|Delivered|Dead&limit=N]   newest first, with every attempt
+    GET  /interlink/v1/callouts/{id}
+    POST /interlink/v1/callouts/{id}/retry                               queue a dead callout again
+    GET  /interlink/v1/outbound[?state=...&limit=N]                      outbound-message notifications
+
+Authenticated with the same bearer tokens as the data API; errors in the platform's shape.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from interlink.api.app import bearer_token
+from interlink.api.http import error_response, json_response
+from interlink.errors import InterlinkError, InvalidHeaderError, NotFoundError
+
+if TYPE_CHECKING:
+    from interlink.app.org import Org
+
+STATES = ("Queued", "Delivered", "Dead")
+
+
+def _filters(request: Request) -> tuple[str | None, int]:
+    state = request.query_params.get("state")
+    if state is not None and state not in STATES:
+        raise InvalidHeaderError(f"state is one of {', '.join(STATES)}, not {state!r}", ["state"])
+    raw = request.query_params.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise InvalidHeaderError(f"limit is a whole number from 1 to 1000, not {raw!r}", ["limit"])
+    return state, int(raw)
+
+
+def routes() -> list[Route]:
+    def guarded(handler):  # type: ignore[no-untyped-def]
+        async def run(request: Request) -> Response:
+            org: Org = request.app.state.org
+            try:
+                org.tokens.validate(bearer_token(request))
+                org.usage.count()
+                return await handler(request, org)
+            except InterlinkError as error:
+                return error_response(error)
+
+        return run
+
+    async def callouts(request: Request, org: Org) -> Response:
+        state, limit = _filters(request)
+        return json_response({"callouts": org.callouts.list(state=state, limit=limit)})
+
+    async def callout(request: Request, org: Org) -> Response:
+        found = org.callouts.get(request.path_params["id"])
+        if found is None:
+            raise NotFoundError()
+        return json_response(found)
+
+    async def retry(request: Request, org: Org) -> Response:
+        if not org.callouts.retry(request.path_params["id"]):
+            raise NotFoundError(f"{request.path_params['id']} is not a dead callout")
+        return json_response(org.callouts.get(request.path_params["id"]))
+
+    async def outbound(request: Request, org: Org) -> Response:
+        state, limit = _filters(request)
+        return json_response({"notifications": org.outbound.list(state=state, limit=limit)})
+
+    return [
+        Route("/interlink/v1/callouts", guarded(callouts), methods=["GET"]),
+        Route("/interlink/v1/callouts/{id}", guarded(callout), methods=["GET"]),
+        Route("/interlink/v1/callouts/{id}/retry", guarded(retry), methods=["POST"]),
+        Route("/interlink/v1/outbound", guarded(outbound), methods=["GET"]),
+    ]
+
+
+__all__ = ["routes"]
