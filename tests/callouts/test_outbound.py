@@ -214,3 +214,19 @@ def test_a_flow_sending_another_objects_message_is_refused(tmp_path: Path, liste
     with pytest.raises(MetadataError) as caught, backend_org(tmp_path, "sqlite", {}):
         pass
     assert "sends Account records, not Opportunity" in caught.value.message
+
+
+def test_the_session_id_lets_the_listener_call_back(tmp_path: Path, listener: Listener) -> None:
+    from interlink.testing import rest_client
+
+    project(tmp_path, listener, message="object: Opportunity\nfields: [Name]\ncredential: ERP\npath: /n\n"
+                                        "includeSessionId: true\n")
+    with backend_org(tmp_path, "sqlite", {}, bulk_workers=0) as org:
+        (deal,) = win(org)
+        assert org.worker.run_once()
+        session = ET.fromstring(listener.messages[0]).findtext(f".//{OM}SessionId")
+        assert session and session.startswith(org.org_id[:15])
+        client = rest_client(org, authorised=False)
+        client.headers["Authorization"] = f"Bearer {session}"
+        answer = client.patch(f"/services/data/v66.0/sobjects/Opportunity/{deal}", json={"Description": "SO-9"})
+        assert answer.status_code == 204

@@ -88,7 +88,8 @@ class Org:
         self.callouts = CalloutQueue(store, {})
         self.callouts.records = self.records
         self.triggers.services["callouts"] = self.callouts
-        self.outbound = OutboundQueue(store, self.callouts, lambda: (self.org_id, self.instance_url()))
+        self.outbound = OutboundQueue(store, self.callouts, lambda: (self.org_id, self.instance_url()),
+                                      self.mint_token)
         self.services = ServiceDirectory(self.callouts)
         self.python_actions: dict[str, ActionDef] = {}
         self.flows = FlowRuntime(self.hooks, self.records, {

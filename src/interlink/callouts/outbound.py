@@ -65,6 +65,7 @@ class OutboundMessage:
     credential: str
     path: str
     source: str
+    session_user: str | None = None  # includeSessionId: the user whose session id the message carries
 
     @property
     def action_id(self) -> str:
@@ -84,7 +85,8 @@ def load_outbound_messages(project_dir: Path, schema: Schema,
         source = str(path)
         if not isinstance(data, dict):
             raise MetadataError(f"{source}: an outbound message holds a mapping (object, fields, credential, path)")
-        unknown = set(data) - {"name", "object", "fields", "credential", "path", "description"}
+        unknown = set(data) - {"name", "object", "fields", "credential", "path", "description", "includeSessionId",
+                               "user"}
         if unknown:
             raise MetadataError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
         obj = schema.object(str(data.get("object") or ""))
@@ -99,8 +101,12 @@ def load_outbound_messages(project_dir: Path, schema: Schema,
         credential = str(data.get("credential") or "")
         if credential.lower() not in credentials:
             raise MetadataError(f"{source}: credential: {credential!r} is not a named credential of the project")
+        if not isinstance(data.get("includeSessionId", False), bool):
+            raise MetadataError(f"{source}: includeSessionId: true or false")
+        session_user = str(data.get("user") or "admin@interlink.local") if data.get("includeSessionId") else None
         message = OutboundMessage(str(data.get("name") or path.stem), obj.name, tuple(names),
-                                  credentials[credential.lower()].name, str(data.get("path") or ""), source)
+                                  credentials[credential.lower()].name, str(data.get("path") or ""), source,
+                                  session_user)
         try:
             credentials[credential.lower()].endpoint(message.path)
         except CalloutRefused as refused:
@@ -112,10 +118,12 @@ def load_outbound_messages(project_dir: Path, schema: Schema,
 class OutboundQueue:
     """Queue notifications with a save; send them in messages of up to 100; keep every attempt."""
 
-    def __init__(self, store: Store, callouts: CalloutQueue, org: Callable[[], tuple[str, str]]) -> None:
+    def __init__(self, store: Store, callouts: CalloutQueue, org: Callable[[], tuple[str, str]],
+                 session: Callable[[str], str] | None = None) -> None:
         self.store = store
         self.callouts = callouts  # credentials, the HTTP sender and the clock
         self.org = org  # (org id, instance URL) for the message header
+        self.session = session  # mints a session id for a username (includeSessionId)
         self.definitions: dict[str, OutboundMessage] = {}
 
     @property
@@ -224,7 +232,7 @@ class OutboundQueue:
                  'xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
                  f'<soapenv:Body><notifications xmlns="{OM_NS}">'
                  f"<OrganizationId>{org_id}</OrganizationId><ActionId>{definition.action_id}</ActionId>"
-                 '<SessionId xsi:nil="true"/>'
+                 f"{self._session_element(definition)}"
                  f"<EnterpriseUrl>{escape(instance)}/services/Soap/c/66.0/{short_org}</EnterpriseUrl>"
                  f"<PartnerUrl>{escape(instance)}/services/Soap/u/66.0/{short_org}</PartnerUrl>"]
         for row in rows:
@@ -240,6 +248,12 @@ class OutboundQueue:
             parts.append("</sObject></Notification>")
         parts.append("</notifications></soapenv:Body></soapenv:Envelope>")
         return "".join(parts).encode()
+
+    def _session_element(self, definition: OutboundMessage) -> str:
+        """A fresh session id of the definition's user, so the listener can call back (or nil)."""
+        if definition.session_user is None or self.session is None:
+            return '<SessionId xsi:nil="true"/>'
+        return f"<SessionId>{escape(self.session(definition.session_user))}</SessionId>"
 
     # -- reading -----------------------------------------------------------------------------------------------
 
