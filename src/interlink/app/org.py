@@ -123,7 +123,7 @@ class Org:
                                 threads=settings.bulk_workers)
         self.event_flows = EventFlowRunner(self.flows, self.bus, store, self.records,
                                            lambda: self.admin_context().as_system())
-        self.scheduled_flows = ScheduledFlowRunner(self.flows, store, self.records,
+        self.scheduled_flows = ScheduledFlowRunner(self.flows, store, self.records, self.query,
                                                    lambda: self.admin_context().as_system())
         self.worker.tasks.extend([self.callouts.run_once, self.outbound.run_once, self.event_flows.run_once,
                                   self.scheduled_flows.run_once])

@@ -36,8 +36,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from interlink.automation.triggers import MAX_DEPTH, automation_depth
 from interlink.errors import DmlError, InterlinkError, MetadataError
 from interlink.metadata.model import ObjectDef, Schema
@@ -103,6 +101,7 @@ class FlowDef:
     active: bool = True
     kind: str = "record"  # record (a save) | event (a platform event) | schedule (cron)
     schedule: str | None = None
+    condition_text: str | None = None  # the condition as written (scheduled flows query with it)
 
     @property
     def event(self) -> bool:
@@ -177,7 +176,8 @@ def _flow(source: str, stem: str, data: Any, schema: Schema, kinds: Mapping[str,
         _check_callouts_first(source, actions, kinds)
     return FlowDef(str(data.get("name") or stem), obj.name, TRIGGERS[trigger], timing == "before", condition,
                    tuple(obj.field(f).name for f in changed), when == "changed_to_meet", tuple(actions),  # type: ignore[union-attr]
-                   tuple(fault), source, bool(data.get("active", True)), kind, schedule)
+                   tuple(fault), source, bool(data.get("active", True)), kind, schedule,
+                   data.get("condition"))
 
 
 def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, kinds: Mapping[str, ActionKind], *,
@@ -265,8 +265,7 @@ def _check_parent_path(obj: ObjectDef, path: str, schema: Schema | None) -> str 
     *relations, last = path.split(".")
     current = obj
     for relation in relations:
-        reference = next((f for f in current.reference_fields
-                          if (f.relationship_name or "").lower() == relation.lower()), None)
+        reference = current.relationship(relation)
         target = schema.object(reference.reference_to[0]) if reference is not None and schema is not None else None
         if reference is None or target is None:
             return f"{current.name} has no relationship {relation}"
@@ -347,18 +346,14 @@ class FlowRuntime:
     def invoke(self, flow: FlowDef, context: Any, record_id: str | None) -> None:
         """Run an API flow for one record, in one transaction: its callouts wait for their answers and store
         ``on_success`` values; any failure rolls everything back and raises FlowFailed."""
-        from sqlalchemy import select
-
         obj = self.records.store.schema.object(flow.object)
         assert obj is not None
         row: dict[str, Any] = {}
         if record_id is not None:
-            table = self.records.store.table(obj.name)
-            with self.records.store.read() as conn:
-                found = conn.execute(select(table).where(table.c.Id == record_id)).first()
-            if found is None or found._mapping.get("IsDeleted"):
+            (found,) = self.records.retrieve(obj.name, [record_id])
+            if found is None:
                 raise FlowFailed(f"{flow.name}: there is no {obj.name} {record_id}")
-            row = dict(found._mapping)
+            row = found
         with self.records.unit_of_work(context) as uow:
             event = SaveEvent("update", obj, [row], [dict(row)], context, uow)
             if flow.condition is not None and not evaluate(flow.condition, row):
@@ -387,7 +382,7 @@ class FlowRuntime:
         counters = event.uow.counters
         started = time.perf_counter()
         try:
-            spec = _merge_all(action.values, event, 0, "", self.records.store)
+            spec = _merge_all(action.values, event, 0, "", self.records)
             answer = kind.call(spec)
         except InterlinkError as error:
             run.failed[0] = error.message
@@ -399,7 +394,7 @@ class FlowRuntime:
             return
         mapping = spec.get("on_success") or {}
         if mapping and event.new[0].get("Id"):
-            values = {name: _path(answer, str(path)) for name, path in mapping.items()}
+            values = {name: response_value(answer, str(path)) for name, path in mapping.items()}
             (result,) = self.records.update(event.context, event.object.name, [{**values, "Id": event.new[0]["Id"]}])
             if result.errors:
                 run.failed[0] = f"{result.errors[0].error_code}: {result.errors[0].message}"
@@ -469,7 +464,7 @@ class FlowRuntime:
                 fault_messages: Mapping[int, str] | None = None) -> None:
         context = event.context
         try:
-            bodies = [_merge_all(action.values, event, i, (fault_messages or {}).get(i, ""), self.records.store)
+            bodies = [_merge_all(action.values, event, i, (fault_messages or {}).get(i, ""), self.records)
                       for i in indexes]
         except InterlinkError as error:
             run.failed.update({i: error.message for i in indexes})
@@ -521,7 +516,8 @@ class FlowFailed(InterlinkError):
     http_status = 400
 
 
-def _path(answer: Any, path: str) -> Any:
+def response_value(answer: Any, path: str) -> Any:
+    """The value at a dotted ``path`` (``account.number``) of a JSON answer; None where it is missing."""
     value = answer
     for part in path.split("."):
         value = value.get(part) if isinstance(value, dict) else None
@@ -534,28 +530,28 @@ def _fail(flow: FlowDef, event: SaveEvent, index: int, message: str) -> None:
         error_code="CANNOT_EXECUTE_FLOW_TRIGGER"))
 
 
-def _merge_all(values: Any, event: SaveEvent, index: int, fault_message: str, store: Any = None) -> Any:
+def _merge_all(values: Any, event: SaveEvent, index: int, fault_message: str, records: Any = None) -> Any:
     """An action's settings with merge fields filled in from the record, its prior values, the user and the flow
     (nested mappings and lists too)."""
     if isinstance(values, dict):
-        return {name: _merge_all(value, event, index, fault_message, store) for name, value in values.items()}
+        return {name: _merge_all(value, event, index, fault_message, records) for name, value in values.items()}
     if isinstance(values, list):
-        return [_merge_all(value, event, index, fault_message, store) for value in values]
-    return _merge(values, event, index, fault_message, store)
+        return [_merge_all(value, event, index, fault_message, records) for value in values]
+    return _merge(values, event, index, fault_message, records)
 
 
-def _merge(value: Any, event: SaveEvent, index: int, fault_message: str, store: Any = None) -> Any:
+def _merge(value: Any, event: SaveEvent, index: int, fault_message: str, records: Any = None) -> Any:
     if not isinstance(value, str) or "{!" not in value:
         return value
     whole = _MERGE.fullmatch(value.strip())
     if whole is not None:
-        return _lookup(whole.group(1), whole.group(2), event, index, fault_message, as_text=False, store=store)
+        return _lookup(whole.group(1), whole.group(2), event, index, fault_message, as_text=False, records=records)
     return _MERGE.sub(lambda m: str(_lookup(m.group(1), m.group(2), event, index, fault_message,
-                                            as_text=True, store=store) or ""), value)
+                                            as_text=True, records=records) or ""), value)
 
 
 def _lookup(scope: str, name: str, event: SaveEvent, index: int, fault_message: str, *, as_text: bool,
-            store: Any = None) -> Any:
+            records: Any = None) -> Any:
     if scope == "User":
         if name.lower() != "id":
             raise MetadataError(f"$User.{name}: only $User.Id is available")
@@ -571,17 +567,15 @@ def _lookup(scope: str, name: str, event: SaveEvent, index: int, fault_message: 
     if "." in name:  # through lookups: {!$Record.Account.Owner.Name}
         *relations, name = name.split(".")
         for relation in relations:
-            reference = next((f for f in obj.reference_fields
-                              if (f.relationship_name or "").lower() == relation.lower()), None)
+            reference = obj.relationship(relation)
             parent_id = None if record is None or reference is None else record.get(reference.name)
-            target = store.schema.object(reference.reference_to[0]) if reference is not None and store else None
+            target = records.store.schema.object(reference.reference_to[0]) if reference and records else None
             if parent_id is None or target is None:
                 record = None
                 break
-            table = store.table(target.name)
-            with store.read() as conn:  # inside the transaction: it sees the save's own changes
-                row = conn.execute(select(table).where(table.c.Id == parent_id)).first()
-            record, obj = (dict(row._mapping) if row is not None else None), target
+            # retrieve reads inside the transaction, so it sees the save's own changes
+            (record,) = records.retrieve(target.name, [parent_id], include_deleted=True)
+            obj = target
     fdef = obj.field(name)
     if fdef is None:
         raise MetadataError(f"${scope}.{name}: {obj.name} has no field {name}")
@@ -598,4 +592,4 @@ def _typed(fdef: Any, value: Any) -> Any:
     return parse_value(fdef, value) if value is not None else None
 
 
-__all__ = ["Action", "ActionKind", "FlowDef", "FlowFailed", "FlowRuntime", "load_flows"]
+__all__ = ["Action", "ActionKind", "FlowDef", "FlowFailed", "FlowRuntime", "load_flows", "response_value"]

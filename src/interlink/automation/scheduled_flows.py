@@ -21,13 +21,13 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, update
 
 from interlink.automation.flows import FlowDef, FlowRuntime
 from interlink.records.context import Context
 from interlink.records.hooks import SaveEvent
 from interlink.records.service import RecordService
-from interlink.soql.memory import evaluate
+from interlink.soql.engine import QueryEngine
 from interlink.store.database import Store, utcnow
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,12 @@ BATCH = 200
 class ScheduledFlowRunner:
     """Runs scheduled flows when their tick is due (a worker task)."""
 
-    def __init__(self, flows: FlowRuntime, store: Store, records: RecordService, context: Callable[[], Context],
-                 clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, flows: FlowRuntime, store: Store, records: RecordService, query: QueryEngine,
+                 context: Callable[[], Context], clock: Callable[[], datetime] = utcnow) -> None:
         self.flows = flows
         self.store = store
         self.records = records
+        self.query = query
         self.context = context
         self.clock = clock
 
@@ -82,16 +83,11 @@ class ScheduledFlowRunner:
         obj = self.store.schema.object(flow.object)
         if obj is None:
             return
-        table = self.store.table(obj.name)
-        query = select(table)
-        if obj.has_field("IsDeleted"):
-            query = query.where(table.c.IsDeleted.is_not(True))
-        with self.store.read() as conn:
-            rows = [dict(row._mapping) for row in conn.execute(query.order_by(table.c.Id))]
-        chosen = [row for row in rows if flow.condition is None or evaluate(flow.condition, row)]
         context = self.context()
-        for start in range(0, len(chosen), BATCH):
-            batch = chosen[start:start + BATCH]
+        # The one query engine finds the records; each batch of 200 is read whole and run in its own transaction.
+        soql = f"SELECT Id FROM {obj.name}" + (f" WHERE {flow.condition_text}" if flow.condition_text else "")
+        for _compiled, rows in self.query.stream(soql + " ORDER BY Id", context, chunk_size=BATCH):
+            batch = [row for row in self.records.retrieve(obj.name, [r[0] for r in rows]) if row is not None]
             with self.records.unit_of_work(context) as uow:
                 event = SaveEvent("update", obj, batch, [dict(row) for row in batch], context, uow)
                 self.flows.run_for(flow, event)

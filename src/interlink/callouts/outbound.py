@@ -37,7 +37,7 @@ from interlink.callouts.credentials import CalloutRefused, NamedCredential
 from interlink.callouts.queue import DEAD, DELIVERED, QUEUED, Delivery, attempt_entry
 from interlink.errors import MetadataError
 from interlink.metadata.model import FieldType, ObjectDef, Schema
-from interlink.metadata.values import to_wire
+from interlink.metadata.values import format_datetime_z, to_wire
 from interlink.store.database import Store
 from interlink.xmlsafe import check_untrusted_xml
 
@@ -220,11 +220,10 @@ class OutboundQueue:
         """The SOAP envelope of a message: the records' current values of the definition's fields."""
         obj = self.store.schema.object(definition.object)
         assert obj is not None
-        table = self.store.table(obj.name)
-        columns = [table.c[name] for name in definition.fields]
-        with self.store.read() as conn:
-            current = {row.Id: row for row in conn.execute(
-                select(*columns).where(table.c.Id.in_([r.record_id for r in rows])))}
+        assert self.callouts.records is not None
+        found = self.callouts.records.retrieve(obj.name, [r.record_id for r in rows], list(definition.fields),
+                                               include_deleted=True)
+        current = {record["Id"]: record for record in found if record is not None}
         org_id, instance = self.org()
         short_org = org_id[:15]
         parts = ['<?xml version="1.0" encoding="UTF-8"?>'
@@ -241,7 +240,7 @@ class OutboundQueue:
                 continue
             parts.append(f'<Notification><Id>{row.id}</Id><sObject xsi:type="sf:{obj.name}" xmlns:sf="{SF_NS}">')
             for name in definition.fields:
-                value = record._mapping[name]
+                value = record[name]
                 if value is None:
                     continue
                 parts.append(f"<sf:{name}>{escape(_soap_value(obj, name, value))}</sf:{name}>")
@@ -354,7 +353,7 @@ def _soap_value(obj: ObjectDef, name: str, value: Any) -> str:
     fdef = obj.field(name)
     assert fdef is not None
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+        return format_datetime_z(value)  # xsd:dateTime in UTC
     wire = to_wire(fdef, value)
     return ("true" if wire else "false") if isinstance(wire, bool) else str(wire)
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, and_, or_, select, update
 
 from interlink import ids
+from interlink.automation.flows import response_value
 from interlink.callouts.credentials import CalloutRefused, NamedCredential
 from interlink.errors import InterlinkError
 from interlink.records.context import Context
@@ -272,12 +273,7 @@ class CalloutQueue:
             data = json.loads(body or b"null")
         except ValueError:
             return "the response is not JSON: its fields cannot be mapped onto the record"
-        values: dict[str, Any] = {}
-        for field_name, path in json.loads(row.on_success_json).items():
-            value: Any = data
-            for part in str(path).split("."):
-                value = value.get(part) if isinstance(value, dict) else None
-            values[field_name] = value
+        values = {name: response_value(data, str(path)) for name, path in json.loads(row.on_success_json).items()}
         context = Context(row.user_id, "", row.api_version)
         assert self.records is not None
         (result,) = self.records.update(context, row.object_name, [{"Id": row.record_id, **values}])

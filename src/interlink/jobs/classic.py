@@ -28,7 +28,7 @@ from interlink.jobs import csvdata
 from interlink.jobs.bulk import BulkJobs, _check_bulk_query
 from interlink.jobs.ingest import ColumnPlan, apply_bodies, error_text
 from interlink.jobs.model import CLASSIC, INGEST_OPERATIONS, QUERY_OPERATIONS, Job
-from interlink.metadata.values import is_temporal_converter, parse_datetime
+from interlink.metadata.values import format_datetime_z, is_temporal_converter, parse_datetime
 from interlink.records.context import Context
 from interlink.records.results import SaveResult
 from interlink.records.service import RecordService
@@ -45,11 +45,6 @@ MAX_BATCH_RECORDS = 10_000
 MAX_BATCH_BYTES = 10_000_000
 QUERY_RESULT_ROWS = 100_000  # rows per query result file
 RESULT_STRIDE = 10_000  # result parts are numbered batch seq * 10,000 + result number
-
-
-def bulk_time(value: datetime) -> str:
-    """Bulk API 1.0 timestamps: ``2024-01-31T09:30:00.000Z``."""
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 @dataclass
@@ -81,7 +76,8 @@ class Batch:
         if self.state_message:
             body["stateMessage"] = self.state_message
         body.update({
-            "createdDate": bulk_time(self.created_date), "systemModstamp": bulk_time(self.system_modstamp),
+            "createdDate": format_datetime_z(self.created_date),
+            "systemModstamp": format_datetime_z(self.system_modstamp),
             "numberRecordsProcessed": self.records_processed, "numberRecordsFailed": self.records_failed,
             "totalProcessingTime": self.processing_ms, "apiActiveProcessingTime": self.api_active_ms,
             "apexProcessingTime": 0})
@@ -156,8 +152,8 @@ class ClassicJobs:
             counts = dict(conn.execute(select(table.c.state, func.count()).where(table.c.job_id == job.id)
                                        .group_by(table.c.state)).all())
         body: dict[str, Any] = {"id": job.id, "operation": job.operation, "object": job.object,
-                                "createdById": job.created_by_id, "createdDate": bulk_time(job.created_date),
-                                "systemModstamp": bulk_time(job.system_modstamp), "state": job.state}
+                                "createdById": job.created_by_id, "createdDate": format_datetime_z(job.created_date),
+                                "systemModstamp": format_datetime_z(job.system_modstamp), "state": job.state}
         if job.external_id_field:
             body["externalIdFieldName"] = job.external_id_field
         body.update({
@@ -547,5 +543,5 @@ def _xml_fields(record: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-__all__ = ["BATCH_STATES", "CONTENT_TYPES", "Batch", "BatchRunner", "ClassicJobs", "bulk_time", "parse_records",
+__all__ = ["BATCH_STATES", "CONTENT_TYPES", "Batch", "BatchRunner", "ClassicJobs", "parse_records",
            "render_results"]

@@ -21,6 +21,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 from interlink.errors import ClientInputError
+from interlink.metadata.values import format_datetime_z
 
 DELIMITERS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^", "BACKQUOTE": "`"}
 LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
@@ -227,7 +228,7 @@ def csv_value(value: object) -> str:
     if value is False:
         return "false"
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+        return format_datetime_z(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, time):

@@ -21,7 +21,7 @@ from interlink.errors import BulkJobError, ClientInputError, InterlinkError, Inv
 from interlink.jobs.csvdata import NULL_MARKER, CsvFormat
 from interlink.jobs.model import Job
 from interlink.jobs.parts import Parts
-from interlink.metadata.model import FieldDef, FieldType, ObjectDef, Schema
+from interlink.metadata.model import FieldType, ObjectDef, Schema
 from interlink.records.context import Context
 from interlink.records.results import SaveResult
 from interlink.records.service import RecordService
@@ -82,7 +82,7 @@ class ColumnPlan:
         parent_type = None
         if ":" in relation:
             parent_type, _, relation = relation.partition(":")
-        reference = _relationship(obj, relation)
+        reference = obj.relationship(relation)
         if reference is None or "." in parent_field:
             raise field_not_found(name)
         target_name = parent_type or reference.reference_to[0]
@@ -112,14 +112,6 @@ class ColumnPlan:
                     parent["attributes"] = {"type": column.parent_type}
                 body[column.key] = parent
         return body
-
-
-def _relationship(obj: ObjectDef, name: str) -> FieldDef | None:
-    lowered = name.lower()
-    for fdef in obj.reference_fields:
-        if (fdef.relationship_name or "").lower() == lowered:
-            return fdef
-    return None
 
 
 def error_text(result: SaveResult) -> str:

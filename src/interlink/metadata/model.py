@@ -239,6 +239,11 @@ class ObjectDef:
     def reference_fields(self) -> list[FieldDef]:
         return [f for f in self.fields if f.type is FieldType.REFERENCE]
 
+    def relationship(self, name: str) -> FieldDef | None:
+        """The lookup whose relationship name is ``name`` (``Account`` for ``AccountId``; case-insensitive)."""
+        lowered = name.lower()
+        return next((f for f in self.reference_fields if (f.relationship_name or "").lower() == lowered), None)
+
 
 class Schema:
     """The set of objects an org knows, looked up case-insensitively by name or key prefix."""

@@ -184,6 +184,11 @@ def format_datetime(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
 
 
+def format_datetime_z(value: datetime) -> str:
+    """A UTC datetime as Bulk CSV, SOAP and XML write it: ``2024-01-31T09:30:00.000Z``."""
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
 def to_wire(fdef: FieldDef, value: Any) -> Any:
     """Render a stored value as the platform's JSON does."""
     if value is None:
@@ -263,5 +268,5 @@ def wire_plan(obj: ObjectDef) -> WirePlan:
     return plan
 
 
-__all__ = ["format_datetime", "is_temporal_converter", "parse_date",
+__all__ = ["format_datetime", "format_datetime_z", "is_temporal_converter", "parse_date",
            "parse_datetime", "parse_time", "parse_value", "to_wire", "wire_plan"]

@@ -48,7 +48,7 @@ def resolve(obj: ObjectDef, values: dict[str, Any], *, creating: bool,
             continue
         fdef = obj.field(key)
         if fdef is None:
-            ref = _relationship_field(obj, key)
+            ref = obj.relationship(key)
             if ref is not None and isinstance(raw, dict):
                 parents.append(_parent_ref(obj, ref, key, raw))
                 continue
@@ -67,14 +67,6 @@ def resolve(obj: ObjectDef, values: dict[str, Any], *, creating: bool,
     if not_writable:
         raise _not_writable(not_writable)
     return parsed, parents
-
-
-def _relationship_field(obj: ObjectDef, key: str) -> FieldDef | None:
-    lowered = key.lower()
-    for fdef in obj.reference_fields:
-        if fdef.relationship_name and fdef.relationship_name.lower() == lowered:
-            return fdef
-    return None
 
 
 def _parent_ref(obj: ObjectDef, fdef: FieldDef, key: str, raw: dict[str, Any]) -> ParentRef:
