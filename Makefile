@@ -40,6 +40,7 @@ bench: $(VENV)/.stamp-test
 	$(BIN)/python bench/collections_insert.py
 	$(BIN)/python bench/bus.py
 	$(BIN)/python bench/bulk.py --quick
+	$(BIN)/python bench/virtual.py --quick
 
 clean:
 	rm -rf $(VENV) .interlink .pytest_cache .ruff_cache

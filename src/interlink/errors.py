@@ -275,6 +275,21 @@ class RequestLimitExceeded(InterlinkError):
     grpc_status = "RESOURCE_EXHAUSTED"
 
 
+class ExternalObjectError(InterlinkError):
+    """An external data source failed, timed out or answered something unusable; the message names the source."""
+
+    error_code = "EXTERNAL_OBJECT_EXCEPTION"
+    http_status = 400
+    grpc_status = "UNAVAILABLE"
+
+
+class ExternalObjectUnsupported(RequestError):
+    """A query or write on an external object that its data source cannot carry out (nothing is filtered
+    locally instead)."""
+
+    error_code = "EXTERNAL_OBJECT_UNSUPPORTED_EXCEPTION"
+
+
 class ConfigurationError(InterlinkError):
     error_code = "CONFIGURATION_ERROR"
     http_status = 400
@@ -306,6 +321,8 @@ __all__ = [
     "DuplicateValue",
     "EntityIsDeleted",
     "ExceededQuota",
+    "ExternalObjectError",
+    "ExternalObjectUnsupported",
     "FieldIntegrityError",
     "InsufficientAccess",
     "InterlinkError",

@@ -52,6 +52,8 @@ class Settings:
     event_retention_hours: float = _setting(72.0, "Hours platform and change events stay replayable.")
     hourly_published_events: int = _setting(
         250_000, "Platform events the org may publish per hour (HourlyPublishedPlatformEvents).")
+    hourly_odata_callouts: int = _setting(
+        20_000, "Requests the org may send to external data sources per hour (HourlyODataCallout).")
     cdc_overflow_threshold: int = _setting(
         100_000, "Changed records in one transaction above which CDC sends header-only OVERFLOW events.")
     pubsub_keepalive_seconds: float = _setting(

@@ -98,3 +98,29 @@ def test_fire_and_forget_to_a_listener_that_was_down(org: Org, servers: tuple[An
         pass
     ((_note_id, fields),) = listener.received
     assert fields["Id"] == deal.id and fields["StageName"] == "Closed Won"
+
+
+def test_data_virtualization_with_the_example_erp(tmp_path: Path) -> None:
+    """The example project's ERP data source: Order__x queried live, joined to Accounts by customer number."""
+    erp = example("erp/odata_service.py")
+    server, url = erp.serve_in_thread(erp.create_app(None, seed=120))
+    try:
+        project = tmp_path / "project"
+        shutil.copytree(EXAMPLES / "project", project)
+        source = project / "metadata" / "dataSources" / "ERP.yaml"
+        source.write_text(source.read_text().replace("http://127.0.0.1:8703", url))
+        with local_org(tmp_path / "org", project_dir=project, bulk_workers=0) as org:
+            context = org.admin_context()
+            org.records.create(context, "Account", [{"Name": "Example Customer", "Customer_Number__c": "CUST-0003"}])
+            shipped = org.query.execute("SELECT OrderNumber__c, Amount__c, Customer__r.Name FROM Order__x WHERE "
+                                        "CustomerNumber__c = 'CUST-0003' ORDER BY OrderNumber__c", context).records
+            assert [r["OrderNumber__c"] for r in shipped] == ["SO-000002", "SO-000052", "SO-000102"]
+            assert {r["Customer__r"]["Name"] for r in shipped} == {"Example Customer"}
+            account = field(org, "SELECT Name, (SELECT OrderNumber__c FROM Orders__r) FROM Account "
+                                 "WHERE Customer_Number__c = 'CUST-0003'")
+            assert account["Orders__r"]["totalSize"] == 3
+            lines = field(org, "SELECT ExternalId, (SELECT Sku__c, Quantity__c FROM Lines__r) FROM Order__x "
+                               "WHERE ExternalId = 'SO-000002'")
+            assert lines["Lines__r"]["totalSize"] >= 1
+    finally:
+        server.should_exit = True

@@ -177,6 +177,9 @@ class DataApi:
                                     "Remaining": max(limits.daily_batches - bulk.batches_used(), 0)},
             "DailyBulkV2QueryJobs": {"Max": limits.daily_query_jobs,
                                      "Remaining": max(limits.daily_query_jobs - bulk.query_jobs_used(), 0)},
+            "HourlyODataCallout": {"Max": self.org.external.usage.allocation,
+                                   "Remaining": max(self.org.external.usage.allocation
+                                                    - self.org.external.usage.used(), 0)},
             "HourlyPublishedPlatformEvents": {"Max": hourly, "Remaining": max(hourly - published, 0)},
         }, pretty=request.pretty)
 
@@ -225,7 +228,7 @@ async def health(request: Request) -> Response:
 
 def build_app(org: Org) -> Starlette:
     """The ASGI app serving ``org``."""
-    from interlink.api import admin, bulk_v1  # they build on this module's helpers
+    from interlink.api import admin, bulk_v1, odata  # they build on this module's helpers
 
     data = DataApi(org)
 
@@ -268,6 +271,7 @@ def build_app(org: Org) -> Starlette:
         *soap_routes.routes(),
         *bulk_v1.routes(),
         *admin.routes(),
+        *odata.routes(org),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         InterlinkError: _render_error, 404: _not_found, 405: _not_allowed})

@@ -39,6 +39,7 @@ def _respond(request: ApiRequest, page: QueryPage, resource: str, cursor_id: str
         if cursor_id is None:
             locator = request.org.cursors.open(page.locator, request.version)
         else:
+            request.org.cursors.save_state(cursor_id, page.locator)
             locator = f"{cursor_id}-{page.locator.offset}"
         # The platform's queryAll pages point at ``query/`` too; both resources serve any cursor.
         next_url = f"{request.base_path}/query/{locator}"

@@ -63,6 +63,7 @@ def _soql_runner(request: ApiRequest) -> sosl.SoqlRunner | None:
                 "timeout_seconds": shared.timeout_seconds, "today": shared.today,
                 "fiscal_start_month": shared.fiscal_start_month}
             engine = _engines[org] = QueryEngine(org.store, cache_size=_SEARCH_PLAN_CACHE, **options)
+            engine.external = getattr(shared, "external", None)
     url_prefix = f"{request.base_path}/sobjects"
 
     def run(soql: str) -> list[dict[str, Any]]:
@@ -72,7 +73,9 @@ def _soql_runner(request: ApiRequest) -> sosl.SoqlRunner | None:
 
 
 def run_plan(request: ApiRequest, plan: SearchPlan) -> Response:
-    result = sosl.execute(request.org.store, plan, _soql_runner(request), request.base_path)
+    external = getattr(request.org, "external", None)
+    result = sosl.execute(request.org.store, plan, _soql_runner(request), request.base_path,
+                          None if external is None else external.search_ids)
     records = [record for _obj, record in result.records]
     if float(request.version) < _FIRST_WRAPPED_VERSION:
         return json_response(records, pretty=request.pretty)

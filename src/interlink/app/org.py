@@ -30,6 +30,9 @@ from interlink.callouts.credentials import load_credentials
 from interlink.callouts.outbound import OutboundQueue, load_outbound_messages
 from interlink.callouts.queue import CalloutQueue
 from interlink.callouts.services import ServiceDirectory, load_services
+from interlink.connect.records import ExternalRecords
+from interlink.connect.service import ExternalData
+from interlink.connect.sources import load_sources
 from interlink.errors import ConfigurationError
 from interlink.jobs.bulk import BulkJobs, BulkLimits
 from interlink.jobs.classic import ClassicJobs
@@ -118,6 +121,9 @@ class Org:
             daily_query_jobs=settings.bulk_daily_query_jobs, batch_size=settings.bulk_batch_size,
             max_upload_bytes=settings.bulk_max_upload_mb * 1024 * 1024))
         self.classic = ClassicJobs(self.bulk)
+        self.external = ExternalData(store, hourly_allocation=settings.hourly_odata_callouts)
+        self.query.external = self.external
+        self.records.external = ExternalRecords(self.external)
         self.worker = JobWorker(self.bulk, self.records, self.query,
                                 lambda user_id, version: self.context_for(user_id, api_version=version),
                                 threads=settings.bulk_workers)
@@ -183,6 +189,8 @@ class Org:
         self.outbound.definitions = load_outbound_messages(self.settings.project_dir, self.store.schema,
                                                            self.callouts.credentials)
         self.services.services = load_services(self.settings.project_dir, self.callouts.credentials)
+        self.external.configure(load_sources(self.settings.project_dir), self.callouts.credentials,
+                                self.settings.project_dir)
         self.python_actions.clear()
         self.python_actions.update({a.name: a for a in load_code(self.settings.project_dir / "actions", "action")})
         self.flows.install(load_flows(self.settings.project_dir, self.store.schema,
@@ -204,6 +212,11 @@ class Org:
             report.identity_changes = apply_identity_metadata(self, self.settings.project_dir)
 
     _sample_metadata = False
+
+    @property
+    def uses_sample_metadata(self) -> bool:
+        """Whether the sample org's metadata (events, CDC, flows, OData exposure) is loaded (``--sample-data``)."""
+        return bool(self.settings.sample_data or self._sample_metadata)
 
     def load_metadata(self) -> LoadedMetadata:
         """The project's metadata (plus the sample org's events and CDC selection on a sample-data org)."""
@@ -278,6 +291,7 @@ class Org:
     def housekeeping(self) -> None:
         """Periodic work of a serving process: flush usage counters, tidy the event outbox, purge old jobs."""
         self.usage.flush()
+        self.external.usage.flush()
         self.events.housekeeping()
         now = time.monotonic()
         if now - self._purged_at > _PURGE_SECONDS:
@@ -297,6 +311,8 @@ class Org:
         try:
             self.worker.stop()
             self.usage.flush()
+            self.external.usage.flush()
+            self.external.close()
             self.events.housekeeping()
         finally:
             try:
@@ -319,6 +335,8 @@ def _raise_first(results: list[Any]) -> None:
 
 def _without_destructive(loaded: LoadedMetadata, store: Store) -> Any:
     """The target schema with destructive changes undone: deployed fields and objects kept as they are."""
+    from dataclasses import replace
+
     from interlink.metadata.model import ObjectDef, Schema
 
     deployed = store.schema
@@ -334,7 +352,6 @@ def _without_destructive(loaded: LoadedMetadata, store: Store) -> Any:
             fields.append(fdef if before is None or (before.type == fdef.type and fdef.length >= before.length)
                           else before)
         fields += [f for f in old.fields if not obj.has_field(f.name)]
-        objects.append(ObjectDef(obj.name, obj.label, obj.label_plural, old.key_prefix, tuple(fields), obj.custom,
-                                 obj.createable, obj.updateable, obj.deletable, obj.queryable, obj.description))
+        objects.append(replace(obj, key_prefix=old.key_prefix, fields=tuple(fields)))
     objects += [o for o in deployed if o.name not in loaded.schema]
     return Schema(objects)

@@ -383,6 +383,7 @@ def main() -> None:
 
 
 from interlink.cli.callouts import callouts_app, outbound_app, secrets_app, services_app  # noqa: E402 - registered after the shared options exist
+from interlink.cli.connect import connect_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.data import data_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.events import cdc_app, events_app  # noqa: E402 - registered after the shared options exist
 
@@ -393,6 +394,7 @@ app.add_typer(callouts_app, name="callouts")
 app.add_typer(outbound_app, name="outbound")
 app.add_typer(services_app, name="services")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(connect_app, name="connect")
 
 if __name__ == "__main__":
     main()

@@ -359,7 +359,7 @@ def describe_field(fdef: FieldDef, obj: ObjectDef) -> dict[str, Any]:
         "polymorphicForeignKey": polymorphic,
         "precision": fdef.precision if numeric else 0,
         "queryByDistance": False,
-        "referenceTargetField": None,
+        "referenceTargetField": fdef.reference_target_field,
         "referenceTo": list(fdef.reference_to),
         "relationshipName": fdef.relationship_name if ftype is FieldType.REFERENCE else None,
         "relationshipOrder": _relationship_order(fdef, obj),

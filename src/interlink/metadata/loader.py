@@ -17,7 +17,7 @@ import yaml
 
 from interlink.errors import MetadataError
 from interlink.ids import BASE62
-from interlink.metadata.model import Schema
+from interlink.metadata.model import FieldDef, ObjectDef, Schema
 from interlink.metadata.sfdx import find_package_directories, load_sfdx_objects_with_warnings
 from interlink.metadata.spec import Spec, build_object, merge_specs
 from interlink.metadata.standard_objects import load_standard_specs
@@ -106,9 +106,9 @@ def _add(specs: dict[str, Spec], sources: dict[str, list[str]], spec: Spec, sour
     existing = specs.get(key)
     is_extension = set(spec) <= {"name", "fields", "label", "labelPlural", "description", "changeDataCapture"}
     if existing is None:
-        if not name.endswith(("__c", "__e")):
+        if not name.endswith(("__c", "__e", "__x")):
             raise MetadataError(f"{source}: {name} is not a standard object; custom objects end in __c "
-                                "(platform events in __e)")
+                                "(platform events in __e, external objects in __x)")
         if is_extension and "label" not in spec:
             # Fields for a custom object that is defined in another file (SFDX splits them this way).
             specs[key] = {"name": name, **spec}
@@ -150,11 +150,13 @@ def _assign_key_prefixes(specs: dict[str, Spec], deployed: Schema | None, retire
     if deployed is not None:
         taken.update(obj.key_prefix for obj in deployed)
     taken.update(retired)
-    sequences = {"a": iter(_prefix_sequence("a")), "e": iter(_prefix_sequence("e"))}
+    sequences = {"a": iter(_prefix_sequence("a")), "e": iter(_prefix_sequence("e")),
+                 "x": iter(_prefix_sequence("x"))}
     for name, spec in sorted(specs.items()):
         if spec.get("keyPrefix"):
             continue
-        sequence = sequences["e" if name.endswith("__e") else "a"]  # platform events get e.. prefixes
+        # platform events get e.. prefixes, external objects x..
+        sequence = sequences["e" if name.endswith("__e") else "x" if name.endswith("__x") else "a"]
         prefix = next(sequence)
         while prefix in taken:
             prefix = next(sequence)
@@ -174,6 +176,31 @@ def _check_references(schema: Schema, sources: dict[str, list[str]]) -> None:
                 if target not in schema:
                     raise MetadataError(f"{sources[obj.name.lower()][-1]}: {obj.name}.{fdef.name} refers to "
                                         f"unknown object {target}")
+            _check_lookup_kind(schema, obj, fdef, sources[obj.name.lower()][-1])
+
+
+def _check_lookup_kind(schema: Schema, obj: ObjectDef, fdef: FieldDef, source: str) -> None:
+    """Lookups into or out of external objects must match on a field the parent can be found by."""
+    where = f"{source}: {obj.name}.{fdef.name}"
+    parents = [schema.object(t) for t in fdef.reference_to]
+    external_parent = any(p is not None and p.is_external for p in parents)
+    if fdef.reference_target_field is None:
+        if external_parent:
+            raise MetadataError(f"{where}: a lookup to an external object is an external lookup "
+                                "(type: externalLookup, matched on ExternalId)")
+        return
+    if len(parents) != 1 or parents[0] is None:
+        raise MetadataError(f"{where}: an external or indirect lookup points to exactly one object")
+    parent = parents[0]
+    target = parent.field(fdef.reference_target_field)
+    if external_parent:
+        if target is None or target.name != "ExternalId":
+            raise MetadataError(f"{where}: an external lookup matches on the parent's ExternalId")
+    elif not obj.is_external:
+        raise MetadataError(f"{where}: only external objects have indirect lookups")
+    elif target is None or not (target.external_id and target.unique):
+        raise MetadataError(f"{where}: an indirect lookup matches on a unique external-id field of {parent.name}; "
+                            f"{fdef.reference_target_field} is not one")
 
 
 def describe_sources(loaded: LoadedMetadata) -> dict[str, Any]:

@@ -65,6 +65,8 @@ TYPE_ALIASES: dict[str, FieldType] = {
     "time": FieldType.TIME,
     "reference": FieldType.REFERENCE,
     "lookup": FieldType.REFERENCE,
+    "externallookup": FieldType.REFERENCE,
+    "indirectlookup": FieldType.REFERENCE,
     "masterdetail": FieldType.REFERENCE,
     "autonumber": FieldType.STRING,
 }
@@ -158,6 +160,11 @@ class FieldDef:
     custom: bool = False
     description: str = ""
     help_text: str = ""
+    # External objects: the remote column this field maps to (None: the field's own name).
+    external_name: str | None = None
+    # The parent field a lookup matches on: None for Id (a lookup), ``ExternalId`` for an external lookup,
+    # a unique external-id field for an indirect lookup.
+    reference_target_field: str | None = None
 
     @property
     def nillable(self) -> bool:
@@ -206,6 +213,9 @@ class ObjectDef:
     publish_behavior: str = ""
     # Change Data Capture selected for this object in its metadata (``changeDataCapture: true``).
     change_data_capture: bool = False
+    # External objects (``Name__x``): the data source and the remote table (entity set) that hold the rows.
+    data_source: str = ""
+    external_name: str = ""
     _by_lower: Mapping[str, FieldDef] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -222,6 +232,16 @@ class ObjectDef:
     def is_event(self) -> bool:
         """A platform event (``Name__e``): published to the event bus, never stored as records."""
         return self.kind == "event"
+
+    @property
+    def is_external(self) -> bool:
+        """An external object (``Name__x``): rows live in a remote system and are read and written live."""
+        return self.kind == "external"
+
+    @property
+    def is_stored(self) -> bool:
+        """Whether the org keeps this object's records in a table (neither an event nor an external object)."""
+        return self.kind == "object"
 
     @property
     def field_names(self) -> list[str]:

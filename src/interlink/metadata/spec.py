@@ -49,12 +49,12 @@ _FIELD_KEYS = {
     "name", "type", "label", "length", "precision", "scale", "required", "unique", "externalId",
     "caseSensitive", "defaultValue", "values", "restricted", "referenceTo", "relationshipName",
     "childRelationshipName", "cascadeDelete", "displayFormat", "startNumber", "nameField", "createable",
-    "updateable", "description", "helpText", "visibleLines",
+    "updateable", "description", "helpText", "visibleLines", "externalName", "referenceTargetField",
 }
 _OBJECT_KEYS = {
     "name", "label", "labelPlural", "keyPrefix", "description", "nameField", "fields", "standard",
     "owner", "createable", "updateable", "deletable", "queryable", "searchable", "publishBehavior",
-    "changeDataCapture",
+    "changeDataCapture", "dataSource", "externalName", "externalKey",
 }
 PUBLISH_BEHAVIORS = ("PublishImmediately", "PublishAfterCommit")
 # Fields every platform event has (describe order), set by the bus when the event is published.
@@ -182,6 +182,18 @@ def build_field(raw: Mapping[str, Any], source: str, path: tuple[object, ...], *
     }:
         raise MetadataError(f"{_where(source, *path, 'defaultValue')}: {default_value!r} is not one of the values")
 
+    target_field = raw.get("referenceTargetField")
+    if type_name == "externallookup":
+        target_field = target_field or "ExternalId"
+    if type_name == "indirectlookup" and not target_field:
+        raise MetadataError(f"{_where(source, *path, 'referenceTargetField')}: an indirect lookup names the "
+                            "parent's unique external-id field it matches on")
+    if target_field is not None and (ftype is not FieldType.REFERENCE or not _API_NAME.match(str(target_field))):
+        raise MetadataError(f"{_where(source, *path, 'referenceTargetField')}: only lookups match on a parent field")
+    external_name = raw.get("externalName")
+    if external_name is not None and not isinstance(external_name, str):
+        raise MetadataError(f"{_where(source, *path, 'externalName')}: the remote column name is text")
+
     writable_default = not auto_number
     return FieldDef(
         name=name,
@@ -214,6 +226,8 @@ def build_field(raw: Mapping[str, Any], source: str, path: tuple[object, ...], *
         custom=custom,
         description=str(raw.get("description", "")),
         help_text=str(raw.get("helpText", "")),
+        external_name=external_name,
+        reference_target_field=str(target_field) if target_field else None,
     )
 
 
@@ -245,6 +259,16 @@ def _system_fields(obj_name: str, owner: bool) -> list[FieldDef]:
     return fields
 
 
+def _raw_fields(spec: Mapping[str, Any], source: str) -> list[Any]:
+    """A spec's ``fields``: a list of field specs, or a mapping name -> field spec made into one."""
+    raw_fields = spec.get("fields", [])
+    if isinstance(raw_fields, Mapping):
+        raw_fields = [{"name": key, **(value or {})} for key, value in raw_fields.items()]
+    if not isinstance(raw_fields, list):
+        raise MetadataError(f"{_where(source, 'fields')}: fields is a list (or a mapping name -> field)")
+    return raw_fields
+
+
 def _event_system_fields() -> list[FieldDef]:
     return [
         FieldDef("ReplayId", FieldType.STRING, "Replay ID", length=255, createable=False, updateable=False),
@@ -264,11 +288,7 @@ def _build_event(spec: Mapping[str, Any], source: str, name: str, key_prefix: st
     if behavior not in PUBLISH_BEHAVIORS:
         raise MetadataError(f"{_where(source, 'publishBehavior')}: expected one of {', '.join(PUBLISH_BEHAVIORS)}, "
                             f"got {behavior!r}")
-    raw_fields = spec.get("fields", [])
-    if isinstance(raw_fields, Mapping):
-        raw_fields = [{"name": key, **(value or {})} for key, value in raw_fields.items()]
-    if not isinstance(raw_fields, list):
-        raise MetadataError(f"{_where(source, 'fields')}: fields is a list (or a mapping name -> field)")
+    raw_fields = _raw_fields(spec, source)
     system = _event_system_fields()
     seen = {f.name.lower() for f in system}
     declared: list[FieldDef] = []
@@ -298,6 +318,60 @@ _EVENT_FIELD_TYPES = frozenset({FieldType.BOOLEAN, FieldType.DATE, FieldType.DAT
                                 FieldType.TEXTAREA, FieldType.REFERENCE, FieldType.PICKLIST})
 
 
+def _external_system_fields(external_key: str | None) -> list[FieldDef]:
+    return [
+        FieldDef("Id", FieldType.ID, "Record ID", length=18, createable=False, updateable=False),
+        # The remote key: given on create when the source does not assign it, never changed afterwards.
+        FieldDef("ExternalId", FieldType.STRING, "External ID", length=255, external_id=True, unique=True,
+                 createable=True, updateable=False, external_name=external_key),
+        FieldDef("DisplayUrl", FieldType.URL, "Display URL", length=1000, createable=False, updateable=False),
+    ]
+
+
+EXTERNAL_SYSTEM_FIELDS = ("Id", "ExternalId", "DisplayUrl")
+
+
+def _build_external(spec: Mapping[str, Any], source: str, name: str, key_prefix: str) -> ObjectDef:
+    """An external object: Id, ExternalId (the remote key) and DisplayUrl, plus custom fields mapped to remote
+    columns; its rows live in the data source named by ``dataSource``."""
+    for key in ("owner", "changeDataCapture", "publishBehavior"):
+        if key in spec:
+            raise MetadataError(f"{_where(source, key)}: external objects have no {key}")
+    data_source = spec.get("dataSource")
+    if not isinstance(data_source, str) or not _API_NAME.match(data_source):
+        raise MetadataError(f"{_where(source, 'dataSource')}: an external object names its data source, "
+                            f"got {data_source!r}")
+    raw_fields = _raw_fields(spec, source)
+    external_key = spec.get("externalKey")
+    if external_key is not None and not isinstance(external_key, str):
+        raise MetadataError(f"{_where(source, 'externalKey')}: the remote key column's name is text")
+    system = _external_system_fields(external_key)
+    seen = {f.name.lower() for f in system}
+    declared: list[FieldDef] = []
+    for index, raw in enumerate(raw_fields):
+        fdef = build_field(raw, source, ("fields", index), custom_object=True)
+        if fdef.name.lower() in seen:
+            raise MetadataError(f"{source}: field {fdef.name} is declared twice (or is a system field)")
+        seen.add(fdef.name.lower())
+        declared.append(fdef)
+    if sum(1 for f in declared if f.name_field) > 1:
+        raise MetadataError(f"{source}: more than one name field")
+    if not any(f.name_field for f in declared):
+        system[1] = system[1].with_changes(name_field=True)
+    label = str(spec.get("label") or _label_from_name(name.removesuffix("__x")))
+    external_name = spec.get("externalName") or name.removesuffix("__x")
+    writable = _as_bool(spec.get("updateable", False), source, "updateable")
+    return ObjectDef(
+        name=name, label=label, label_plural=str(spec.get("labelPlural") or label + "s"), key_prefix=key_prefix,
+        fields=tuple(system + declared), custom=True,
+        createable=_as_bool(spec.get("createable", writable), source, "createable"), updateable=writable,
+        deletable=_as_bool(spec.get("deletable", writable), source, "deletable"),
+        queryable=True, searchable=_as_bool(spec.get("searchable", False), source, "searchable"),
+        description=str(spec.get("description", "")), kind="external", data_source=data_source,
+        external_name=str(external_name),
+    )
+
+
 def build_object(spec: Mapping[str, Any], source: str = "<spec>") -> ObjectDef:
     """Validate an object spec and return its :class:`ObjectDef`, system fields included.
 
@@ -313,22 +387,23 @@ def build_object(spec: Mapping[str, Any], source: str = "<spec>") -> ObjectDef:
         raise MetadataError(f"{_where(source, 'name')}: an object needs an API name, got {name!r}")
     standard = _as_bool(spec.get("standard", False), source, "standard")
     custom = name.endswith("__c")
-    if not standard and not custom and not name.endswith("__e"):
+    if not standard and not custom and not name.endswith(("__e", "__x")):
         raise MetadataError(f"{_where(source, 'name')}: custom objects end in __c: {name}")
     key_prefix = spec.get("keyPrefix")
     if not isinstance(key_prefix, str) or not re.match(r"^[a-zA-Z0-9]{3}$", key_prefix):
         raise MetadataError(f"{_where(source, 'keyPrefix')}: a 3-character key prefix is required, got {key_prefix!r}")
     if name.endswith("__e"):
         return _build_event(spec, source, name, key_prefix)
+    if name.endswith("__x"):
+        return _build_external(spec, source, name, key_prefix)
+    for key in ("dataSource", "externalName", "externalKey"):
+        if key in spec:
+            raise MetadataError(f"{_where(source, key)}: only external objects (Name__x) have a {key}")
     if "publishBehavior" in spec:
         raise MetadataError(f"{_where(source, 'publishBehavior')}: only platform events (Name__e) publish")
     owner = _as_bool(spec.get("owner", True), source, "owner")
 
-    raw_fields = spec.get("fields", [])
-    if isinstance(raw_fields, Mapping):
-        raw_fields = [{"name": key, **(value or {})} for key, value in raw_fields.items()]
-    if not isinstance(raw_fields, list):
-        raise MetadataError(f"{_where(source, 'fields')}: fields is a list (or a mapping name -> field)")
+    raw_fields = _raw_fields(spec, source)
 
     declared: list[FieldDef] = []
     name_spec = spec.get("nameField")
@@ -449,6 +524,10 @@ def field_to_spec(fdef: FieldDef) -> dict[str, Any]:
         spec["description"] = fdef.description
     if fdef.help_text:
         spec["helpText"] = fdef.help_text
+    if fdef.external_name:
+        spec["externalName"] = fdef.external_name
+    if fdef.reference_target_field:
+        spec["referenceTargetField"] = fdef.reference_target_field
     return spec
 
 
@@ -461,6 +540,18 @@ def object_to_spec(obj: ObjectDef) -> Spec:
         if obj.description:
             event["description"] = obj.description
         return event
+    if obj.is_external:
+        external: Spec = {"name": obj.name, "label": obj.label, "labelPlural": obj.label_plural,
+                          "keyPrefix": obj.key_prefix, "dataSource": obj.data_source,
+                          "externalName": obj.external_name,
+                          "externalKey": next(f.external_name for f in obj.fields if f.name == "ExternalId"),
+                          "fields": [field_to_spec(f) for f in obj.fields if f.name not in EXTERNAL_SYSTEM_FIELDS]}
+        for key, value in (("createable", obj.createable), ("updateable", obj.updateable),
+                           ("deletable", obj.deletable), ("searchable", obj.searchable)):
+            external[key] = value
+        if obj.description:
+            external["description"] = obj.description
+        return external
     system = {"Id", "OwnerId", "IsDeleted", "CreatedDate", "CreatedById", "LastModifiedDate",
               "LastModifiedById", "SystemModstamp"}
     declared = [f for f in obj.fields if f.name not in system]

@@ -144,6 +144,11 @@ def parse_value(fdef: FieldDef, raw: Any) -> Any:
             return parse_time(raw)
         except ValueError:
             raise _deserialize_error(fdef, "time", raw) from None
+    if ftype is FieldType.REFERENCE and fdef.reference_target_field is not None:
+        # External and indirect lookups hold the parent's key value (its ExternalId or external-id field).
+        if isinstance(raw, dict | list | bool):
+            raise _deserialize_error(fdef, "String", raw)
+        return None if raw == "" else str(raw)
     if ftype in (FieldType.ID, FieldType.REFERENCE):
         if not isinstance(raw, str):
             raise _deserialize_error(fdef, "id", raw)

@@ -64,6 +64,9 @@ class RecordLifecycle:
             for index in indexes:
                 results[index].errors.append(InvalidTypeError(f"entity type {obj.name} does not support delete"))
             return
+        if obj.is_external:
+            self._external(obj).delete(obj, [normalized[i] for i in indexes], results, indexes, action)
+            return
         table = self.store.table(obj.name)
         rows = {row.Id: dict(row._mapping) for row in
                 uow.conn.execute(select(table).where(table.c.Id.in_([normalized[i] for i in indexes])))}

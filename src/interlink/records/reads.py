@@ -29,10 +29,14 @@ class RecordReads:
     if TYPE_CHECKING:  # provided by RecordService
         def object(self, name: str) -> ObjectDef: ...
 
+        def _external(self, obj: ObjectDef) -> Any: ...
+
     def retrieve(self, object_name: str, record_ids: Sequence[str], fields: Sequence[str] | None = None,
                  *, include_deleted: bool = False) -> list[dict[str, Any] | None]:
         """Rows for ``record_ids`` in the same order (None where missing or deleted)."""
         obj = self._stored_object(object_name)
+        if obj.is_external:
+            return self._external(obj).retrieve(obj, record_ids, fields)  # type: ignore[no-any-return]
         columns = self._columns(obj, fields)
         table = self.store.table(obj.name)
         wanted = [ids.normalize(r) for r in record_ids]

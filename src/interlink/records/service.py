@@ -65,6 +65,8 @@ class RecordService(RecordReads, RecordLifecycle):
         self._ids = id_generator or ids.IdGenerator()
         # The event bus connection (platform events, change events); set by the org when it has a bus.
         self.events: Any = None
+        # External objects' rows (interlink.connect.records.ExternalRecords); set by the org.
+        self.external: Any = None
         # Read statements by (table, columns, skip deleted): building and cache-keying a SELECT of every
         # column costs more than running it, and a reused statement keeps its memoized cache key.
         self._retrieve_queries: dict[tuple[Table, tuple[str, ...], bool, bool], Select[Any]] = {}
@@ -122,11 +124,18 @@ class RecordService(RecordReads, RecordLifecycle):
                 parsed, refs = prepare.resolve(obj, values, creating=True, system_mode=context.system_mode)
                 if record_ids is not None:
                     parsed["Id"] = ids.to_18(record_ids[index])
+                if obj.is_external:
+                    prepared[index] = parsed
+                    continue
                 prepare.apply_defaults(obj, parsed, context.user_id)
                 prepare.compute_derived(obj, parsed)
                 prepared[index], parents[index] = parsed, refs
             except InterlinkError as error:
                 results[index].errors.append(error)
+        if obj.is_external:
+            return self._external(obj).save(context, obj, "insert", results, self._external_ready(obj, prepared,
+                                                                                                   results, True),
+                                             {}, all_or_none)
         return self._run(context, obj, "insert", results, prepared, {}, parents, all_or_none)
 
     def update(self, context: Context, object_name: str, records: Sequence[dict[str, Any]], *,
@@ -151,6 +160,10 @@ class RecordService(RecordReads, RecordLifecycle):
                 prepared[index], parents[index] = parsed, refs
             except InterlinkError as error:
                 results[index].errors.append(error)
+        if obj.is_external:
+            return self._external(obj).save(context, obj, "update", results,  # type: ignore[no-any-return]
+                                             self._external_ready(obj, prepared, results, False), targets,
+                                             all_or_none)
         return self._run(context, obj, "update", results, prepared, targets, parents, all_or_none,
                          if_unmodified_since=if_unmodified_since)
 
@@ -219,6 +232,25 @@ class RecordService(RecordReads, RecordLifecycle):
                     results[index] = result
             scope.finish(results)
         return scope.results
+
+    def _external(self, obj: ObjectDef) -> Any:
+        if self.external is None:
+            raise InvalidTypeError(f"{obj.name} is an external object and this org has no data sources", [])
+        return self.external
+
+    @staticmethod
+    def _external_ready(obj: ObjectDef, prepared: dict[int, dict[str, Any]], results: list[SaveResult],
+                        creating: bool) -> dict[int, dict[str, Any]]:
+        """Prepared external rows that also pass the required-field check (no parents or uniqueness to check:
+        the source owns its rows)."""
+        ready: dict[int, dict[str, Any]] = {}
+        for index, record in prepared.items():
+            error = prepare.missing_required(obj, record, creating=creating)
+            if error is not None:
+                results[index].errors.append(error)
+            else:
+                ready[index] = record
+        return ready
 
     def _with_key(self, values: dict[str, Any], fdef: FieldDef, key: Any) -> dict[str, Any]:
         if fdef.name == "Id":

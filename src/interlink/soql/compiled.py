@@ -104,9 +104,11 @@ class ChildPlan:
 
     key: str
     object: ObjectDef
-    statement: Select[Any]
-    parent_index: int
-    shape: RecordShape
+    statement: Select[Any] | None
+    parent_index: int  # stored children: the child's lookup column; external: the parent's key column
+    shape: RecordShape | None
+    # A child subquery on an external object (an interlink.soql.external.ExternalChild): run by the data source.
+    external: Any = None
 
 
 @dataclass(frozen=True)

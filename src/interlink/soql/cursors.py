@@ -11,6 +11,7 @@ data as it is when fetched rather than a snapshot taken when the query started.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -70,8 +71,22 @@ class CursorStore:
                     .order_by(table.c.created_at.desc(), table.c.id.desc())).scalars().all()
                 if len(legacy) > _LEGACY_MAX_PER_USER:
                     conn.execute(delete(table).where(table.c.id.in_(legacy[_LEGACY_MAX_PER_USER:])))
+            expired = select(table.c.id).where(table.c.created_at < now - _MODERN_LIFETIME)
+            states = self._store.system["il_query_cursor_state"]
+            conn.execute(delete(states).where(states.c.cursor_id.in_(expired)))
             conn.execute(delete(table).where(table.c.created_at < now - _MODERN_LIFETIME))
+        self.save_state(cursor_id, locator)
         return f"{cursor_id}-{locator.offset}"
+
+    def save_state(self, cursor_id: str, locator: QueryLocator) -> None:
+        """Keep where an external object's data source continues for the page at ``locator.offset``."""
+        if locator.state is None:
+            return
+        states = self._store.system["il_query_cursor_state"]
+        with self._store.write() as conn:
+            conn.execute(delete(states).where(states.c.cursor_id == cursor_id, states.c.offset == locator.offset))
+            conn.execute(states.insert().values(cursor_id=cursor_id, offset=locator.offset,
+                                                state=json.dumps(locator.state)))
 
     def resolve(self, locator_text: str, user_id: str, url_prefix: str) -> QueryLocator:
         """The engine locator for ``<cursor id>-<offset>``; INVALID_QUERY_LOCATOR when it is not usable."""
@@ -83,8 +98,11 @@ class CursorStore:
         if cursor_id is None:
             raise _invalid()
         table = self._table
+        states = self._store.system["il_query_cursor_state"]
         with self._store.read() as conn:
             row = conn.execute(select(table).where(table.c.id == cursor_id)).first()
+            saved = conn.execute(select(states.c.state).where(states.c.cursor_id == cursor_id,
+                                                              states.c.offset == offset)).scalar()
         now = utcnow()
         if row is None or row.user_id != user_id or offset > row.total_size:
             raise _invalid()
@@ -94,8 +112,9 @@ class CursorStore:
         if legacy:
             with self._store.write() as conn:
                 conn.execute(update(table).where(table.c.id == cursor_id).values(last_used_at=now))
+        state = json.loads(saved) if saved is not None else None
         return QueryLocator(row.soql, row.user_id, row.include_deleted, row.batch_size, url_prefix, offset,
-                            row.total_size)
+                            row.total_size, tuple(state) if isinstance(state, list) else state)
 
     @staticmethod
     def cursor_id(locator_text: str) -> str:

@@ -44,8 +44,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
-from interlink.errors import QueryTimeout
+from interlink.errors import ExternalObjectUnsupported, QueryTimeout
+from interlink.metadata.model import ObjectDef
+from interlink.metadata.values import wire_plan
 from interlink.records.context import Context
+from interlink.soql import ast
+from interlink.soql import external as _external
 from interlink.soql import parser as _parser
 from interlink.soql.compiler import (
     ChildOut,
@@ -78,6 +82,8 @@ class QueryLocator:
     url_prefix: str
     offset: int
     total_size: int
+    # External objects: where the data source's next page starts (a server-driven paging token).
+    state: Any = None
 
 
 @dataclass
@@ -89,6 +95,7 @@ class QueryPage:
     done: bool
     next_offset: int | None = None
     locator: QueryLocator | None = None
+    state: Any = None
 
     def to_wire(self, next_records_url: str | None = None) -> dict[str, Any]:
         """The REST body: ``{"totalSize", "done", "nextRecordsUrl"?, "records"}``."""
@@ -101,11 +108,36 @@ class QueryPage:
 
 @dataclass
 class _Plan:
-    """A compiled query plus its paged statements, as cached."""
+    """A compiled query plus its paged statements, as cached; or, for an external object, its pushdown plan."""
 
-    compiled: CompiledQuery
+    compiled: CompiledQuery | None
     paged: Select[Any] | None = None
     children: list[Select[Any]] = field(default_factory=list)
+    external: _external.ExternalPlan | None = None
+
+
+@dataclass
+class ExternalPage:
+    """What an :class:`ExternalRunner` answers for one page: rows keyed by field API name (``Id`` included),
+    the total when known, and the state that continues the query (None when this page ends it)."""
+
+    rows: list[dict[str, Any]]
+    total: int | None
+    state: Any = None
+    done: bool = True
+
+
+class ExternalRunner:
+    """Runs external-object plans (the connect layer implements this; the engine knows no data source)."""
+
+    def run(self, plan: _external.ExternalPlan, context: Context, *, offset: int, batch_size: int, state: Any,
+            today: date) -> ExternalPage:
+        raise NotImplementedError
+
+    def children(self, child: _external.ExternalChild, keys: Sequence[Any], context: Context,
+                 today: date) -> dict[Any, list[dict[str, Any]]]:
+        """Rows of the child plan whose lookup holds one of ``keys``, grouped by that key."""
+        raise NotImplementedError
 
 
 # -- EXPLAIN as a construct (so bind parameters go through SQLAlchemy as usual) -----------------------------
@@ -240,6 +272,18 @@ def _aggregate_records(columns: Sequence[FieldOut], rows: Sequence[Sequence[Any]
     return result
 
 
+_CONVERTERS: dict[int, tuple[ObjectDef, dict[str, Any]]] = {}
+
+
+def _converters(obj: ObjectDef) -> dict[str, Any]:
+    """Field name -> wire converter for ``obj`` (memoized per object definition)."""
+    cached = _CONVERTERS.get(id(obj))
+    if cached is None or cached[0] is not obj:
+        cached = (obj, dict(wire_plan(obj)))
+        _CONVERTERS[id(obj)] = cached
+    return cached[1]
+
+
 # -- the engine ----------------------------------------------------------------------------------------------
 
 
@@ -259,6 +303,8 @@ class QueryEngine:
         self.fiscal_start_month = fiscal_start_month
         self._cache: OrderedDict[tuple[Any, ...], _Plan] = OrderedDict()
         self._lock = threading.Lock()
+        # Runs queries on external objects; set by the org when it has data sources.
+        self.external: ExternalRunner | None = None
         self.hits = 0
         self.misses = 0
 
@@ -266,7 +312,12 @@ class QueryEngine:
 
     def compile(self, soql: str, context: Context, *, include_deleted: bool = False) -> CompiledQuery:
         """The compiled plan for ``soql`` (from the cache when possible)."""
-        return self._plan(soql, context.user_id, include_deleted).compiled
+        plan = self._plan(soql, context.user_id, include_deleted)
+        if plan.compiled is None:
+            assert plan.external is not None
+            raise ExternalObjectUnsupported(f"{plan.external.object.name} is an external object: this operation "
+                                            "reads stored records only (use the REST query resource)")
+        return plan.compiled
 
     def _plan(self, soql: str, user_id: str, include_deleted: bool) -> _Plan:
         schema = self.store.schema
@@ -278,11 +329,17 @@ class QueryEngine:
                 self.hits += 1
                 return plan
         query = _parser.parse_soql(soql)
-        compiled = compile_query(query, schema, self.store.tables, include_deleted=include_deleted,
-                                 user_id=user_id, fiscal_start_month=self.fiscal_start_month)
-        plan = _Plan(compiled)
-        if compiled.kind != "count":
-            plan.paged = compiled.statement.limit(bindparam("il_limit")).offset(bindparam("il_offset"))
+        root = schema.object(query.object)
+        if root is not None and root.is_external:
+            if include_deleted:
+                raise ExternalObjectUnsupported(f"{root.name} is an external object: queryAll is not supported")
+            plan = _Plan(None, external=_external.compile_external(query, schema, root))
+        else:
+            compiled = compile_query(query, schema, self.store.tables, include_deleted=include_deleted,
+                                     user_id=user_id, fiscal_start_month=self.fiscal_start_month)
+            plan = _Plan(compiled)
+            if compiled.kind != "count":
+                plan.paged = compiled.statement.limit(bindparam("il_limit")).offset(bindparam("il_offset"))
         with self._lock:
             self.misses += 1
             self._cache[key] = plan
@@ -307,25 +364,29 @@ class QueryEngine:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         plan = self._plan(soql, context.user_id, include_deleted)
-        page = self._run(plan, offset, batch_size, url_prefix, total_size)
+        page = self._run(plan, offset, batch_size, url_prefix, total_size, context, None)
         if not page.done:
             page.locator = QueryLocator(soql, context.user_id, include_deleted, batch_size, url_prefix,
-                                        page.next_offset or 0, page.total_size)
+                                        page.next_offset or 0, page.total_size, page.state)
         return page
 
     def fetch_more(self, locator: QueryLocator, context: Context | None = None) -> QueryPage:
         """The page a locator points at (queryMore). The plan comes from the cache, or is compiled again."""
         plan = self._plan(locator.soql, locator.user_id if context is None else context.user_id,
                           locator.include_deleted)
-        page = self._run(plan, locator.offset, locator.batch_size, locator.url_prefix, locator.total_size)
+        page = self._run(plan, locator.offset, locator.batch_size, locator.url_prefix, locator.total_size,
+                         context or Context(locator.user_id, ""), locator.state)
         if not page.done:
             page.locator = QueryLocator(locator.soql, locator.user_id, locator.include_deleted, locator.batch_size,
-                                        locator.url_prefix, page.next_offset or 0, page.total_size)
+                                        locator.url_prefix, page.next_offset or 0, page.total_size, page.state)
         return page
 
     def _run(self, plan: _Plan, offset: int, batch_size: int, url_prefix: str,
-             known_total: int | None) -> QueryPage:
+             known_total: int | None, context: Context, state: Any) -> QueryPage:
+        if plan.external is not None:
+            return self._run_external(plan.external, offset, batch_size, url_prefix, known_total, context, state)
         compiled = plan.compiled
+        assert compiled is not None
         params = compiled.parameters(self.today()) if compiled.date_params else {}
         with self.store.read() as conn, self._deadline(conn):
             if compiled.kind == "count":
@@ -351,7 +412,7 @@ class QueryEngine:
                 records = _aggregate_records(compiled.columns, rows)
             else:
                 assert compiled.shape is not None
-                children = [self._children(conn, child, compiled.shape, rows, params, url_prefix)
+                children = [self._children(conn, child, compiled.shape, rows, params, url_prefix, context)
                             for child in compiled.children]
                 records = _records(compiled.shape, rows, url_prefix, children)
         end = offset + len(rows)
@@ -365,8 +426,7 @@ class QueryEngine:
         Rows are the compiled statement's columns; :func:`interlink.soql.compiled.flat_columns` maps the shape
         onto them. No query timeout applies: the caller is a background job, not a waiting request.
         """
-        plan = self._plan(soql, context.user_id, include_deleted)
-        compiled = plan.compiled
+        compiled = self.compile(soql, context, include_deleted=include_deleted)
         params = compiled.parameters(self.today()) if compiled.date_params else {}
         with self.store.read_engine.connect() as conn:
             result = conn.execution_options(yield_per=chunk_size).execute(compiled.statement, params)
@@ -380,16 +440,132 @@ class QueryEngine:
             assert compiled.shape is not None
             yield _records(compiled.shape, rows, url_prefix, [])
 
+    # -- external objects ----------------------------------------------------------------------------------------
+
+    def _runner(self, obj_name: str) -> ExternalRunner:
+        if self.external is None:
+            raise ExternalObjectUnsupported(f"{obj_name} is an external object and this org has no data sources "
+                                            "configured")
+        return self.external
+
+    def _run_external(self, plan: _external.ExternalPlan, offset: int, batch_size: int, url_prefix: str,
+                      known_total: int | None, context: Context, state: Any) -> QueryPage:
+        runner = self._runner(plan.object.name)
+        page = runner.run(plan, context, offset=offset, batch_size=batch_size, state=state, today=self.today())
+        if plan.kind == "count":
+            return QueryPage(page.total or 0, [], True)
+        rows = page.rows
+        end = offset + len(rows)
+        total = known_total if known_total is not None else page.total
+        done = page.done or not rows
+        if total is None:
+            total = end if done else end + 1  # the source gave no count: at least one more row exists
+        parents = [self._external_parents(select_, rows, url_prefix, context) for select_ in plan.parents]
+        children = {child.key: self._external_child_rows(child, rows, url_prefix, context)
+                    for child in plan.children}
+        records = [self._external_record(plan, row, url_prefix, parents, children) for row in rows]
+        return QueryPage(max(total, end), records, done, None if done else end, state=page.state)
+
+    def _external_record(self, plan: _external.ExternalPlan, row: dict[str, Any], url_prefix: str,
+                         parents: list[dict[Any, dict[str, Any]]],
+                         children: dict[str, dict[Any, dict[str, Any]]]) -> dict[str, Any]:
+        obj = plan.object
+        convert = _converters(obj)
+        record: dict[str, Any] = {"attributes": {"type": obj.name, "url": f"{url_prefix}/{obj.name}/{row['Id']}"}}
+        by_field = {f.name: f for f in plan.fields}
+        by_parent = {p.key: (p, found) for p, found in zip(plan.parents, parents, strict=True)}
+        for key in plan.order:
+            if key in by_field:
+                value = row.get(key)
+                converter = convert.get(key)
+                record[key] = value if converter is None or value is None else converter(value)
+            elif key in by_parent:
+                select_, found = by_parent[key]
+                record[key] = found.get(row.get(select_.lookup.name))
+            else:
+                child = next(c for c in plan.children if c.key == key)
+                record[key] = children[key].get(row.get(child.parent_field))
+        return record
+
+    def _external_parents(self, select_: _external.ParentSelect, rows: Sequence[dict[str, Any]], url_prefix: str,
+                          context: Context) -> dict[Any, dict[str, Any]]:
+        """Parents of an external page's rows, read through the query engine by the field the lookup matches."""
+        keys = list(dict.fromkeys(row.get(select_.lookup.name) for row in rows if row.get(select_.lookup.name)))
+        parent = select_.parent
+        if not keys:
+            return {}
+        target = select_.lookup.reference_target_field or "Id"
+        names = list(dict.fromkeys([f.name for f in select_.fields]))
+        query = ast.Query(
+            select=tuple(ast.SelectItem(ast.FieldPath((name,))) for name in dict.fromkeys(["Id", target, *names])),
+            object=parent.name, where=ast.InList(ast.FieldPath((target,)), tuple(keys)))
+        if parent.is_external:  # an external lookup: the parents come from their own data source
+            plan = _external.compile_external(query, self.store.schema, parent)
+            records: list[dict[str, Any]] = []
+            offset, state = 0, None
+            while True:
+                page = self._runner(parent.name).run(plan, context, offset=offset, batch_size=DEFAULT_BATCH_SIZE,
+                                                     state=state, today=self.today())
+                records += [self._external_record(plan, row, url_prefix, [], {}) for row in page.rows]
+                offset += len(page.rows)
+                if page.done or not page.rows:
+                    break
+                state = page.state
+        else:
+            compiled = compile_query(query, self.store.schema, self.store.tables, user_id=context.user_id,
+                                     fiscal_start_month=self.fiscal_start_month)
+            assert compiled.shape is not None
+            with self.store.read() as conn, self._deadline(conn):
+                records = _records(compiled.shape, conn.execute(compiled.statement).all(), url_prefix, [])
+        found: dict[Any, dict[str, Any]] = {}
+        lowered = {str(k).lower(): k for k in keys}
+        for record in records:
+            key = record.get(target)
+            shown = {"attributes": record["attributes"], **{n: record.get(n) for n in names}}
+            found[key] = shown
+            if isinstance(key, str) and key.lower() in lowered:  # text keys match case-insensitively
+                found[lowered[key.lower()]] = shown
+        return found
+
+    def _external_child_rows(self, child: _external.ExternalChild, rows: Sequence[dict[str, Any]],
+                             url_prefix: str, context: Context) -> dict[Any, dict[str, Any]]:
+        keys = list(dict.fromkeys(row.get(child.parent_field) for row in rows if row.get(child.parent_field)))
+        return self._child_blocks(child, keys, url_prefix, context)
+
+    def _external_children(self, child: ChildPlan, rows: Sequence[Any], id_index: int, url_prefix: str,
+                           context: Context) -> dict[str, Any]:
+        """Blocks of external children for a page of stored parents, keyed by parent id."""
+        spec = child.external
+        assert spec is not None
+        keys_by_id = {row[id_index]: row[child.parent_index] for row in rows}
+        keys = list(dict.fromkeys(k for k in keys_by_id.values() if k is not None))
+        blocks = self._child_blocks(spec, keys, url_prefix, context)
+        return {parent_id: blocks[key] for parent_id, key in keys_by_id.items() if key in blocks}
+
+    def _child_blocks(self, child: _external.ExternalChild, keys: list[Any], url_prefix: str,
+                      context: Context) -> dict[Any, dict[str, Any]]:
+        if not keys:
+            return {}
+        grouped = self._runner(child.plan.object.name).children(child, keys, context, self.today())
+        blocks: dict[Any, dict[str, Any]] = {}
+        for key, group in grouped.items():
+            records = [self._external_record(child.plan, row, url_prefix, [{} for _ in child.plan.parents], {})
+                       for row in group]
+            blocks[key] = {"totalSize": len(records), "done": True, "records": records}
+        return blocks
+
     @staticmethod
     def _clip(compiled: CompiledQuery, count: int) -> int:
         total = max(0, count - compiled.offset)
         return total if compiled.limit is None else min(total, compiled.limit)
 
     def _children(self, conn: Connection, child: ChildPlan, parent_shape: RecordShape, rows: Sequence[Any],
-                  params: dict[str, Any], url_prefix: str) -> dict[str, Any]:
+                  params: dict[str, Any], url_prefix: str, context: Context) -> dict[str, Any]:
         parent_ids = [row[parent_shape.id_index] for row in rows]
         if not parent_ids:
             return {}
+        if child.external is not None:
+            return self._external_children(child, rows, parent_shape.id_index, url_prefix, context)
         child_rows = conn.execute(child.statement, {**params, "parent_ids": parent_ids}).all()
         grouped: dict[str, list[Sequence[Any]]] = {}
         for row in child_rows:

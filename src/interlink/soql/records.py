@@ -14,10 +14,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, bindparam, case, func, null, select
 
 from interlink.errors import InvalidFieldError, InvalidTypeError, MalformedQueryError, RequestError
-from interlink.metadata.model import TEXT_TYPES, FieldType
+from interlink.metadata.model import TEXT_TYPES, FieldType, ObjectDef
 from interlink.soql import ast
 from interlink.soql.compiled import ChildOut, ChildPlan, CompiledQuery, FieldOut, Out, ParentOut, RecordShape, TypeOfOut
 from interlink.soql.conditions import _root_where, _Scope, _where_join_keys
+from interlink.soql.external import compile_external_child
 from interlink.soql.functions import AGGREGATE_FUNCTIONS, _Fold
 from interlink.soql.scope import (
     _bad_child_relationship,
@@ -237,6 +238,9 @@ class _RecordsBuilder:
         self._mark(relationship.relationship_name)
         child_obj = self.c.schema.object(relationship.child_object)
         assert child_obj is not None
+        if child_obj.is_external:
+            self.add_external_child(sub, relationship.relationship_name, child_obj, relationship.field)
+            return
         if sub.group_by is not None or any(isinstance(i.expr, ast.Function) and i.expr.name.upper()
                                            in AGGREGATE_FUNCTIONS for i in sub.select):
             raise self.c.fail(MalformedQueryError, "Aggregate functions are not supported in child relationship "
@@ -272,6 +276,17 @@ class _RecordsBuilder:
         index = len(self.children)
         self.children.append(ChildPlan(relationship.relationship_name, child_obj, statement, parent_index, shape))
         self.items.append(ChildOut(relationship.relationship_name, index))
+
+
+    def add_external_child(self, sub: ast.Query, key: str, child_obj: ObjectDef, lookup_name: str) -> None:
+        """A subquery on external children: the data source answers it per page, matched on the parent's key."""
+        lookup = child_obj.field(lookup_name)
+        assert lookup is not None
+        child = compile_external_child(sub, self.c.schema, child_obj, key, lookup, self.scope.obj)
+        key_index = self.columns.add(self.scope.root.c[child.parent_field])
+        index = len(self.children)
+        self.children.append(ChildPlan(key, child_obj, None, key_index, None, external=child))
+        self.items.append(ChildOut(key, index))
 
 
 def _order_by(scope: _Scope, items: Sequence[ast.OrderItem]) -> list[Any]:

@@ -170,8 +170,9 @@ def _digits(value: str) -> str:
 
 
 def searchable(obj: ObjectDef) -> bool:
-    """Whether SOSL searches ``obj``: queryable, searchable in its metadata, with at least one indexed field."""
-    return (obj.queryable and obj.searchable
+    """Whether the org's index covers ``obj``: stored, queryable, searchable in its metadata, with at least one
+    indexed field (external objects are searched at their source)."""
+    return (obj.is_stored and obj.queryable and obj.searchable
             and any(_indexed(f) for f in obj.fields))
 
 

@@ -565,40 +565,64 @@ def parse_parameterized_term(q: str) -> Expr:
 
 # Runs one SOQL statement and answers its records as wire dicts (``attributes`` first), in order.
 SoqlRunner = Callable[[str], list[dict[str, Any]]]
+# Searches an external object at its data source: (object, search text, at most n) -> record Ids, best first.
+ExternalSearch = Callable[[ObjectDef, str, int], list[str]]
 
 
-def _object(store: Store, name: str) -> ObjectDef:
+def _object(store: Store, name: str, external: bool) -> ObjectDef:
     obj = store.schema.object(name)
     if obj is None:
         raise InvalidTypeError(f"sObject type '{name}' is not supported. If you are attempting to use a custom "
                                "object, be sure to append the '__c' after the entity name. Please reference your "
                                "WSDL or the describe call for the appropriate names.")
+    if obj.is_external and obj.searchable and external:
+        return obj
     if not search_index.searchable(obj):
         raise InvalidTypeError(f"entity type {obj.name} does not support search")
     return obj
 
 
-def execute(store: Store, plan: SearchPlan, run_soql: SoqlRunner | None, base_path: str) -> SearchResult:
+def search_text(expr: Expr) -> str:
+    """A parsed search term written out again (``acme AND "big deal" OR NOT x``), for a source's own search."""
+    if isinstance(expr, Terms):
+        return f'"{expr.text}"' if len(expr.tokens) > 1 else expr.text
+    if isinstance(expr, AllOf):
+        return " AND ".join(f"({search_text(i)})" if isinstance(i, AnyOf) else search_text(i) for i in expr.items)
+    if isinstance(expr, AnyOf):
+        return " OR ".join(search_text(i) for i in expr.items)
+    assert isinstance(expr, Without)
+    return f"{search_text(expr.keep)} NOT {search_text(expr.drop)}"
+
+
+def execute(store: Store, plan: SearchPlan, run_soql: SoqlRunner | None, base_path: str,
+            external_search: ExternalSearch | None = None) -> SearchResult:
     """Run ``plan``: look up the index, then shape each object's hits through SOQL (fields, WHERE, ORDER BY,
     LIMIT/OFFSET). Objects come in RETURNING order (without RETURNING: best hit first), records in order of
-    relevance unless ORDER BY says otherwise; at most ``LIMIT`` (default and cap 2000) records in all."""
+    relevance unless ORDER BY says otherwise; at most ``LIMIT`` (default and cap 2000) records in all.
+
+    Searchable external objects named in RETURNING are searched at their data source (``external_search``);
+    without RETURNING only the org's own index is searched, as on the platform."""
     overall = min(plan.limit if plan.limit is not None else MAX_LIMIT, MAX_LIMIT)
     specs: list[tuple[ObjectDef, Returning]] = []
     seen: set[str] = set()
     for spec in plan.returning:
-        obj = _object(store, spec.object_name)
+        obj = _object(store, spec.object_name, external_search is not None)
         if obj.name in seen:
             raise MalformedSearchError(f"duplicate entity in RETURNING: {obj.name}")
         seen.add(obj.name)
         if spec.offset is not None and len(plan.returning) > 1:
             raise MalformedSearchError("OFFSET is only allowed when RETURNING names one object")
         specs.append((obj, spec))
-    hits = search_index.search(store, IndexQuery(plan.expr, plan.scope,
-                                                 tuple(o.name for o, _ in specs) if specs else None,
-                                                 _hits_needed(specs, overall)))
+    stored = tuple(o.name for o, _ in specs if not o.is_external)
+    hits = search_index.search(store, IndexQuery(plan.expr, plan.scope, stored if specs else None,
+                                                 _hits_needed(specs, overall))) if stored or not specs else []
     by_object: dict[str, list[Hit]] = {}
     for hit in hits:
         by_object.setdefault(hit.object_name, []).append(hit)
+    for obj, _spec in specs:
+        if obj.is_external and external_search is not None:
+            found = external_search(obj, search_text(plan.expr), _hits_needed(specs, overall))
+            by_object[obj.name] = [Hit(obj.name, record_id, float(-rank)) for rank, record_id in enumerate(found)]
     if not specs:  # default RETURNING: every object with hits, Id only, the best hit's object first
         for name in by_object:
             obj = store.schema.object(name)

@@ -50,7 +50,7 @@ def _existing(conn: Connection, backend: str) -> set[str]:
 def sync_triggers(store: Store, object_names: Iterable[str]) -> None:
     """Make exactly ``object_names`` (objects with a table) carry the change-logging triggers."""
     wanted = {_trigger_name(name): name for name in object_names
-              if store.schema.object(name) is not None and not store.schema.object(name).is_event}  # type: ignore[union-attr]
+              if store.schema.object(name) is not None and store.schema.object(name).is_stored}  # type: ignore[union-attr]
     quote = store.write_engine.dialect.identifier_preparer.quote
     with store.write() as conn:
         existing = _existing(conn, store.backend)

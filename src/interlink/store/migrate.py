@@ -62,7 +62,7 @@ def plan_changes(deployed: Schema | None, target: Schema) -> Plan:
     old_objects = {o.name.lower(): o for o in deployed} if deployed else {}
     for obj in target:
         old = old_objects.get(obj.name.lower())
-        if obj.is_event or (old is not None and old.is_event):
+        if not obj.is_stored or (old is not None and not old.is_stored):
             _plan_event(plan, old, obj)
             continue
         if old is None:
@@ -100,23 +100,27 @@ def plan_changes(deployed: Schema | None, target: Schema) -> Plan:
             plan.changes.append(Change(f"update object {obj.name}", False, obj.name, kind="update_object"))
     target_names = {o.name.lower() for o in target}
     for name, old in old_objects.items():
-        if name not in target_names and old.is_event:
-            plan.changes.append(Change(f"remove platform event {old.name}", False, old.name, kind="event"))
+        if name not in target_names and not old.is_stored:
+            plan.changes.append(Change(f"remove {_kind_label(old)} {old.name}", False, old.name, kind="event"))
         elif name not in target_names:
             plan.changes.append(Change(f"drop object {old.name} (drops all its records)", True, old.name,
                                        kind="drop_table"))
     return plan
 
 
+def _kind_label(obj: ObjectDef) -> str:
+    return {"event": "platform event", "external": "external object"}.get(obj.kind, "object")
+
+
 def _plan_event(plan: Plan, old: ObjectDef | None, obj: ObjectDef) -> None:
-    """Platform events have no table: defining or changing one is a metadata-only change."""
-    if old is not None and old.is_event != obj.is_event:
-        plan.changes.append(Change(f"{obj.name} cannot change between object and platform event", True,
-                                   obj.name, kind="rekind"))
+    """Platform events and external objects have no table: defining or changing one is a metadata-only change."""
+    if old is not None and old.kind != obj.kind:
+        plan.changes.append(Change(f"{obj.name} cannot change between {_kind_label(old)} and {_kind_label(obj)}",
+                                   True, obj.name, kind="rekind"))
     elif old is None:
-        plan.changes.append(Change(f"define platform event {obj.name}", False, obj.name, kind="event"))
+        plan.changes.append(Change(f"define {_kind_label(obj)} {obj.name}", False, obj.name, kind="event"))
     elif old != obj:
-        plan.changes.append(Change(f"update platform event {obj.name}", False, obj.name, kind="event"))
+        plan.changes.append(Change(f"update {_kind_label(obj)} {obj.name}", False, obj.name, kind="event"))
 
 
 def apply_plan(conn: Connection, plan: Plan, deployed: Schema | None, target: Schema) -> None:
@@ -169,7 +173,7 @@ def apply_plan(conn: Connection, plan: Plan, deployed: Schema | None, target: Sc
                               f"{preparer.quote(fdef.name)} TYPE {column_sql}"))
     for name in touched:
         obj = target.object(name)
-        if obj is not None and not obj.is_event and not any(c.kind == "create_table" and c.object_name.lower() == name
+        if obj is not None and obj.is_stored and not any(c.kind == "create_table" and c.object_name.lower() == name
                                        for c in plan.changes):
             _sync_indexes(conn, obj)
 

@@ -186,6 +186,26 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("created_at", DateTime, nullable=False),
             Column("last_used_at", DateTime, nullable=False),
         ),
+        # External objects: the record Id the org answers for each remote key (a hash of the key, so every
+        # process derives the same Id; the row lets an Id be turned back into its key).
+        Table(
+            "il_external_key", metadata,
+            Column("id", String(18), primary_key=True),
+            Column("object", String(80), nullable=False),
+            Column("external_id", String(1000), nullable=False),
+        ),
+        # Where a query cursor on an external object continues at its data source (a next-page token).
+        Table(
+            "il_query_cursor_state", metadata,
+            Column("cursor_id", String(18), primary_key=True),
+            Column("offset", Integer, primary_key=True),
+            Column("state", Text, nullable=False),
+        ),
+        Table(
+            "il_external_usage", metadata,
+            Column("minute", Integer, primary_key=True),  # minutes since the epoch
+            Column("requests", Integer, nullable=False),
+        ),
         Table(
             "il_kv", metadata,
             Column("key", String(255), primary_key=True),
@@ -347,5 +367,5 @@ def build_metadata(schema: Schema) -> tuple[MetaData, dict[str, Table], dict[str
     """Declare every object table and system table; returns (metadata, object tables, system tables)."""
     metadata = MetaData()
     system = system_tables(metadata)
-    objects = {obj.name.lower(): object_table(obj, metadata) for obj in schema if not obj.is_event}
+    objects = {obj.name.lower(): object_table(obj, metadata) for obj in schema if obj.is_stored}
     return metadata, objects, system
