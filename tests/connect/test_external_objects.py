@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -286,3 +287,61 @@ def test_cache_seconds_trades_freshness_for_speed(org: Any) -> None:
     record_id = _query(org, "SELECT Id FROM Shipments__x WHERE ExternalId = 'SH-0004'").records[0]["Id"]
     org.records.update(org.admin_context(), "Shipments__x", [{"Id": record_id, "Pieces__c": 1}])
     assert _query(org, soql).records[0]["Pieces__c"] == 6  # a write through the org clears the cache
+
+
+def test_rest_by_external_id_and_upsert(org: Any) -> None:
+    client = rest_client(org)
+    base = "/services/data/v66.0/sobjects/Shipments__x"
+    got = client.get(f"{base}/ExternalId/SH-0007")
+    assert got.status_code == 200, got.text
+    assert got.json()["Pieces__c"] == 0 and got.json()["attributes"]["type"] == "Shipments__x"
+    assert client.get(f"{base}/ExternalId/SH-9999").status_code == 404
+    updated = client.patch(f"{base}/ExternalId/SH-0007", json={"Pieces__c": 3})
+    assert updated.status_code in (200, 204), updated.text
+    assert _adapter(org).rows["SH-0007"]["Pieces"] == 3
+    created = client.patch(f"{base}/ExternalId/SH-7777", json={"Pieces__c": 1, "Customer__c": "CUST-0001"})
+    assert created.status_code == 201, created.text
+    assert _adapter(org).rows["SH-7777"]["Pieces"] == 1
+
+
+@pytest.mark.parametrize(("method", "path", "body", "code"), [
+    ("GET", "/services/data/v66.0/query?explain=SELECT+ExternalId+FROM+Shipments__x", None,
+     "EXTERNAL_OBJECT_UNSUPPORTED_EXCEPTION"),
+    ("GET", "/services/data/v66.0/queryAll?q=SELECT+ExternalId+FROM+Shipments__x", None,
+     "EXTERNAL_OBJECT_UNSUPPORTED_EXCEPTION"),
+    ("GET", "/services/data/v66.0/sobjects/Shipments__x/updated/?start={start}&end={end}", None, "INVALID_TYPE"),
+    ("POST", "/services/data/v66.0/jobs/ingest", {"object": "Shipments__x", "operation": "insert"},
+     "INVALIDENTITY"),
+    ("GET", "/services/data/v66.0/query?q=SELECT+Id,(SELECT+Name+FROM+Contacts)+FROM+Shipments__x", None,
+     "MALFORMED_QUERY"),
+])
+def test_surfaces_refuse_what_external_objects_cannot_do(org: Any, method: str, path: str, body: Any,
+                                                          code: str) -> None:
+    now = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
+    path = path.format(start=(now - timedelta(days=1)).isoformat() + "Z", end=now.isoformat() + "Z")
+    response = rest_client(org).request(method, path, json=body)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()[0]["errorCode"] == code, response.text
+
+
+def test_external_lookup_on_a_stored_object(org: Any, tmp_path: Path) -> None:
+    """Account.Last_Shipment__c holds a shipment's ExternalId: the shipment lists its Accounts; a path from Account
+    into the shipment's fields is refused (the stored query cannot join a remote table)."""
+    spec = {"fields": [{"name": "Customer_Number__c", "type": "text", "length": 40, "externalId": True,
+                        "unique": True},
+                       {"name": "Last_Shipment__c", "type": "externalLookup", "referenceTo": "Shipments__x",
+                        "relationshipName": "Last_Shipment__r", "childRelationshipName": "Accounts"}]}
+    (tmp_path / "project" / "metadata" / "objects" / "Account.yaml").write_text(yaml.safe_dump(spec))
+    org.store.deploy(org.load_metadata().schema)
+    (saved,) = org.records.create(org.admin_context(), "Account", [{"Name": "Has a shipment",
+                                                                    "Last_Shipment__c": "SH-0001"}])
+    assert saved.success, saved.errors
+    row = _query(org, f"SELECT Last_Shipment__c FROM Account WHERE Id = '{saved.id}'").records[0]
+    assert row["Last_Shipment__c"] == "SH-0001"
+    with pytest.raises(ExternalObjectUnsupported):
+        _query(org, "SELECT Name, Last_Shipment__r.Weight__c FROM Account")
+    shipment = _query(org, "SELECT ExternalId, (SELECT Name FROM Accounts__r ORDER BY Name) FROM Shipments__x "
+                           "WHERE ExternalId IN ('SH-0001', 'SH-0002') ORDER BY ExternalId").records
+    assert [r["Name"] for r in shipment[0]["Accounts__r"]["records"]] == ["Has a shipment"]
+    assert "Last_Shipment__c" not in shipment[0]["Accounts__r"]["records"][0]
+    assert shipment[1]["Accounts__r"] is None

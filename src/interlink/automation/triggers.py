@@ -316,9 +316,9 @@ class TriggerRuntime:
         """Replace the installed triggers with ``triggers`` (checked against ``schema``)."""
         for definition in triggers:
             obj = schema.object(definition.object)
-            if obj is None or obj.is_event:
+            if obj is None or not obj.is_stored:
                 raise MetadataError(f"{definition.source}: trigger {definition.name} is on {definition.object}, "
-                                    "which is not an object of this org")
+                                    "which is not an object whose records this org stores")
         for hook in self._installed:
             self.hooks.unregister(hook)
         self._installed = []

@@ -20,7 +20,7 @@ from interlink.errors import (
     NotFoundError,
     all_or_none_rolled_back,
 )
-from interlink.metadata.model import ObjectDef
+from interlink.metadata.model import FieldDef, ObjectDef
 from interlink.records.context import Context
 from interlink.records.results import SaveResult
 
@@ -35,6 +35,10 @@ class ExternalRecords:
                  fields: Sequence[str] | None) -> list[dict[str, Any] | None]:
         rows = self.data.retrieve(obj, record_ids, fields)
         return [rows.get(record_id) for record_id in record_ids]
+
+    def find(self, obj: ObjectDef, fdef: FieldDef, values: Sequence[Any]) -> dict[Any, list[str]]:
+        """Record Ids whose ``fdef`` holds each value (REST ``sobjects/Order__x/ExternalId/SO-1``, upserts)."""
+        return self.data.find_ids(obj, fdef, values)
 
     def save(self, context: Context, obj: ObjectDef, operation: str, results: list[SaveResult],
              prepared: dict[int, dict[str, Any]], targets: dict[int, str], all_or_none: bool) -> list[SaveResult]:

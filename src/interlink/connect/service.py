@@ -381,6 +381,7 @@ class ExternalData(ExternalRunner):
                  today: date) -> dict[Any, list[dict[str, Any]]]:
         grouped: dict[Any, list[dict[str, Any]]] = {}
         plan = child.plan
+        assert plan is not None
         for chunk in _chunks(list(keys), _CHILD_KEYS_PER_REQUEST):
             scoped = plan.with_filter(In(child.lookup.name, tuple(chunk)))
             offset, state = 0, None
@@ -423,6 +424,22 @@ class ExternalData(ExternalRunner):
                                                      top=len(keys)))
         rows = self._rows(source, obj, result.rows, fields)
         return {row["Id"]: row for row in rows}
+
+    def find_ids(self, obj: ObjectDef, fdef: FieldDef, values: Sequence[Any]) -> dict[Any, list[str]]:
+        """Ids of the rows whose field ``fdef`` holds each of ``values`` (exact matches, as the source compares)."""
+        found: dict[Any, list[str]] = {v: [] for v in values}
+        wanted = [v for v in dict.fromkeys(values) if v is not None]
+        if not wanted:
+            return found
+        source = self.source(obj.data_source)
+        column = self.key_column(obj) if fdef.name == "ExternalId" else self.remote_name(obj, fdef)
+        result = self._query(source, ExternalRequest(obj.external_name, self._columns(obj, [fdef]),
+                                                     In(column, tuple(wanted)), top=len(wanted) * 2 + 1))
+        for row in self._rows(source, obj, result.rows, [fdef]):
+            value = row.get(fdef.name)
+            if value in found:
+                found[value].append(row["Id"])
+        return found
 
     def insert(self, obj: ObjectDef, rows: Sequence[dict[str, Any]]) -> list[RowResult]:
         source = self._writable(obj, "create")

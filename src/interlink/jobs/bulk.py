@@ -154,7 +154,7 @@ class BulkJobs:
             raise BulkJobError(f"Invalid operation: {operation}", ["operation"], error_code="INVALIDJOB")
         object_name = _text(body, "object", required=True)
         obj = self.store.schema.object(object_name)
-        if obj is None or obj.is_event:
+        if obj is None or not obj.is_stored:
             raise InvalidEntity(f"Entity '{object_name}' is not supported by the Bulk API.", ["object"])
         allowed = {"insert": obj.createable, "update": obj.updateable, "upsert": obj.createable and obj.updateable,
                    "delete": obj.deletable, "hardDelete": obj.deletable}

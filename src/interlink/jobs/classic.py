@@ -108,7 +108,7 @@ class ClassicJobs:
             raise BulkJobError(f"Invalid operation: {operation or '(none)'}", ["operation"], error_code="INVALIDJOB")
         object_name = str(spec.get("object") or "")
         obj = self.store.schema.object(object_name)
-        if obj is None or obj.is_event:
+        if obj is None or not obj.is_stored:
             raise InvalidEntity(f"Unable to find object: {object_name or '(none)'}", ["object"])
         content_type = str(spec.get("contentType") or "XML").upper()
         if content_type not in CONTENT_TYPES:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, Table, bindparam, func, select
 
 from interlink import ids
-from interlink.errors import InvalidFieldError, NotFoundError
+from interlink.errors import InvalidFieldError, InvalidTypeError, NotFoundError
 from interlink.metadata.model import FieldDef, FieldType, ObjectDef
 from interlink.store.database import Store
 
@@ -90,6 +90,8 @@ class RecordReads:
         """Ids of live records whose ``field_name`` matches each value (case-insensitively for text)."""
         obj = self.object(object_name)
         fdef = self.external_id_field(obj, field_name)
+        if obj.is_external:
+            return self._external(obj).find(obj, fdef, values)  # type: ignore[no-any-return]
         table = self.store.table(obj.name)
         keys = {self._match_key(fdef, v): v for v in values if v is not None}
         found: dict[Any, list[str]] = {v: [] for v in values}
@@ -134,6 +136,9 @@ class RecordReads:
                         deleted: bool) -> list[tuple[str, datetime]]:
         """(id, SystemModstamp) of records changed (or deleted) in [start, end)."""
         obj = self._stored_object(object_name)
+        if obj.is_external:
+            raise InvalidTypeError(f"entity type {obj.name} does not support replication: it is an external "
+                                   "object, its changes are in its data source", [])
         table = self.store.table(obj.name)
         query = (select(table.c.Id, table.c.SystemModstamp)
                  .where(table.c.SystemModstamp >= start, table.c.SystemModstamp < end)

@@ -397,6 +397,8 @@ class RecordService(RecordReads, RecordLifecycle):
         The caller's own user id (the default OwnerId) needs no lookup: an authenticated caller exists.
         """
         for fdef in obj.reference_fields:
+            if fdef.reference_target_field is not None:
+                continue  # an external lookup: its parent lives in a data source, checked there if at all
             pending: dict[str, list[int]] = {}
             for index, record in prepared.items():
                 value = record.get(fdef.name)

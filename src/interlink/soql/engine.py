@@ -27,6 +27,7 @@ extra round trip on every query, doubling the latency of small lookups).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import json
@@ -546,12 +547,43 @@ class QueryEngine:
                       context: Context) -> dict[Any, dict[str, Any]]:
         if not keys:
             return {}
+        if child.plan is None:
+            return self._stored_child_blocks(child, keys, url_prefix, context)
         grouped = self._runner(child.plan.object.name).children(child, keys, context, self.today())
         blocks: dict[Any, dict[str, Any]] = {}
         for key, group in grouped.items():
             records = [self._external_record(child.plan, row, url_prefix, [{} for _ in child.plan.parents], {})
                        for row in group]
             blocks[key] = {"totalSize": len(records), "done": True, "records": records}
+        return blocks
+
+    def _stored_child_blocks(self, child: _external.ExternalChild, keys: list[Any], url_prefix: str,
+                             context: Context) -> dict[Any, dict[str, Any]]:
+        """Stored children of a page of external parents: one ordinary query with ``lookup IN (keys)``."""
+        assert child.stored is not None
+        sub = child.stored
+        lookup = child.lookup.name
+        shown = any(isinstance(i.expr, ast.FieldPath) and i.expr.parts[-1].lower() == lookup.lower()
+                    and len(i.expr.parts) == 1 for i in sub.select)
+        select = sub.select if shown else (*sub.select, ast.SelectItem(ast.FieldPath((lookup,))))
+        match = ast.InList(ast.FieldPath((lookup,)), tuple(keys))
+        where: ast.Condition = match if sub.where is None else ast.And((match, sub.where))
+        query = dataclasses.replace(sub, select=select, where=where, limit=None, offset=None)
+        compiled = compile_query(query, self.store.schema, self.store.tables, user_id=context.user_id,
+                                 fiscal_start_month=self.fiscal_start_month)
+        assert compiled.shape is not None
+        params = compiled.parameters(self.today()) if compiled.date_params else {}
+        with self.store.read() as conn, self._deadline(conn):
+            records = _records(compiled.shape, conn.execute(compiled.statement, params).all(), url_prefix, [])
+        grouped: dict[Any, list[dict[str, Any]]] = {}
+        for record in records:
+            key = record[lookup] if shown else record.pop(lookup)
+            grouped.setdefault(key, []).append(record)
+        blocks = {}
+        for key, group in grouped.items():
+            group = group[(sub.offset or 0):] if sub.limit is None else group[(sub.offset or 0):
+                                                                              (sub.offset or 0) + sub.limit]
+            blocks[key] = {"totalSize": len(group), "done": True, "records": group}
         return blocks
 
     @staticmethod
@@ -622,7 +654,7 @@ class QueryEngine:
 
     def explain(self, soql: str, context: Context, *, include_deleted: bool = False) -> dict[str, Any]:
         """The platform's ``?explain=`` shape, from the database's own plan for the query."""
-        compiled = self._plan(soql, context.user_id, include_deleted).compiled
+        compiled = self.compile(soql, context, include_deleted=include_deleted)
         obj = compiled.object
         table = self.store.table(obj.name)
         params = compiled.parameters(self.today()) if compiled.date_params else {}

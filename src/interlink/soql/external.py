@@ -92,9 +92,12 @@ class ExternalChild:
     """A child subquery on an external object under a parent query: run per page with an ``in`` filter."""
 
     key: str  # the child relationship name
-    plan: ExternalPlan
+    plan: ExternalPlan | None  # None: the children are stored records, queried with ``stored``
     lookup: FieldDef  # the child's lookup to the parent
     parent_field: str  # the parent field the lookup holds (Id, ExternalId or an external-id field)
+    # Stored children of an external parent (an external lookup on a stored object): the subquery, FROM the
+    # child object, that the engine runs through the ordinary compiler with an IN filter on the lookup.
+    stored: ast.Query | None = None
 
 
 @dataclass(frozen=True)
@@ -274,10 +277,11 @@ class _Builder:
             raise MalformedQueryError(f"Didn't understand relationship '{name}' in FROM part of query call.")
         child_obj = self.schema.object(relationship.child_object)
         assert child_obj is not None and relationship.relationship_name is not None
-        if not child_obj.is_external:
-            raise _unsupported(self.obj, f"the child relationship {name} to the stored object {child_obj.name}")
         lookup = child_obj.field(relationship.field)
         assert lookup is not None
+        if not child_obj.is_external:  # stored records with an external lookup to this object
+            return ExternalChild(relationship.relationship_name, None, lookup, lookup.reference_target_field or "Id",
+                                 replace(sub, object=child_obj.name))
         return compile_external_child(sub, self.schema, child_obj, relationship.relationship_name, lookup, self.obj)
 
     def sort(self, item: ast.OrderItem) -> SortKey:

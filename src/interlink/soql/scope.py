@@ -29,7 +29,13 @@ from sqlalchemy import (
     null,
 )
 
-from interlink.errors import InvalidFieldError, InvalidTypeError, MalformedQueryError, RequestError
+from interlink.errors import (
+    ExternalObjectUnsupported,
+    InvalidFieldError,
+    InvalidTypeError,
+    MalformedQueryError,
+    RequestError,
+)
 from interlink.metadata.describe import SHORT_TEXT_LIMIT
 from interlink.metadata.model import FieldDef, FieldType, ObjectDef, Schema
 from interlink.metadata.values import wire_plan
@@ -151,7 +157,11 @@ class _Compiler:
         return table.alias(f"{prefix}{next(self._aliases)}")
 
     def table(self, obj: ObjectDef) -> Table:
-        return self.tables[obj.name.lower()]
+        table = self.tables.get(obj.name.lower())
+        if table is None:  # an external object reached through a path of a stored object's query
+            raise ExternalObjectUnsupported(f"{obj.name} is an external object: its fields cannot be reached through "
+                                            "a relationship path of a query on a stored object; query it directly")
+        return table
 
     def relationship(self, obj: ObjectDef, name: str) -> FieldDef | None:
         index = self._relationships.get(obj.name)
@@ -326,7 +336,9 @@ class _PathScope:
         holder = join.alias if join is not None else self.root
         if filtering and join is None:
             self.filter_fields.append(fdef.name)
-        return _Operand(holder.c[fdef.name], fdef.type, path.text, fdef, obj, tuple(chain), keys,  # type: ignore[union-attr]
+        # An external lookup holds its parent's key as text, compared as text (not as an 18-character id).
+        kind = FieldType.STRING if fdef.reference_target_field is not None else fdef.type
+        return _Operand(holder.c[fdef.name], kind, path.text, fdef, obj, tuple(chain), keys,  # type: ignore[union-attr]
                         _converter(obj, fdef))
 
     def _polymorphic_field(self, join: _Join, name: str, path: ast.FieldPath,

@@ -31,6 +31,8 @@ from interlink.metadata.model import FieldDef, FieldType, ObjectDef, Schema
 
 def column_type(fdef: FieldDef) -> TypeEngine[object]:
     """The SQL type that stores ``fdef`` portably on SQLite and PostgreSQL."""
+    if fdef.type is FieldType.REFERENCE and fdef.reference_target_field is not None:
+        return String(255)  # an external lookup holds its parent's ExternalId, not an 18-character id
     match fdef.type:
         case FieldType.ID | FieldType.REFERENCE:
             return String(18)

@@ -1,4 +1,5 @@
-"""The OData producer's HTTP surface: ``/odata/v4/`` (OData 4.0 JSON) and ``/odata/v2/`` (OData 2.0 verbose JSON).
+"""The OData producer's HTTP surface: ``/odata/v4/`` (OData 4.0 JSON) and ``/odata/v2/`` (OData 2.0 verbose JSON,
+or Atom XML when the request asks for it: see atom.py).
 
 Paths under each root (``S`` = an exposed entity set, ``N`` = a navigation property)::
 
@@ -36,7 +37,7 @@ from starlette.routing import Route
 
 from interlink.api.app import bearer_token
 from interlink.api.http import instance_url, parse_json_object
-from interlink.api.odata import csdl
+from interlink.api.odata import atom, csdl
 from interlink.api.odata.config import MAX_PAGE_SIZE, ODataConfig, check_against_schema, load_config
 from interlink.api.odata.model import ChildNav, EntitySet, ParentNav, ServiceModel
 from interlink.api.odata.options import Selection, build_plan, check_options, non_negative
@@ -80,6 +81,7 @@ class _Call:
     model: ServiceModel
     method: str
     params: Mapping[str, str]
+    atom: bool = False  # OData 2.0 Atom XML instead of verbose JSON
 
     @property
     def root(self) -> str:
@@ -107,6 +109,7 @@ class ODataService:
 
     async def handle(self, request: Request, version: int) -> Response:
         """Authenticate, dispatch on the path, render any error in OData's shape."""
+        use_atom = version == 2 and atom.wants_atom(request.query_params, request.headers)
         try:
             session = self.org.tokens.validate(bearer_token(request))
             self.org.usage.count()
@@ -116,13 +119,14 @@ class ODataService:
                 method = tunneled.strip().upper()  # OData 2.0 clients tunnel MERGE, PUT and DELETE through POST
             context = self.org.context_for(session.user_id, api_version=self.org.settings.api_max_version,
                                            app_id=session.app_id)
-            call = _Call(request, version, context, self.model(), method, request.query_params)
+            call = _Call(request, version, context, self.model(), method, request.query_params, use_atom)
             return await self._dispatch(call, request.path_params.get("rest", ""))
         except InterlinkError as error:
-            return error_response(error, version)
+            return error_response(error, version, as_atom=use_atom)
         except Exception as exc:
             log.exception("unexpected error in the OData service", exc_info=exc)
-            return error_response(InterlinkError(f"An unexpected error occurred: {type(exc).__name__}"), version)
+            return error_response(InterlinkError(f"An unexpected error occurred: {type(exc).__name__}"), version,
+                                  as_atom=use_atom)
 
     async def _dispatch(self, call: _Call, rest: str) -> Response:
         path = rest.strip("/")
@@ -181,6 +185,9 @@ class ODataService:
         if call.version == 4:
             return _json({"@odata.context": f"{call.root}$metadata",
                           "value": [{"name": n, "kind": "EntitySet", "url": n} for n in names]}, 4)
+        if call.atom:
+            return Response(atom.service_document(names, call.root), media_type=atom.SERVICE,
+                            headers=_version_headers(2))
         return _json({"d": {"EntitySets": names}}, 2)
 
     def _page_size(self, call: _Call) -> tuple[int, bool]:
@@ -208,7 +215,8 @@ class ODataService:
                 error.args = (error.message,)
             raise
 
-    def _collection(self, call: _Call, entity_set: EntitySet, conditions: tuple[str, ...]) -> Response:
+    def _collection(self, call: _Call, entity_set: EntitySet, conditions: tuple[str, ...],
+                    path: str | None = None) -> Response:
         plan = build_plan(entity_set, call.model, call.params, call.version, conditions=conditions)
         delivered = _skiptoken(call.params)
         page_size, preferred = self._page_size(call)
@@ -229,6 +237,10 @@ class ODataService:
             if next_link:
                 body["@odata.nextLink"] = next_link
             return _json(body, 4, headers=headers)
+        if call.atom:
+            document = atom.feed_document(plan.selection, page.records, call.root, path or entity_set.name,
+                                          count=count, next_link=next_link)
+            return Response(document, media_type=atom.FEED, headers=headers)
         results: dict[str, Any] = {"results": [v2_entity(plan.selection, r, call.root) for r in page.records]}
         if count is not None:
             results["__count"] = str(count)
@@ -262,6 +274,9 @@ class ODataService:
             body = {"@odata.context": _context_url(call, entity_set, selection) + "/$entity",
                     **v4_entity(selection, record)}
             return _json(body, 4, status=status, headers=merged)
+        if call.atom:
+            return Response(atom.entry_document(selection, record, call.root), status_code=status,
+                            media_type=atom.ENTRY, headers=merged)
         return _json({"d": v2_entity(selection, record, call.root)}, 2, status=status, headers=merged)
 
     def _navigate(self, call: _Call, entity_set: EntitySet, record_id: str, nav_name: str,
@@ -273,7 +288,9 @@ class ODataService:
             self._read_entity(call, entity_set, record_id, {"$select": "Id"})  # 404 for an unknown parent
             child = call.model.sets[nav.child.lower()]
             condition = (f"{nav.field} = {soql_quote(record_id)}",)
-            return self._count(call, child, condition) if counting else self._collection(call, child, condition)
+            if counting:
+                return self._count(call, child, condition)
+            return self._collection(call, child, condition, f"{key_segment(entity_set, record_id)}/{nav.name}")
         if counting:
             raise NotFoundError("$count applies to collections")
         assert isinstance(nav, ParentNav)
@@ -292,6 +309,8 @@ class ODataService:
             self._only(call, _READ_METHODS, entity_set)
 
     async def _body(self, call: _Call, entity_set: EntitySet) -> dict[str, Any]:
+        if call.version == 2:
+            atom.refuse_xml_body(call.request.headers.get("content-type"))  # writes read JSON only
         body = parse_json_object(await call.request.body())
         if call.version == 2 and set(body) == {"d"} and isinstance(body["d"], dict):
             body = body["d"]  # some 2.0 clients wrap the entity as the responses do
@@ -399,8 +418,8 @@ def error_body(error: InterlinkError, version: int) -> dict[str, Any]:
     return {"error": detail}
 
 
-def error_response(error: InterlinkError, version: int) -> Response:
-    """Any Interlink error as an OData error response with the error's HTTP status."""
+def error_response(error: InterlinkError, version: int, *, as_atom: bool = False) -> Response:
+    """Any Interlink error as an OData error response with the error's HTTP status (2.0: XML when ``as_atom``)."""
     headers = _version_headers(version)
     status = error.http_status if 400 <= error.http_status < 600 else 400
     if status == 401:
@@ -409,6 +428,9 @@ def error_response(error: InterlinkError, version: int) -> Response:
         headers["Allow"] = ", ".join(error.allowed)
     if isinstance(error, RequestError) and status == 300:
         status = 400
+    if as_atom and version == 2:
+        return Response(atom.error_document(error.error_code, error.message), status_code=status, headers=headers,
+                        media_type=XML)
     return _json(error_body(error, version), version, status=status, headers=headers)
 
 
