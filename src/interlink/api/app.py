@@ -222,6 +222,9 @@ async def health(request: Request) -> Response:
                                    "oldest_wait_seconds": round(queue.oldest_wait, 1)}
     except Exception as exc:
         components["bulk_jobs"] = {"status": "error", "error": str(exc)}
+    # A project file that no longer loads: the server keeps running the last good configuration (degraded).
+    components["project"] = {"status": "ok"} if org.project_error is None else {
+        "status": "degraded", "error": org.project_error}
     status = "ok" if healthy and len(org.store.schema) else "error"
     return json_response({"status": status, "components": components}, status=200 if status == "ok" else 503)
 
@@ -248,7 +251,8 @@ def build_app(org: Org) -> Starlette:
                     await asyncio.wait_for(stop.wait(), _FLUSH_SECONDS)
                 try:
                     org.housekeeping()
-                    org.store.reload_if_changed()
+                    changed = org.store.reload_if_changed()
+                    org.reload_project_if_changed(schema_changed=changed)
                 except Exception:
                     log.exception("background flush failed")
 

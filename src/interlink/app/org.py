@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 ADMIN_USERNAME = "admin@interlink.local"
 _PURGE_SECONDS = 600.0
 CLI_APP_NAME = "Interlink CLI"
+# What load_project_code reads, relative to the project directory (watched by reload_project_if_changed).
+_PROJECT_CODE = ("triggers", "actions", "adapters", "metadata/flows", "metadata/namedCredentials",
+                 "metadata/externalServices", "metadata/outboundMessages", "metadata/dataSources",
+                 "metadata/odata.yaml")
 
 
 @dataclass
@@ -184,20 +188,7 @@ class Org:
                 report.plan = self.store.deploy(loaded.schema, allow_destructive=existing is None)
             self.bus.channels.replace_metadata_members(metadata_members(self.store.schema, loaded.channels))
         search_index.sync(self.store)  # create the SOSL index; rebuild it when stale
-        self.triggers.install(load_triggers(self.settings.project_dir), self.store.schema)
-        self.callouts.credentials = load_credentials(self.settings.project_dir, self.secrets.get)
-        self.outbound.definitions = load_outbound_messages(self.settings.project_dir, self.store.schema,
-                                                           self.callouts.credentials)
-        self.services.services = load_services(self.settings.project_dir, self.callouts.credentials)
-        self.external.configure(load_sources(self.settings.project_dir), self.callouts.credentials,
-                                self.settings.project_dir)
-        self.python_actions.clear()
-        self.python_actions.update({a.name: a for a in load_code(self.settings.project_dir / "actions", "action")})
-        self.flows.install(load_flows(self.settings.project_dir, self.store.schema,
-                                      include_sample=self.settings.sample_data or self._sample_metadata,
-                                      kinds=self.flows.kinds))
-        self.event_flows.prime()
-        self.scheduled_flows.prime()
+        self.load_project_code()
         if existing is None:
             self._create_org(report)
             existing = self._org_row()
@@ -212,6 +203,83 @@ class Org:
             report.identity_changes = apply_identity_metadata(self, self.settings.project_dir)
 
     _sample_metadata = False
+
+    # -- the project's code and configuration ------------------------------------------------------------------
+
+    def load_project_code(self) -> None:
+        """Load triggers, actions, flows, named credentials, External Services, outbound messages, data sources
+        and the OData exposure from the project, all or nothing: everything is read and checked before any of it
+        replaces what is running."""
+        from interlink.api.odata.config import check_against_schema, load_config
+
+        project = self.settings.project_dir
+        schema = self.store.schema
+        triggers = load_triggers(project)
+        credentials = load_credentials(project, self.secrets.get)
+        outbound = load_outbound_messages(project, schema, credentials)
+        services = load_services(project, credentials)
+        sources = load_sources(project)
+        actions = {a.name: a for a in load_code(project / "actions", "action")}
+        # Flow actions are checked against the credentials, services, outbound messages and Python actions they
+        # name: those are put in place for the check and put back if anything after them fails to load.
+        kept = (self.callouts.credentials, self.outbound.definitions, self.services.services,
+                dict(self.python_actions))
+        self.callouts.credentials, self.outbound.definitions, self.services.services = credentials, outbound, services
+        self.python_actions.clear()
+        self.python_actions.update(actions)
+        try:
+            flows = load_flows(project, schema, include_sample=self.uses_sample_metadata, kinds=self.flows.kinds)
+            odata = load_config(project, include_sample=self.uses_sample_metadata)
+            check_against_schema(odata, schema)
+            self.triggers.install(triggers, schema)
+        except BaseException:
+            self.callouts.credentials, self.outbound.definitions, self.services.services = kept[:3]
+            self.python_actions.clear()
+            self.python_actions.update(kept[3])
+            raise
+        self.external.configure(sources, credentials, project)
+        self.flows.install(flows)
+        self.odata_config = odata
+        self.event_flows.prime()
+        self.scheduled_flows.prime()
+        self._project_fingerprint = self.project_fingerprint()
+
+    def project_fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        """Name, size and modification time of every project file :meth:`load_project_code` reads."""
+        project = self.settings.project_dir
+        found: list[tuple[str, int, int]] = []
+        for place in _PROJECT_CODE:
+            path = project / place
+            files = [path] if path.is_file() else sorted(path.rglob("*")) if path.is_dir() else []
+            for file in files:
+                if file.suffix in (".py", ".yaml", ".yml", ".json") and file.is_file():
+                    stat = file.stat()
+                    found.append((str(file), stat.st_size, stat.st_mtime_ns))
+        return tuple(found)
+
+    def reload_project_if_changed(self, *, schema_changed: bool = False) -> bool:
+        """Pick up changed project code (a running server calls this every second). A project that no longer
+        loads leaves the running configuration as it was; the error is logged and kept in :attr:`project_error`.
+        """
+        fingerprint = self.project_fingerprint()
+        if fingerprint == self._project_fingerprint and not schema_changed:
+            return False
+        try:
+            self.load_project_code()
+        except Exception as exc:  # a file being edited: keep what runs, say why
+            self._project_fingerprint = fingerprint
+            message = getattr(exc, "message", None) or str(exc)
+            if message != self.project_error:
+                log.error("project not reloaded (the running configuration is kept): %s", message)
+            self.project_error = message
+            return False
+        self.project_error = None
+        log.info("project code reloaded")
+        return True
+
+    _project_fingerprint: tuple[tuple[str, int, int], ...] = ()
+    project_error: str | None = None
+    odata_config: Any = None
 
     @property
     def uses_sample_metadata(self) -> bool:

@@ -137,9 +137,12 @@ def _flow(source: str, stem: str, data: Any, schema: Schema, kinds: Mapping[str,
     if trigger not in TRIGGERS:
         raise MetadataError(f"{source}: trigger: use one of {', '.join(TRIGGERS)} (not {trigger!r})")
     obj = schema.object(str(data.get("object") or ""))
-    if obj is None or obj.is_event != (trigger == "event") or obj.is_external:
-        what = "a platform event" if trigger == "event" else "an object whose records the org stores"
+    if obj is None or obj.is_event != (trigger == "event"):
+        what = "a platform event" if trigger == "event" else "an object"
         raise MetadataError(f"{source}: object: {data.get('object')!r} is not {what} of this org")
+    if obj.is_external:
+        raise MetadataError(f"{source}: object: {obj.name} is an external object: flows run on records the org "
+                            "stores")
     if trigger in ("event", "schedule", "api") and data.get("timing", "after") != "after":
         raise MetadataError(f"{source}: timing: only record-triggered flows run before the save")
     schedule = data.get("schedule")

@@ -316,9 +316,12 @@ class TriggerRuntime:
         """Replace the installed triggers with ``triggers`` (checked against ``schema``)."""
         for definition in triggers:
             obj = schema.object(definition.object)
-            if obj is None or not obj.is_stored:
+            if obj is None or obj.is_event:
                 raise MetadataError(f"{definition.source}: trigger {definition.name} is on {definition.object}, "
-                                    "which is not an object whose records this org stores")
+                                    "which is not an object of this org")
+            if obj.is_external:
+                raise MetadataError(f"{definition.source}: trigger {definition.name} is on {obj.name}, an external "
+                                    "object: triggers run on records the org stores")
         for hook in self._installed:
             self.hooks.unregister(hook)
         self._installed = []

@@ -38,7 +38,7 @@ from starlette.routing import Route
 from interlink.api.app import bearer_token
 from interlink.api.http import instance_url, parse_json_object
 from interlink.api.odata import atom, csdl
-from interlink.api.odata.config import MAX_PAGE_SIZE, ODataConfig, check_against_schema, load_config
+from interlink.api.odata.config import MAX_PAGE_SIZE, ODataConfig
 from interlink.api.odata.model import ChildNav, EntitySet, ParentNav, ServiceModel
 from interlink.api.odata.options import Selection, build_plan, check_options, non_negative
 from interlink.api.odata.render import key_segment, parse_key, record_values, v2_entity, v4_entity
@@ -90,19 +90,24 @@ class _Call:
 
 
 class ODataService:
-    """Both OData services over one org; the model follows schema deploys, the configuration is read once."""
+    """Both OData services over one org; the model follows schema deploys and project reloads (the org holds the
+    configuration: ``Org.odata_config``, loaded with the rest of the project's code)."""
 
     def __init__(self, org: Org) -> None:
         self.org = org
-        self.config: ODataConfig = load_config(org.settings.project_dir, include_sample=org.uses_sample_metadata)
-        check_against_schema(self.config, org.store.schema)
         self._model: ServiceModel | None = None
+        self._model_config: ODataConfig | None = None
+
+    @property
+    def config(self) -> ODataConfig:
+        return self.org.odata_config  # type: ignore[no-any-return]
 
     def model(self) -> ServiceModel:
         """The model for the schema deployed now (rebuilt after a deploy)."""
         schema = self.org.store.schema
-        if self._model is None or self._model.schema is not schema:
+        if self._model is None or self._model.schema is not schema or self._model_config is not self.config:
             self._model = ServiceModel(schema, self.config)
+            self._model_config = self.config
         return self._model
 
     # -- entry -----------------------------------------------------------------------------------------------------
