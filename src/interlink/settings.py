@@ -67,6 +67,9 @@ class Settings:
     bulk_max_upload_mb: int = _setting(150, "Largest CSV upload (PUT .../batches) in MB.")
     bulk_workers: int = _setting(
         2, "Background threads of a serving process that run Bulk API jobs (0 leaves jobs to other processes).")
+    middleware_store: str = _setting(
+        "", "Middleware store URL (pipeline checkpoints, dedupe keys, dead letters, runs): empty for SQLite "
+            "middleware.db under data_dir, or postgresql://user@host/db.")
 
     def __post_init__(self) -> None:
         # Absolute paths, so what is printed for clients (the CA bundle) works from any directory.
@@ -131,6 +134,13 @@ class Settings:
         if self.bus:
             return self.bus
         return f"sqlite:///{(self.data_dir / 'bus.db').resolve()}"
+
+    @property
+    def middleware_store_url(self) -> str:
+        """The middleware's own store: the explicit URL, or SQLite ``middleware.db`` under ``data_dir``."""
+        if self.middleware_store:
+            return self.middleware_store
+        return f"sqlite:///{(self.data_dir / 'middleware.db').resolve()}"
 
     @property
     def store_backend(self) -> str:

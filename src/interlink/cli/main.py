@@ -386,6 +386,7 @@ from interlink.cli.callouts import callouts_app, outbound_app, secrets_app, serv
 from interlink.cli.connect import connect_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.data import data_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.events import cdc_app, events_app  # noqa: E402 - registered after the shared options exist
+from interlink.cli.pipelines import dlq_app, pipelines_app  # noqa: E402 - registered after the shared options exist
 
 app.add_typer(events_app, name="events")
 app.add_typer(cdc_app, name="cdc")
@@ -395,6 +396,8 @@ app.add_typer(outbound_app, name="outbound")
 app.add_typer(services_app, name="services")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(connect_app, name="connect")
+app.add_typer(pipelines_app, name="pipelines")
+app.add_typer(dlq_app, name="dlq")
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,146 @@
+"""The NATS sink: each message body published as JSON to a JetStream subject, and the publish acknowledged.
+
+Every publish carries ``Nats-Msg-Id: <message id>``: JetStream answers a second publish of the same id within
+the stream's duplicate window (2 minutes by default, ``duplicateWindow`` when the sink creates the stream)
+with the original sequence instead of storing it again, so a batch retried after a crash does not duplicate
+messages in the stream. A batch is published concurrently and each message waits for its ``PubAck``.
+
+Delivery classification: a ``PubAck`` is ok (``detail``: stream, sequence, duplicate); a timeout, a lost
+connection or no stream listening on the subject is retryable; any other JetStream API error (a message over
+the stream's size limits, a sealed stream, an expected stream mismatch) and a payload over the server's maximum
+are permanent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from nats.aio.client import Client
+from nats.errors import (
+    ConnectionClosedError,
+    ConnectionReconnectingError,
+    MaxPayloadError,
+    NoRespondersError,
+    OutboundBufferLimitError,
+    StaleConnectionError,
+)
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import APIError, NoStreamResponseError, ServerError, ServiceUnavailableError
+
+from interlink.middleware.base import Delivery, Message, Sink
+from interlink.middleware.sources import duration, require, with_connection
+from interlink.middleware.sources.nats import (
+    MSG_ID_HEADER,
+    NatsLoop,
+    NatsSource,
+    connect_options,
+    ensure_stream,
+    open_connection,
+    stream_config,
+)
+
+_RETRYABLE = (NatsTimeoutError, asyncio.TimeoutError, ConnectionClosedError, ConnectionReconnectingError,
+              StaleConnectionError, NoRespondersError, NoStreamResponseError, OutboundBufferLimitError,
+              ServiceUnavailableError, ServerError, OSError)
+
+
+class NatsSink(Sink):
+    """Publishes to a JetStream subject (see the module docstring)."""
+
+    name = "nats"
+
+    def __init__(self, *, options: dict[str, Any], subject: str, stream: str | None = None,
+                 create_stream: bool = False, stream_subjects: list[str] | None = None,
+                 stream_config: dict[str, Any] | None = None, timeout: float = 5.0) -> None:
+        self.options = options
+        self.subject = subject
+        self.stream = stream
+        self.create_stream = create_stream
+        self.stream_subjects = stream_subjects or [subject]
+        self.stream_config = stream_config or {}
+        self.timeout = timeout
+        self._loop: NatsLoop | None = None
+        self._nc: Client | None = None
+
+    def _connect(self) -> None:
+        if self._nc is not None:
+            return
+        loop = NatsLoop("nats-sink")
+        try:
+            loop.run(self._open(), timeout=NatsSource.connect_deadline(self.options))
+        except BaseException:
+            loop.run(self._close(), timeout=10)
+            loop.stop()
+            self._nc = None
+            raise
+        self._loop = loop
+
+    async def _open(self) -> None:
+        self._nc = await open_connection(self.options)
+        if self.create_stream and self.stream:
+            await ensure_stream(self._nc.jetstream(), self.stream, self.stream_subjects, self.stream_config)
+
+    async def _publish_one(self, message: Message) -> Delivery:
+        assert self._nc is not None
+        headers = {MSG_ID_HEADER: message.id}
+        if message.key is not None:
+            headers["Interlink-Key"] = message.key
+        try:
+            payload = json.dumps(message.body, default=str).encode()
+            ack = await self._nc.jetstream().publish(self.subject, payload, timeout=self.timeout,
+                                                     stream=self.stream, headers=headers)
+        except MaxPayloadError as exc:
+            return Delivery(error=f"message too large for the NATS server: {exc}", retryable=False)
+        except _RETRYABLE as exc:
+            return Delivery(error=f"publish to {self.subject} failed: {exc!r}", retryable=True)
+        except APIError as exc:
+            return Delivery(error=f"JetStream refused the message on {self.subject}: {exc}", retryable=False)
+        return Delivery(detail={"stream": ack.stream, "sequence": ack.seq, "duplicate": bool(ack.duplicate)})
+
+    async def _publish(self, messages: Sequence[Message]) -> list[Delivery]:
+        return list(await asyncio.gather(*(self._publish_one(message) for message in messages)))
+
+    def write(self, messages: Sequence[Message]) -> list[Delivery]:
+        """Publish the batch concurrently; one delivery per message, in order."""
+        if not messages:
+            return []
+        try:
+            self._connect()
+        except Exception as exc:  # connecting failed: every message may succeed later
+            return [Delivery(error=f"cannot connect to NATS: {exc!r}", retryable=True) for _ in messages]
+        assert self._loop is not None
+        return self._loop.run(self._publish(messages), timeout=self.timeout * 2 + 30)
+
+    async def _close(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.close()
+
+    def close(self) -> None:
+        """Drain and disconnect."""
+        if self._loop is not None:
+            try:
+                self._loop.run(self._close(), timeout=10)
+            finally:
+                self._loop.stop()
+        self._loop = self._nc = None
+
+
+def make_nats_sink(config: dict[str, Any], context: Any) -> NatsSink:
+    """Build a NATS JetStream sink from its pipeline config (keys in docs/middleware-connectors.md)."""
+    config = with_connection(config, context)
+    subjects = config.get("streamSubjects")
+    return NatsSink(
+        options=connect_options(config),
+        subject=str(require(config, "subject", "nats sink")),
+        stream=config.get("stream"),
+        create_stream=bool(config.get("createStream", False)),
+        stream_subjects=[str(s) for s in subjects] if subjects else None,
+        stream_config=stream_config(config),
+        timeout=duration(config, "timeout", 5.0) or 5.0,
+    )
+
+
+__all__ = ["NatsSink", "make_nats_sink"]
