@@ -159,4 +159,4 @@ def test_factories_check_their_configuration(conn: OrgConnection) -> None:
                         ({"object": "Account", "externalId": "E", "connection": "prod"}, "connection")]:
         with pytest.raises(PipelineSpecError) as bad:
             make_upsert_sink(config, context)
-        assert bad.value.key == (key,)  # type: ignore[attr-defined]
+        assert bad.value.key == (key,)

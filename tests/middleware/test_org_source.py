@@ -199,7 +199,7 @@ def test_the_factory_checks_its_configuration(conn: OrgConnection, tmp_path: Pat
                         ({"topic": PRINTER, "connection": "prod"}, "connection")]:
         with pytest.raises(PipelineSpecError) as bad:
             make_pubsub_source(config, context)
-        assert bad.value.key == (key,)  # type: ignore[attr-defined]
+        assert bad.value.key == (key,)
     validating = SimpleNamespace(connections={}, validating=True)
     assert make_pubsub_source({"topic": PRINTER, "connection": "prod"}, validating).connection is None
 

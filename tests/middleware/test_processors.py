@@ -65,7 +65,7 @@ def test_filter_keeps_what_matches(context: BuildContext) -> None:
     step = make(context, "filter", when="Amount__c > 100")
     assert step.process(ORDER) == [(None, ORDER)]
     assert step.process(ORDER.copy({"Amount__c": 5})) == []
-    assert step.drop_metric == "filtered"  # type: ignore[attr-defined]
+    assert step.drop_metric == "filtered"
 
 
 def test_route_first_match_wins_then_default(context: BuildContext) -> None:
@@ -73,7 +73,7 @@ def test_route_first_match_wins_then_default(context: BuildContext) -> None:
     assert step.process(ORDER.copy({"Amount__c": 5000}))[0][0] == "huge"
     assert step.process(ORDER)[0][0] == "big"
     assert step.process(ORDER.copy({"Amount__c": 1}))[0][0] == "small"
-    assert step.branches == {"huge", "big", "small"}  # type: ignore[attr-defined]
+    assert step.branches == {"huge", "big", "small"}
     assert make(context, "route", routes={"big": "Amount__c > 1000"}).process(ORDER)[0][0] is None
 
 

@@ -129,7 +129,7 @@ def test_structure_errors_name_file_line_and_key(text: str, line: int, message: 
     with pytest.raises(PipelineSpecError, match=message) as caught:
         load_pipeline_text(text, Path("pipelines/p.yaml"))
     assert str(caught.value).startswith(f"pipelines/p.yaml:{line}:")
-    assert caught.value.line == line  # type: ignore[attr-defined]
+    assert caught.value.line == line
 
 
 def test_unknown_step_types_list_the_known_ones(context: BuildContext) -> None:

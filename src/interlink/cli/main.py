@@ -387,6 +387,8 @@ from interlink.cli.connect import connect_app  # noqa: E402 - registered after t
 from interlink.cli.data import data_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.events import cdc_app, events_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.pipelines import dlq_app, pipelines_app  # noqa: E402 - registered after the shared options exist
+from interlink.cli.sagas import saga_app  # noqa: E402 - registered after the shared options exist
+from interlink.cli.sync import sync_app  # noqa: E402 - registered after the shared options exist
 
 app.add_typer(events_app, name="events")
 app.add_typer(cdc_app, name="cdc")
@@ -398,6 +400,8 @@ app.add_typer(secrets_app, name="secrets")
 app.add_typer(connect_app, name="connect")
 app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(saga_app, name="saga")
+app.add_typer(sync_app, name="sync")
 
 if __name__ == "__main__":
     main()

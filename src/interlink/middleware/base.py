@@ -21,9 +21,13 @@ org internals, so a pipeline built against a local org runs unchanged against a 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+#: marks a :meth:`Message.copy` argument that was not given (None is a value there)
+_KEEP: Any = object()
 
 
 class MiddlewareError(Exception):
@@ -38,8 +42,26 @@ class PermanentError(MiddlewareError):
     """A failure retries cannot fix: bad data, a 4xx validation error. The message goes to the dead letters."""
 
 
+class CheckpointConflict(MiddlewareError):
+    """Another worker moved the checkpoint since this one read it; this worker must not overwrite it."""
+
+
 class PipelineSpecError(ValueError):
-    """A pipeline definition is invalid; the message names the file, line and key."""
+    """A pipeline definition is invalid; the message names the file, line and key.
+
+    ``key`` is the offending key path within the step being built (``("fields", "Name")``), set by step factories;
+    the builder adds the rest. Errors located in a pipeline carry its ``file`` (None for pipelines built in Python),
+    the ``line`` (None when unknown) and the ``key_path`` text (``steps[1].when``; "" when the error is about the
+    whole file).
+    """
+
+    def __init__(self, message: str = "", *, key: tuple[str | int, ...] = (), file: Path | None = None,
+                 line: int | None = None, key_path: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+        self.file = file
+        self.line = line
+        self.key_path = key_path
 
 
 @dataclass
@@ -59,10 +81,14 @@ class Message:
     position: Any = None
     key: str | None = None
 
-    def copy(self, body: dict[str, Any] | None = None, **changes: Any) -> Message:
-        """A new message with the same id, headers and position (a processor's output)."""
-        return Message(body=dict(self.body) if body is None else body, id=changes.get("id", self.id),
-                       headers=dict(self.headers), position=self.position, key=changes.get("key", self.key))
+    def copy(self, body: dict[str, Any] | None = None, *, id: str = _KEEP, headers: dict[str, Any] | None = None,
+             position: Any = _KEEP, key: str | None = _KEEP) -> Message:
+        """A new message (a processor's output): ``body`` (else a copy of this one's), and this one's id, headers (a
+        copy), position and key unless given."""
+        return Message(body=dict(self.body) if body is None else body, id=self.id if id is _KEEP else id,
+                       headers=dict(self.headers) if headers is None else headers,
+                       position=self.position if position is _KEEP else position,
+                       key=self.key if key is _KEEP else key)
 
 
 @dataclass
@@ -105,9 +131,21 @@ class Source:
 
 class Processor:
     """One step between source and sink. :meth:`process` answers the messages that go on, each with the branch
-    it goes to (None: the default sink): [] drops the message (filter), several split it."""
+    it goes to (None: the default sink): [] drops the message (filter), several split it.
+
+    The other methods and attributes are optional hooks with do-nothing defaults, which the runtime calls for
+    stateful steps: :meth:`held` and :meth:`tick` (messages held back, such as aggregate windows), :meth:`commit` and
+    :meth:`rollback` (state kept until a batch is delivered, such as dedupe keys), :attr:`drop_metric`,
+    :attr:`branches` and :attr:`routes_everything` (for metrics and validation).
+    """
 
     name: str = "processor"
+    #: what the runtime counts a dropped message as (a step counter; also pipeline-wide for filtered and deduped)
+    drop_metric: str = "filtered"
+    #: the branches this step may send messages to; validation checks each has a sink (or a default sink exists)
+    branches: Collection[str] = ()
+    #: True when every message leaves on a named branch, so the pipeline needs no default sink
+    routes_everything: bool = False
 
     def process(self, message: Message) -> list[tuple[str | None, Message]]:
         raise NotImplementedError
@@ -115,6 +153,22 @@ class Processor:
     def flush(self) -> list[tuple[str | None, Message]]:
         """Messages a stateful step holds back (aggregate windows), released at the end of a run or a window."""
         return []
+
+    def tick(self) -> list[tuple[str | None, Message]]:
+        """Held-back messages that are due now (windows that elapsed), asked for after every batch and when the
+        source is idle, so they leave even when no message arrives."""
+        return []
+
+    def held(self) -> list[Message]:
+        """The messages this step holds back now: the runtime never checkpoints past the position of one of them."""
+        return []
+
+    def commit(self) -> None:
+        """The messages processed since the last commit are delivered (or dead-lettered): make their effects on the
+        step's state durable (dedupe records its keys here)."""
+
+    def rollback(self) -> None:
+        """The batch was abandoned and will be read again: forget what :meth:`commit` would have recorded."""
 
     def close(self) -> None:
         """Release resources."""
@@ -133,6 +187,7 @@ class Sink:
 
 
 __all__ = [
+    "CheckpointConflict",
     "Delivery",
     "Message",
     "MiddlewareError",

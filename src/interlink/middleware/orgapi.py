@@ -7,9 +7,9 @@ internals. Failures come back in the middleware's two kinds: :class:`OrgUnavaila
 ``REQUEST_LIMIT_EXCEEDED``) and :class:`OrgRejected` (a :class:`~interlink.middleware.base.PermanentError`:
 validation and other 4xx answers), both carrying the org's ``errorCode`` and message.
 
-Authentication (``auth=``): a static token, or an OAuth 2.0 grant (client credentials, username-password,
-JWT bearer) that is run again once when the org answers 401 ``INVALID_SESSION_ID``. Named connections come from
-``<project>/pipelines/connections.yaml`` through :func:`resolve_connections`, secrets as ``${ENV_VAR}``.
+Authentication (``auth=``, :mod:`~interlink.middleware.orgauth`): a static token, or an OAuth 2.0 grant run
+again once when the org answers 401 ``INVALID_SESSION_ID``. Named connections come from ``connections.yaml``
+through :mod:`~interlink.middleware.connections`; both modules' names are still importable from here.
 Pub/Sub subscriptions (:meth:`OrgConnection.subscribe`) are streamed by
 :class:`interlink.middleware.sources.org.Subscription` (flow control, keep-alives, the stall watchdog).
 """
@@ -21,8 +21,6 @@ import csv
 import io
 import json
 import logging
-import os
-import re
 import threading
 import time
 from collections import deque
@@ -31,12 +29,30 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from interlink.middleware.base import MiddlewareError, PermanentError, PipelineSpecError, RetryableError
+from interlink.middleware.orgauth import (
+    Auth,
+    ClientCredentials,
+    Credentials,
+    JwtBearer,
+    StaticToken,
+    UsernamePassword,
+    auth_from_config,
+)
+
+if TYPE_CHECKING:  # re-exported lazily (see __getattr__ at the end): that module builds on this one
+    from interlink.middleware.connections import (
+        config_error,
+        connection_for,
+        connection_from_config,
+        require_connection,
+        resolve_connections,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +62,6 @@ FINISHED = ("JobComplete", "Failed", "Aborted")
 RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE",
                              "ALL_OR_NONE_OPERATION_ROLLED_BACK", "PROCESSING_HALTED", "QUERY_TIMEOUT"})
 NOT_AN_ERROR = "OPERATION_ENQUEUED"  # a published event's SaveResult carries its EventUuid under this code
-SECRET_KEYS = ("token", "clientSecret", "password", "privateKey")
 
 
 # -- errors --------------------------------------------------------------------------------------------------
@@ -75,138 +90,6 @@ class OrgAuthError(OrgRejected):
 
 class ReplayIdInvalid(OrgRejected):
     """The Pub/Sub API refused a replay id: past the retention window, not a position of the topic, or corrupted."""
-
-
-# -- authentication -------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Credentials:
-    """A login's outcome: the access token, and what the token endpoint said about the org."""
-
-    access_token: str
-    instance_url: str | None = None
-    org_id: str | None = None
-
-
-class Auth:
-    """How a connection gets an access token. ``refreshable``: whether a 401 may be cured by logging in again."""
-
-    refreshable = True
-    login_url: str | None = None  # the token endpoint's host when it is not the instance (login.salesforce.com)
-
-    def login(self, http: httpx.Client, url: str) -> Credentials:
-        raise NotImplementedError
-
-    def _grant(self, http: httpx.Client, url: str, form: dict[str, str]) -> Credentials:
-        endpoint = f"{(self.login_url or url).rstrip('/')}/services/oauth2/token"
-        try:
-            response = http.post(endpoint, data=form)
-        except httpx.HTTPError as exc:
-            raise OrgUnavailable(f"cannot reach {endpoint}: {exc or type(exc).__name__}") from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if response.status_code >= 500:
-            raise OrgUnavailable(f"{endpoint} answered {response.status_code}", status=response.status_code)
-        if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
-            error = body.get("error", f"HTTP {response.status_code}") if isinstance(body, dict) else "error"
-            detail = body.get("error_description", response.text[:200]) if isinstance(body, dict) else ""
-            raise OrgAuthError(f"{form['grant_type']} login at {endpoint} failed: {error}: {detail}",
-                               error_code=str(error), status=response.status_code)
-        identity = str(body.get("id") or "")
-        parts = identity.rstrip("/").split("/")
-        org_id = parts[-2] if len(parts) >= 2 and "/id/" in identity else None
-        return Credentials(str(body["access_token"]), body.get("instance_url"), org_id)
-
-
-@dataclass
-class StaticToken(Auth):
-    """A token minted elsewhere (``interlink token``, ``sf org display``); it cannot be refreshed."""
-
-    token: str
-    refreshable = False
-
-    def login(self, http: httpx.Client, url: str) -> Credentials:
-        return Credentials(self.token)
-
-
-@dataclass
-class ClientCredentials(Auth):
-    """OAuth 2.0 client credentials: the connected app's run-as user."""
-
-    client_id: str
-    client_secret: str
-    login_url: str | None = None
-
-    def login(self, http: httpx.Client, url: str) -> Credentials:
-        return self._grant(http, url, {"grant_type": "client_credentials", "client_id": self.client_id,
-                                       "client_secret": self.client_secret})
-
-
-@dataclass
-class UsernamePassword(Auth):
-    """OAuth 2.0 username-password (the password with the security token appended, where the org needs one)."""
-
-    client_id: str
-    client_secret: str
-    username: str
-    password: str
-    login_url: str | None = None
-
-    def login(self, http: httpx.Client, url: str) -> Credentials:
-        return self._grant(http, url, {"grant_type": "password", "client_id": self.client_id,
-                                       "client_secret": self.client_secret, "username": self.username,
-                                       "password": self.password})
-
-
-@dataclass
-class JwtBearer(Auth):
-    """OAuth 2.0 JWT bearer: an RS256 assertion signed with the private key of the app's certificate."""
-
-    client_id: str
-    username: str
-    private_key: str
-    audience: str | None = None  # default: the login URL (https://login.salesforce.com for production)
-    login_url: str | None = None
-
-    def login(self, http: httpx.Client, url: str) -> Credentials:
-        import jwt
-
-        claims = {"iss": self.client_id, "sub": self.username, "exp": int(time.time()) + 180,
-                  "aud": self.audience or (self.login_url or url).rstrip("/")}
-        assertion = jwt.encode(claims, self.private_key, algorithm="RS256")
-        return self._grant(http, url, {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                                       "assertion": assertion})
-
-
-def auth_from_config(config: Mapping[str, Any], where: str = "auth") -> Auth:
-    """An :class:`Auth` from a connection's ``auth:`` mapping (``type`` token|client_credentials|password|jwt)."""
-
-    def need(key: str) -> str:
-        value = config.get(key)
-        if value in (None, ""):
-            raise PipelineSpecError(f"{where}: type {kind} needs {key}")
-        return str(value)
-
-    kind = str(config.get("type", "token"))
-    login_url = config.get("loginUrl")
-    if kind == "token":
-        return StaticToken(need("token"))
-    if kind == "client_credentials":
-        return ClientCredentials(need("clientId"), need("clientSecret"), login_url)
-    if kind == "password":
-        return UsernamePassword(need("clientId"), need("clientSecret"), need("username"), need("password"),
-                                login_url)
-    if kind == "jwt":
-        key = config.get("privateKey")
-        if not key and config.get("privateKeyFile"):
-            key = Path(str(config["privateKeyFile"])).expanduser().read_text()
-        if not key:
-            raise PipelineSpecError(f"{where}: type jwt needs privateKey (${{ENV_VAR}}) or privateKeyFile")
-        return JwtBearer(need("clientId"), need("username"), str(key), config.get("audience"), login_url)
-    raise PipelineSpecError(f"{where}: type is token, client_credentials, password or jwt, not {kind!r}")
 
 
 # -- results and values ---------------------------------------------------------------------------------------
@@ -683,111 +566,13 @@ def grpc_failure(error: Any, what: str) -> MiddlewareError:
     return OrgUnavailable(message, error_code=error_code)
 
 
-# -- named connections ----------------------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    """The names of ``__all__`` not defined here, from :mod:`.connections` on first use (it builds on this one)."""
+    if name in __all__:
+        from interlink.middleware import connections
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _expand(value: Any, env: Mapping[str, str], where: str) -> Any:
-    if isinstance(value, str):
-        def lookup(match: re.Match[str]) -> str:
-            if match.group(1) not in env:
-                raise PipelineSpecError(f"{where}: the environment variable {match.group(1)} is not set")
-            return env[match.group(1)]
-
-        return _ENV_REF.sub(lookup, value)
-    if isinstance(value, Mapping):
-        return {key: _expand(item, env, f"{where}.{key}") for key, item in value.items()}
-    if isinstance(value, list):
-        return [_expand(item, env, where) for item in value]
-    return value
-
-
-def connection_from_config(name: str, config: Mapping[str, Any], env: Mapping[str, str] | None = None
-                           ) -> OrgConnection:
-    """One connection from its ``connections.yaml`` entry; secrets must be ``${ENV_VAR}`` references."""
-    where = f"connections.yaml: {name}"
-    if not isinstance(config, Mapping) or not config.get("url"):
-        raise PipelineSpecError(f"{where}: needs url (and auth)")
-    auth_config = config.get("auth") or {}
-    if not isinstance(auth_config, Mapping):
-        raise PipelineSpecError(f"{where}.auth: a mapping with type and its settings")
-    for key in SECRET_KEYS:
-        raw = auth_config.get(key)
-        if raw not in (None, "") and not (isinstance(raw, str) and _ENV_REF.fullmatch(raw.strip())):
-            raise PipelineSpecError(f"{where}.auth.{key}: secrets never go in files: write ${{ENV_VAR}} and "
-                                     "set the variable in the environment")
-    expanded = _expand(dict(config), os.environ if env is None else env, where)
-    return OrgConnection(str(expanded["url"]), auth=auth_from_config(expanded.get("auth") or {}, f"{where}.auth"),
-                         ca_bundle=expanded.get("caBundle"), api_version=str(expanded.get("apiVersion", API_VERSION)),
-                         grpc_target=expanded.get("grpc"), org_id=expanded.get("orgId"), name=name)
-
-
-def resolve_connections(source: Any, *, local: OrgConnection | None = None,
-                        env: Mapping[str, str] | None = None) -> dict[str, OrgConnection]:
-    """Named connections from ``<project>/pipelines/connections.yaml``.
-
-    ``source`` is the settings (their ``project_dir``), the file's path, or its parsed content (a mapping of
-    name -> ``{url, auth, caBundle, grpc, apiVersion, orgId}``, optionally under a ``connections:`` key). ``local``
-    (the running local org, built by the CLI with :meth:`OrgConnection.from_server_file`) is added as ``local``,
-    and as ``default`` when the file declares no ``default``. Nothing connects until first used.
-    """
-    import yaml
-
-    content: Any
-    if isinstance(source, Mapping):
-        content = source
-    else:
-        path = Path(source) if isinstance(source, (str, Path)) else \
-            Path(source.project_dir) / "pipelines" / "connections.yaml"
-        try:
-            content = yaml.safe_load(path.read_text()) if path.is_file() else {}
-        except yaml.YAMLError as exc:
-            raise PipelineSpecError(f"{path}: not valid YAML: {exc}") from None
-    content = content or {}
-    if isinstance(content, Mapping) and isinstance(content.get("connections"), Mapping):
-        content = content["connections"]
-    if not isinstance(content, Mapping):
-        raise PipelineSpecError("connections.yaml: a mapping of connection name -> {url, auth, ...}")
-    connections = {str(name): connection_from_config(str(name), config, env) for name, config in content.items()}
-    if local is not None:
-        connections.setdefault("local", local)
-        connections.setdefault("default", local)
-    return connections
-
-
-def config_error(message: str, key: str | None = None) -> PipelineSpecError:
-    """A step configuration error about ``key`` (the pipeline builder adds the file and line)."""
-    error = PipelineSpecError(message)
-    error.key = tuple(key.split(".")) if key else ()  # type: ignore[attr-defined]
-    return error
-
-
-def connection_for(config: Mapping[str, Any], context: Any, kind: str) -> OrgConnection | None:
-    """The org connection a step's ``connection:`` names (default ``default``) in ``context.connections``; a raw
-    ``{url, auth, ...}`` mapping there is built on the spot. None only while the pipeline is merely validated
-    (``context.validating``) and the connection is not available."""
-    name = str(config.get("connection") or "default")
-    connections = getattr(context, "connections", None) or {}
-    if name not in connections:
-        if getattr(context, "validating", False):
-            return None
-        known = ", ".join(sorted(connections)) or "none"
-        raise config_error(f"{kind}: no org connection named {name!r} (declared: {known}); declare it in "
-                           "pipelines/connections.yaml, or run next to a running `interlink up`", "connection")
-    found = connections[name]
-    if isinstance(found, OrgConnection):
-        return found
-    if isinstance(found, Mapping):
-        return connection_from_config(name, found)
-    raise config_error(f"{kind}: connection {name!r} is not an org connection ({{url, auth}})", "connection")
-
-
-def require_connection(connection: OrgConnection | None, kind: str) -> OrgConnection:
-    """``connection``, or a clear error when a step built only for validation is used."""
-    if connection is None:
-        raise PipelineSpecError(f"{kind}: built without its org connection (validation only); it cannot run")
-    return connection
+        return getattr(connections, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 Each step is a :class:`~interlink.middleware.base.Processor` registered under its type name; its factory checks the
 step's configuration (expressions are compiled then, so a typo fails validation, not the first message). Steps are
-pure functions of the message except three, which the runtime treats specially through optional methods:
+pure functions of the message except three, which use the optional hooks of :class:`Processor`:
 
 - ``aggregate`` holds messages back: ``held()`` lists them (the runtime never checkpoints past a held message) and
   ``tick()`` releases the groups whose window elapsed even when no message arrives;
@@ -29,13 +29,12 @@ import jsonschema
 
 from interlink.middleware.base import Message, PermanentError, Processor, RetryableError
 from interlink.middleware.expressions import Expression, Scope, Template, scope_of
+from interlink.middleware.registry import BuildContext, register_processor
 from interlink.middleware.spec import (
-    BuildContext,
     duration_option,
     expression_option,
     import_project_module,
     option,
-    register_processor,
     spec_error,
     template_option,
 )

@@ -30,7 +30,8 @@ from typing import Any
 
 from interlink.middleware.base import Delivery, Message, MiddlewareError, PermanentError
 from interlink.middleware.processors import REPLAY_HEADER
-from interlink.middleware.spec import BuildContext, BuiltPipeline, BuiltSink, BuiltStep, Pipeline, build_pipeline
+from interlink.middleware.registry import BuildContext, BuiltPipeline, BuiltSink, BuiltStep, build_pipeline
+from interlink.middleware.spec import Pipeline
 from interlink.middleware.store import DeadLetter, MiddlewareStore
 
 log = logging.getLogger("interlink.middleware")
@@ -331,10 +332,7 @@ class PipelineRunner:
         steps after the one releasing them."""
         outputs: Routed = []
         for step in built.steps:
-            release = getattr(step.processor, method, None)
-            if release is None:
-                continue
-            released = release() or []
+            released = getattr(step.processor, method)() or []
             for branch, message in self._checked_outputs(step, released):
                 outputs += self._run_steps(message, step.index + 1, branch)
         return outputs
@@ -352,7 +350,7 @@ class PipelineRunner:
                 if result is None:
                     continue
                 if not result:
-                    self._metrics.count(getattr(step.processor, "drop_metric", "filtered"), step=step.name)
+                    self._metrics.count(step.processor.drop_metric, step=step.name)
                 self._metrics.count("out", len(result), step=step.name)
                 following += [(current_branch if out_branch is None else out_branch, out)
                               for out_branch, out in result]
@@ -467,15 +465,12 @@ class PipelineRunner:
         """Checkpoint the last position whose messages are all done (none held by a stateful step), then ack it."""
         if not self._ledger:
             return
-        held = [message.position for step in built.steps
-                for message in (getattr(step.processor, "held", lambda: [])() or [])]
+        held = [message.position for step in built.steps for message in (step.processor.held() or [])]
         done = len(self._ledger)
         if held:
             done = next((index for index, position in enumerate(self._ledger) if position in held), done)
         for step in built.steps:
-            commit = getattr(step.processor, "commit", None)
-            if commit is not None:
-                commit()
+            step.processor.commit()
         if done == 0:
             return
         finished, self._ledger = self._ledger[:done], self._ledger[done:]
@@ -489,9 +484,7 @@ class PipelineRunner:
 
     def _rollback(self, built: BuiltPipeline) -> None:
         for step in built.steps:
-            rollback: Callable[[], None] | None = getattr(step.processor, "rollback", None)
-            if rollback is not None:
-                rollback()
+            step.processor.rollback()
 
     def _run_totals(self) -> dict[str, Any]:
         now = self._metrics.snapshot()
@@ -545,9 +538,7 @@ class PipelineRunner:
             pass
         finally:
             for step in built.steps:
-                commit = getattr(step.processor, "commit", None)
-                if commit is not None:
-                    commit()
+                step.processor.commit()
             self._close()
         return report
 

@@ -1,4 +1,4 @@
-"""Pipeline definitions: the :class:`Pipeline` model, YAML loading with line numbers, the step registry, building.
+"""Pipeline definitions: the :class:`Pipeline` model, YAML loading with line numbers, retry policies, options.
 
 A pipeline is written in ``<project>/pipelines/NAME.yaml`` or built in Python; both give the same :class:`Pipeline`::
 
@@ -13,26 +13,18 @@ A pipeline is written in ``<project>/pipelines/NAME.yaml`` or built in Python; b
 
 Everything is checked before anything runs, and every error names the file, the line and the key path
 (``pipelines/erp.yaml:7: steps[1].when: bad expression 'Amount__c >': ...``): the structure here, the step types,
-their keys and their configuration when :func:`build_pipeline` calls the registered factories.
-
-Connectors plug in through the registry: ``register_source("webhook", factory, keys={...})`` and likewise
-:func:`register_processor` and :func:`register_sink`. A factory receives the step's configuration (the step's
-mapping without the keys every step has: ``type``, ``name``, ``retry``) and a :class:`BuildContext`, and answers
-the Source / Processor / Sink. It checks its configuration and raises :func:`spec_error` (with the offending key)
-for bad values; it does no I/O (connecting belongs in ``Source.open`` or the first write), so validating a project
-never touches remote systems.
+their keys and their configuration when :func:`~interlink.middleware.registry.build_pipeline` calls the registered
+factories. The step registry and building live in :mod:`interlink.middleware.registry` (its names are still
+importable from here); this module gives factories their helpers: :func:`spec_error`, :func:`option`,
+:func:`duration_option`, :func:`expression_option` and :func:`template_option`.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import importlib.util
-import logging
-import pkgutil
 import re
 import sys
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,15 +43,26 @@ from interlink.middleware.expressions import (
     compile_template,
 )
 
-if TYPE_CHECKING:
-    from interlink.middleware.store import MiddlewareStore
-
-log = logging.getLogger("interlink.middleware")
+if TYPE_CHECKING:  # re-exported lazily (see __getattr__ at the end): the registry imports this module
+    from interlink.middleware.registry import (
+        BuildContext,
+        BuiltPipeline,
+        BuiltSink,
+        BuiltStep,
+        Registration,
+        build_pipeline,
+        load_connectors,
+        register_processor,
+        register_sink,
+        register_source,
+        registered,
+        validate_pipeline,
+    )
 
 KeyPath = tuple[str | int, ...]
 COMMON_STEP_KEYS = frozenset({"type", "name", "retry"})
 TOP_KEYS = ("name", "description", "enabled", "source", "steps", "sink", "sinks", "retry", "batch", "poll",
-            "expressions")
+            "expressions", "dependsOn", "schedule")
 RETRY_KEYS = ("attempts", "backoff", "max_backoff")
 #: YAML files of ``pipelines/`` that are not pipelines (named org connections)
 RESERVED_STEMS = frozenset({"connections"})
@@ -75,12 +78,7 @@ def spec_error(message: str, key: str | KeyPath | None = None) -> PipelineSpecEr
 
     The builder adds the file, line and the step's key path, so factories only say what is wrong.
     """
-    error = PipelineSpecError(message)
-    if isinstance(key, str):
-        error.key = tuple(key.split("."))  # type: ignore[attr-defined]
-    else:
-        error.key = tuple(key or ())  # type: ignore[attr-defined]
-    return error
+    return PipelineSpecError(message, key=tuple(key.split(".")) if isinstance(key, str) else tuple(key or ()))
 
 
 def parse_duration(value: Any) -> float:
@@ -166,7 +164,7 @@ def template_option(config: Mapping[str, Any], key: str, context: BuildContext) 
     try:
         return compile_template(option(config, key, str), where="", limits=context.limits)
     except PipelineSpecError as exc:
-        if getattr(exc, "key", None):
+        if exc.key:
             raise
         raise spec_error(str(exc), key) from None
 
@@ -232,6 +230,9 @@ class Pipeline:
     limits: Limits = DEFAULT_LIMITS
     path: Path | None = None
     lines: dict[KeyPath, int] = field(default_factory=dict, repr=False)
+    # Batch jobs (``interlink sync run``): pipelines that must succeed first, and a cron schedule (UTC).
+    depends_on: list[str] = field(default_factory=list)
+    schedule: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -247,12 +248,23 @@ class Pipeline:
             raise self.error("source must be a mapping with a type (or a Source object)", "source")
         if self.sink is None and not self.sinks:
             raise self.error("a pipeline needs a sink (or sinks per route branch)", "sink")
+        if not isinstance(self.depends_on, list) or not all(isinstance(d, str) and _NAME.match(d)
+                                                            for d in self.depends_on):
+            raise self.error("dependsOn is a list of pipeline names", "dependsOn")
+        if self.name in self.depends_on:
+            raise self.error("a pipeline cannot depend on itself", "dependsOn")
+        if self.schedule is not None:
+            from croniter import croniter
+
+            if not isinstance(self.schedule, str) or not croniter.is_valid(self.schedule):
+                raise self.error(f"schedule is a cron expression such as '0 2 * * *', not {self.schedule!r}",
+                                 "schedule")
 
     def _checked(self, build: Callable[[], Any], *path: str | int) -> Any:
         try:
             return build()
         except PipelineSpecError as exc:
-            raise self.error(str(exc), *path, *getattr(exc, "key", ())) from None
+            raise self.error(str(exc), *path, *exc.key) from None
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -282,11 +294,8 @@ class Pipeline:
 
     def error(self, message: str, *path: str | int) -> PipelineSpecError:
         """A :class:`PipelineSpecError` located at ``path``, with ``file``, ``line`` and ``key_path`` attributes."""
-        error = PipelineSpecError(f"{self.locate(*path)}: {message}")
-        error.file = self.path  # type: ignore[attr-defined]
-        error.line = self.line_of(*path) if self.path else None  # type: ignore[attr-defined]
-        error.key_path = format_key_path(path)  # type: ignore[attr-defined]
-        return error
+        return PipelineSpecError(f"{self.locate(*path)}: {message}", file=self.path,
+                                 line=self.line_of(*path) if self.path else None, key_path=format_key_path(path))
 
 
 def format_key_path(path: Iterable[str | int]) -> str:
@@ -301,9 +310,7 @@ def format_key_path(path: Iterable[str | int]) -> str:
 
 def _file_error(path: Path | None, line: int | None, message: str) -> PipelineSpecError:
     where = f"{path}:{line or 1}" if path is not None else "pipeline"
-    error = PipelineSpecError(f"{where}: {message}")
-    error.file, error.line, error.key_path = path, line, ""  # type: ignore[attr-defined]
-    return error
+    return PipelineSpecError(f"{where}: {message}", file=path, line=line)
 
 
 def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], source: Path | None) -> None:
@@ -388,7 +395,7 @@ def _pipeline_from_data(data: dict[str, Any], path: Path | None, lines: dict[Key
                     sink=data.get("sink"), sinks={str(k): v for k, v in sinks.items()},
                     retry=data.get("retry") or RetryPolicy(), batch=data.get("batch", 100), poll=data.get("poll", 1.0),
                     description=data.get("description", ""), enabled=data.get("enabled", True), limits=limits,
-                    path=path, lines=lines)
+                    path=path, lines=lines, depends_on=data.get("dependsOn") or [], schedule=data.get("schedule"))
 
 
 @dataclass
@@ -402,7 +409,7 @@ class _Locator:
     def error(self, message: str, *keys: str | int) -> PipelineSpecError:
         line = next((self.lines[keys[:end]] for end in range(len(keys), -1, -1) if keys[:end] in self.lines), None)
         error = _file_error(self.path, line, f"{format_key_path(keys)}: {message}" if keys else message)
-        error.key_path = format_key_path(keys)  # type: ignore[attr-defined]
+        error.key_path = format_key_path(keys)
         return error
 
 
@@ -506,307 +513,20 @@ def import_project_module(project_dir: Path, name: str) -> ModuleType:
     return module
 
 
-# -- the registry ------------------------------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    """The registry's names (those of ``__all__`` not defined here), imported on first use: importing the registry
+    while this module loads would be a cycle, since the registry builds on this module."""
+    if name in __all__:
+        from interlink.middleware import registry
 
-@dataclass(frozen=True)
-class Registration:
-    """A step type: its factory, the keys its configuration may have (None: the factory checks), a help line."""
-
-    kind: str
-    name: str
-    factory: Callable[[dict[str, Any], BuildContext], Any]
-    keys: frozenset[str] | None
-    help: str = ""
-
-
-_registry: dict[str, dict[str, Registration]] = {"source": {}, "processor": {}, "sink": {}}
-_unavailable: dict[str, str] = {}
-
-
-def _identity(factory: Callable[..., Any]) -> str:
-    """Where a factory is defined: registering it again (a module imported twice) is not a conflict."""
-    return f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', repr(factory))}"
-
-
-def _register(kind: str, name: str, factory: Callable[..., Any], keys: Iterable[str] | None, help: str,
-              replace: bool) -> None:
-    previous = _registry[kind].get(name)
-    if not replace and previous is not None and _identity(previous.factory) != _identity(factory):
-        raise ValueError(f"{kind} type {name!r} is already registered (by {_identity(previous.factory)})")
-    _registry[kind][name] = Registration(kind, name, factory, None if keys is None else frozenset(keys), help)
-
-
-def register_source(name: str, factory: Callable[[dict[str, Any], BuildContext], Source], *,
-                    keys: Iterable[str] | None = None, help: str = "", replace: bool = False) -> None:
-    """Make ``type: NAME`` available as a pipeline source. ``keys``: the configuration keys it accepts."""
-    _register("source", name, factory, keys, help, replace)
-
-
-def register_processor(name: str, factory: Callable[[dict[str, Any], BuildContext], Processor], *,
-                       keys: Iterable[str] | None = None, help: str = "", replace: bool = False) -> None:
-    """Make ``type: NAME`` available as a pipeline step."""
-    _register("processor", name, factory, keys, help, replace)
-
-
-def register_sink(name: str, factory: Callable[[dict[str, Any], BuildContext], Sink], *,
-                  keys: Iterable[str] | None = None, help: str = "", replace: bool = False) -> None:
-    """Make ``type: NAME`` available as a pipeline sink."""
-    _register("sink", name, factory, keys, help, replace)
-
-
-def registered(kind: str) -> dict[str, Registration]:
-    """The registered types of ``kind`` (source, processor or sink), after loading the built-in connectors."""
-    load_connectors()
-    return dict(_registry[kind])
-
-
-_loaded = False
-
-
-def load_connectors() -> dict[str, str]:
-    """Import the built-in steps and connectors (and ``interlink.middleware`` entry points) so they register;
-    answer the modules that could not be imported, with why (a missing optional dependency)."""
-    global _loaded
-    if _loaded:
-        return dict(_unavailable)
-    _loaded = True
-    names = ["interlink.middleware.processors"]
-    for package in ("interlink.middleware.sources", "interlink.middleware.sinks"):
-        try:
-            imported = importlib.import_module(package)
-        except ImportError:
-            continue
-        # A package may register its connectors lazily (register_all + CONNECTORS: kind -> (module, factory)),
-        # so their dependencies load only when a pipeline uses them; other modules register on import.
-        lazy = {module for module, _ in getattr(imported, "CONNECTORS", {}).values()}
-        register_all = getattr(imported, "register_all", None)
-        if callable(register_all):
-            try:
-                register_all(sys.modules[__name__])
-            except Exception as exc:
-                _unavailable[package] = f"{type(exc).__name__}: {exc}"
-        names += [f"{package}.{info.name}" for info in pkgutil.iter_modules(imported.__path__)
-                  if not info.name.startswith("_") and f"{package}.{info.name}" not in lazy]
-    for module in names:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                _unavailable[module] = f"{exc}"
-        except Exception as exc:  # a broken connector must not take the others down
-            _unavailable[module] = f"{type(exc).__name__}: {exc}"
-            log.warning("middleware connector %s failed to load: %s", module, exc)
-    for entry in importlib.metadata.entry_points(group="interlink.middleware"):
-        try:
-            entry.load()
-        except Exception as exc:
-            _unavailable[entry.value] = f"{type(exc).__name__}: {exc}"
-    return dict(_unavailable)
-
-
-# -- building ----------------------------------------------------------------------------------------------------
-
-@dataclass
-class BuildContext:
-    """What a factory may use: the middleware store, the pipeline's name, named connections (org clients, HTTP
-    clients, lookup functions), the project directory, the data directory (local state such as spools) and the
-    clock. ``validating`` is True when the pipeline is only being checked: factories must not require live
-    connections then."""
-
-    store: MiddlewareStore
-    pipeline: str
-    connections: Mapping[str, Any] = field(default_factory=dict)
-    project_dir: Path = Path(".")
-    clock: Callable[[], float] = time.time
-    limits: Limits = DEFAULT_LIMITS
-    validating: bool = False
-    data_dir: Path | None = None
-
-
-@dataclass
-class BuiltStep:
-    """A processor with its name, position and retry policy."""
-
-    name: str
-    type: str
-    index: int
-    processor: Processor
-    retry: RetryPolicy
-
-
-@dataclass
-class BuiltSink:
-    """A sink with the branch it serves (None: the default sink) and its retry policy."""
-
-    name: str
-    branch: str | None
-    sink: Sink
-    retry: RetryPolicy
-
-
-@dataclass
-class BuiltPipeline:
-    """A pipeline's live objects."""
-
-    pipeline: Pipeline
-    source: Source
-    source_type: str
-    steps: list[BuiltStep]
-    sinks: dict[str | None, BuiltSink]
-    source_retry: RetryPolicy | None = None
-
-    def sink_for(self, branch: str | None) -> BuiltSink | None:
-        """The sink of ``branch``: its own, else the default one."""
-        return self.sinks.get(branch) or self.sinks.get(None)
-
-    def close(self) -> None:
-        """Close every step, logging (not raising) failures so the others still close."""
-        closers: list[tuple[str, Callable[[], None]]] = [("source", self.source.close)]
-        closers += [(step.name, step.processor.close) for step in self.steps]
-        closers += [(built.name, built.sink.close) for built in self.sinks.values()]
-        for name, close in closers:
-            try:
-                close()
-            except Exception:
-                log.exception("pipeline %s: closing %s failed", self.pipeline.name, name)
-
-
-def _build_one(pipeline: Pipeline, kind: str, config: Any, context: BuildContext, path: KeyPath) -> tuple[Any, str]:
-    """Build one step from its mapping (or pass an object through); answer it and its type name."""
-    expected = {"source": Source, "processor": Processor, "sink": Sink}[kind]
-    if isinstance(config, expected):
-        return config, getattr(config, "name", kind)
-    if not isinstance(config, Mapping) or not isinstance(config.get("type"), str):
-        raise pipeline.error(f"expected a mapping with a type or a {expected.__name__} object", *path)
-    kind_name = config["type"]
-    registration = _registry[kind].get(kind_name)
-    if registration is None:
-        known = ", ".join(sorted(_registry[kind])) or "none"
-        hint = next((f" ({why})" for module, why in _unavailable.items() if module.rsplit(".", 1)[-1] in kind_name),
-                    "")
-        raise pipeline.error(f"unknown {kind} type {kind_name!r}{hint} (known: {known})", *path, "type")
-    own = {key: value for key, value in config.items() if key not in COMMON_STEP_KEYS}
-    if registration.keys is not None:
-        for key in own:
-            if key not in registration.keys:
-                allowed = ", ".join(sorted(registration.keys | COMMON_STEP_KEYS))
-                raise pipeline.error(f"unknown key {key!r} for {kind_name} (expected {allowed})", *path, str(key))
-    try:
-        built = registration.factory(dict(own), context)
-    except PipelineSpecError as exc:
-        key = getattr(exc, "key", ())
-        raise pipeline.error(str(exc), *path, *key) from None
-    except Exception as exc:
-        raise pipeline.error(f"cannot build {kind_name}: {type(exc).__name__}: {exc}", *path) from exc
-    if not isinstance(built, expected):
-        raise pipeline.error(f"the {kind_name} factory answered {type(built).__name__}, not a {expected.__name__}",
-                             *path)
-    return built, kind_name
-
-
-def _step_retry(pipeline: Pipeline, config: Any, path: KeyPath) -> RetryPolicy:
-    if not isinstance(config, Mapping) or config.get("retry") is None:
-        return pipeline.retry_policy
-    try:
-        return RetryPolicy.from_config(config["retry"], pipeline.retry_policy)
-    except PipelineSpecError as exc:
-        raise pipeline.error(str(exc), *path, "retry", *getattr(exc, "key", ())) from None
-
-
-def _step_name(config: Any, default: str) -> str:
-    if isinstance(config, Mapping) and isinstance(config.get("name"), str) and config["name"]:
-        return str(config["name"])
-    return default
-
-
-def build_pipeline(pipeline: Pipeline, context: BuildContext) -> BuiltPipeline:
-    """Build every step of ``pipeline`` through the registry; any problem is a located :class:`PipelineSpecError`.
-
-    Nothing is opened: the runtime opens the source. On an error the steps built so far are closed.
-    """
-    load_connectors()
-    context.limits = pipeline.limits
-    built: list[Any] = []
-    try:
-        source, source_type = _build_one(pipeline, "source", pipeline.source, context, ("source",))
-        built.append(source)
-        steps: list[BuiltStep] = []
-        for index, config in enumerate(pipeline.steps):
-            path: KeyPath = ("steps", index)
-            processor, kind = _build_one(pipeline, "processor", config, context, path)
-            built.append(processor)
-            steps.append(BuiltStep(_step_name(config, f"{kind}[{index}]"), kind, index, processor,
-                                   _step_retry(pipeline, config, path)))
-        sinks: dict[str | None, BuiltSink] = {}
-        targets: list[tuple[str | None, Any, KeyPath]] = []
-        if pipeline.sink is not None:
-            targets.append((None, pipeline.sink, ("sink",)))
-        targets += [(None if branch == "default" and pipeline.sink is None else branch, config, ("sinks", branch))
-                    for branch, config in pipeline.sinks.items()]
-        for branch, config, path in targets:
-            sink, kind = _build_one(pipeline, "sink", config, context, path)
-            built.append(sink)
-            default_name = "sink" if branch is None else f"sink:{branch}"
-            sinks[branch] = BuiltSink(_step_name(config, default_name), branch, sink,
-                                      _step_retry(pipeline, config, path))
-        result = BuiltPipeline(pipeline, source, source_type, steps, sinks,
-                               _step_retry(pipeline, pipeline.source, ("source",)))
-        _check_branches(result)
-        return result
-    except BaseException:
-        for item in built:
-            try:
-                item.close()
-            except Exception:
-                log.debug("closing a half-built step failed", exc_info=True)
-        raise
-
-
-def _check_branches(built: BuiltPipeline) -> None:
-    """Every branch a step can send to needs a sink; a pipeline without route steps needs a default sink."""
-    pipeline = built.pipeline
-    for step in built.steps:
-        for branch in getattr(step.processor, "branches", ()) or ():
-            if branch is not None and built.sink_for(branch) is None:
-                raise pipeline.error(f"branch {branch!r} has no sink: add sinks.{branch} or a default sink",
-                                     "steps", step.index)
-    routes_everything = any(getattr(step.processor, "routes_everything", False) for step in built.steps)
-    if None not in built.sinks and not routes_everything:
-        raise pipeline.error("messages that no route sends to a branch need a default sink (sink, or "
-                             "sinks.default)", "sinks")
-
-
-def validate_pipeline(pipeline: Pipeline, context: BuildContext) -> None:
-    """Check ``pipeline`` completely (types, keys, configuration, expressions, branches) without running it."""
-    context.validating = True
-    build_pipeline(pipeline, context).close()
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
-    "BuildContext",
-    "BuiltPipeline",
-    "BuiltSink",
-    "BuiltStep",
-    "Pipeline",
-    "Registration",
-    "RetryPolicy",
-    "build_pipeline",
-    "discover_pipelines",
-    "duration_option",
-    "expression_option",
-    "format_key_path",
-    "import_project_module",
-    "load_connectors",
-    "load_pipeline_file",
-    "load_pipeline_text",
-    "load_project",
-    "option",
-    "parse_duration",
-    "register_processor",
-    "register_sink",
-    "register_source",
-    "registered",
-    "spec_error",
-    "template_option",
-    "validate_pipeline",
+    "BuildContext", "BuiltPipeline", "BuiltSink", "BuiltStep", "Pipeline", "Registration", "RetryPolicy",
+    "build_pipeline", "discover_pipelines", "duration_option", "expression_option", "format_key_path",
+    "import_project_module", "load_connectors", "load_pipeline_file", "load_pipeline_text", "load_project", "option",
+    "parse_duration", "register_processor", "register_sink", "register_source", "registered", "spec_error",
+    "template_option", "validate_pipeline",
 ]

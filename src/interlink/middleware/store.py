@@ -61,7 +61,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from interlink.errors import ConfigurationError
-from interlink.middleware.base import Message, MiddlewareError
+from interlink.middleware.base import CheckpointConflict, Message
 
 #: every middleware table; modules that add tables define them here before a store opens
 MIDDLEWARE_METADATA = MetaData()
@@ -128,10 +128,6 @@ kv_table = Table(
 
 DEAD_LETTER_STATES = ("New", "Replayed", "Discarded")
 RUN_STATES = ("Running", "Succeeded", "Failed", "Stopped")
-
-
-class CheckpointConflict(MiddlewareError):
-    """Another worker moved the checkpoint since this one read it; this worker must not overwrite it."""
 
 
 # -- JSON that keeps the Python types sources use in positions and bodies ------------------------------------------

@@ -108,9 +108,7 @@ def with_connection(config: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 def config_error(message: str, key: str) -> PipelineSpecError:
     """A configuration error about ``key``; the pipeline builder adds the file, line and step path."""
-    error = PipelineSpecError(message)
-    error.key = (key,)  # type: ignore[attr-defined]
-    return error
+    return PipelineSpecError(message, key=(key,))
 
 
 def require(config: Mapping[str, Any], key: str, kind: str) -> Any:

@@ -36,6 +36,7 @@ from sqlalchemy.engine import Engine
 from interlink.middleware.base import Message, PipelineSpecError, Source
 from interlink.middleware.sources import duration, require, sqlalchemy_url, with_connection
 
+_RAW = "interlink_raw_watermark"
 _TYPES: dict[type, str] = {dt.datetime: "datetime", dt.date: "date", dt.time: "time", Decimal: "decimal",
                            uuid.UUID: "uuid"}
 
@@ -118,6 +119,7 @@ class SqlSource(Source):
         # The cursor: the (watermark, id) of the last row handed out; id None means "from watermark inclusive".
         self._cursor_watermark: Any = None
         self._cursor_id: Any = None
+        self._raw = False  # compare the watermark as the stored text (SQLite dates and timestamps)
 
     def open(self, checkpoint: Any | None) -> None:
         """Connect, and place the cursor after ``checkpoint`` (less the overlap), or at ``start``."""
@@ -131,8 +133,16 @@ class SqlSource(Source):
         for column in (self.watermark, self.id_column):
             if column not in self._source.c:
                 raise PipelineSpecError(f"sql source: column {column!r} is not in {self.table_name or 'the query'}")
+        # SQLite keeps dates and timestamps as text in whatever notation wrote them ('2026-01-01 10:00:00'), while a
+        # bound datetime is written '2026-01-01 10:00:00.000000': compared as text those differ, and the cursor
+        # would skip the rest of a group sharing a timestamp. There, the cursor holds and compares the stored text.
+        self._raw = self.engine.dialect.name == "sqlite" and isinstance(
+            self._source.c[self.watermark].type, sa.DateTime | sa.Date)
         if checkpoint:
             self._cursor_watermark = decode_value(checkpoint.get("watermark"), checkpoint.get("watermarkType"))
+            if self._raw and isinstance(self._cursor_watermark, dt.date):  # a checkpoint from before raw cursors
+                self._cursor_watermark = self._cursor_watermark.isoformat(sep=" ") if isinstance(
+                    self._cursor_watermark, dt.datetime) else self._cursor_watermark.isoformat()
             self._cursor_id = decode_value(checkpoint.get("id"), checkpoint.get("idType"))
             if self.overlap and self._cursor_watermark is not None:
                 self._cursor_watermark = step_back(self._cursor_watermark, self.overlap)
@@ -144,6 +154,8 @@ class SqlSource(Source):
     def _typed(self, value: Any) -> Any:
         """A configured watermark (YAML gives text or numbers) as the watermark column's Python type."""
         assert self._source is not None
+        if self._raw:
+            return str(value).replace("T", " ") if isinstance(value, str) else value
         try:
             python_type = self._source.c[self.watermark].type.python_type
         except NotImplementedError:  # an untyped query column: compare as given
@@ -159,6 +171,9 @@ class SqlSource(Source):
             statement = sa.select(self._source)
         else:  # every column of the query, whatever it selects
             statement = sa.select(sa.literal_column("*")).select_from(self._source)
+        if self._raw:
+            wm = sa.type_coerce(wm, sa.String())  # type: ignore[assignment]
+            statement = statement.add_columns(wm.label(_RAW))
         statement = statement.where(wm.is_not(None))
         if self._cursor_watermark is not None:
             if self._cursor_id is None:
@@ -180,7 +195,7 @@ class SqlSource(Source):
         self.exhausted = False
         messages = []
         for row in rows:
-            watermark, row_id = row[self.watermark], row[self.id_column]
+            watermark, row_id = row[_RAW] if self._raw else row[self.watermark], row[self.id_column]
             self._cursor_watermark, self._cursor_id = watermark, row_id
             encoded_wm, wm_type = encode_value(watermark)
             encoded_id, id_type = encode_value(row_id)
@@ -189,7 +204,7 @@ class SqlSource(Source):
                 position["watermarkType"] = wm_type
             if id_type:
                 position["idType"] = id_type
-            body = {str(column): json_value(value) for column, value in row.items()}
+            body = {str(column): json_value(value) for column, value in row.items() if column != _RAW}
             messages.append(Message(body=body, id=f"{encoded_id}@{encoded_wm}", key=str(encoded_id),
                                     headers={"source": self.table_name or "query", "watermark": encoded_wm},
                                     position=position))
