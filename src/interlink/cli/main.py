@@ -389,6 +389,7 @@ from interlink.cli.events import cdc_app, events_app  # noqa: E402 - registered 
 from interlink.cli.pipelines import dlq_app, pipelines_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.sagas import saga_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.sync import sync_app  # noqa: E402 - registered after the shared options exist
+from interlink.cli.worker import worker_command  # noqa: E402 - registered after the shared options exist
 
 app.add_typer(events_app, name="events")
 app.add_typer(cdc_app, name="cdc")
@@ -402,6 +403,7 @@ app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(saga_app, name="saga")
 app.add_typer(sync_app, name="sync")
+app.command("worker")(worker_command)
 
 if __name__ == "__main__":
     main()

@@ -172,6 +172,91 @@ def _when(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+BusUrl = Annotated[str | None, typer.Option(
+    "--bus", envvar="INTERLINK_BUS",
+    help="nats://host:port distributes the work through NATS JetStream work queues to `interlink worker` "
+         "processes; empty (or any other bus) runs each pipeline whole in this process.")]
+AckWait = Annotated[float, typer.Option(
+    "--ack-wait", min=0.1, envvar="INTERLINK_PIPELINES_ACK_WAIT",
+    help="With a NATS bus: seconds without news from a worker before its messages go to another worker.")]
+MaxDeliver = Annotated[int, typer.Option(
+    "--max-deliver", min=1, envvar="INTERLINK_PIPELINES_MAX_DELIVER",
+    help="With a NATS bus: deliveries of a message that no worker acknowledged (they died or hung on it) before "
+         "it is dead-lettered.")]
+MetricsPort = Annotated[int, typer.Option(
+    "--metrics-port", min=0, max=65535, envvar="INTERLINK_METRICS_PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (0: off).")]
+MetricsHost = Annotated[str, typer.Option(
+    "--metrics-host", envvar="INTERLINK_METRICS_HOST", help="Interface of the metrics endpoint.")]
+
+
+def run_with_status(runners: list[Any], store: MiddlewareStore, *, once: bool, metrics_port: int,
+                    metrics_host: str) -> bool:
+    """Run ``runners`` together with a live status line (and the metrics endpoint), print one report line each;
+    answer whether any failed (or, with ``once``, dead-lettered a message). Shared by ``interlink pipelines run``
+    and ``interlink worker``."""
+    from rich.console import Console
+
+    from interlink.middleware.distributed import role_of, run_together
+    from interlink.middleware.metrics_server import serve_metrics
+
+    console = Console(stderr=True, highlight=False)
+
+    def status_line() -> str:
+        parts = []
+        for runner in runners:
+            snap = runner.metrics()
+            lag = "" if snap["lag_seconds"] is None else f" lag {snap['lag_seconds']:.1f}s"
+            parts.append(f"{snap['pipeline']}: read {snap['read']} written {snap['written']} "
+                         f"dead {snap['dead_lettered']}{lag}")
+        return " | ".join(parts)
+
+    server = serve_metrics(runners, store, metrics_port, metrics_host)
+    if server is not None:
+        console.print(f"metrics at {server.url}")
+    try:
+        with console.status(status_line()) as status:
+            reports = run_together(runners, once=once, monitor=lambda: status.update(status_line()))
+    finally:
+        if server is not None:
+            server.stop()
+    failed = False
+    for runner, report in zip(runners, reports, strict=True):
+        role = role_of(runner)
+        typer.echo(f"{report.pipeline}{f' ({role})' if role else ''}: {report.status}: read {report.read}, "
+                   f"written {report.written}, filtered {report.filtered}, deduped {report.deduped}, "
+                   f"retried {report.retried}, dead-lettered {report.dead_lettered}"
+                   + (f" ({report.error})" if report.error else ""))
+        failed = failed or report.status == "Failed" or (once and report.dead_lettered > 0)
+    return failed
+
+
+def build_or_exit(runners: list[Any], settings: Settings) -> None:
+    """Build every runner's steps; a configuration error is printed and exits 2."""
+    from interlink.middleware.base import PipelineSpecError
+
+    for runner in runners:
+        try:
+            runner.build()
+        except PipelineSpecError as exc:
+            _echo_error(f"error  {exc}", settings)
+            raise typer.Exit(2) from None
+
+
+def choose_pipelines(settings: Settings, names: list[str] | None) -> list[Pipeline]:
+    """The named pipelines (default: every enabled one); load errors and unknown names exit 2."""
+    pipelines, errors = _load(settings)
+    known = {pipeline.name: pipeline for pipeline in pipelines}
+    unknown = [name for name in names or [] if name not in known]
+    for error in errors:
+        _echo_error(f"error  {error}", settings)
+    if unknown:
+        _echo_error(f"error  no pipeline named {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})")
+    if errors or unknown:
+        raise typer.Exit(2)
+    return [known[name] for name in names] if names else [pipeline for pipeline in pipelines if pipeline.enabled]
+
+
 @pipelines_app.command("run")
 def pipelines_run(
     names: Annotated[list[str] | None, typer.Argument(help="Pipelines to run (default: every enabled one).")] = None,
@@ -182,62 +267,40 @@ def pipelines_run(
     project_dir: ProjectDir = None,
     data_dir: DataDir = None,
     middleware_store: MiddlewareStoreUrl = None,
+    bus: BusUrl = None,
+    local_worker: Annotated[bool, typer.Option(
+        "--local-worker/--no-local-worker",
+        help="With a NATS bus: also run one worker per pipeline in this process (off: only feed the work "
+             "queues, for `interlink worker` processes).")] = True,
+    ack_wait: AckWait = 30.0,
+    max_deliver: MaxDeliver = 5,
+    metrics_port: MetricsPort = 0,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Run pipelines until Ctrl-C (or, with --once, until their sources run dry); exit 1 when --once dead-lettered
-    messages or a pipeline failed."""
-    from rich.console import Console
+    messages or a pipeline failed. With --bus nats://…, this process feeds each pipeline's work queue (and, unless
+    --no-local-worker, works on it too); with --once it stops when the queues are drained."""
+    from interlink.middleware.distributed import BusSettings, build_runners, is_nats_bus
+    from interlink.middleware.runtime import PipelineRunner
 
-    from interlink.middleware.base import PipelineSpecError
-    from interlink.middleware.runtime import PipelineRunner, run_in_threads
-
-    settings = _settings(project_dir=project_dir, data_dir=data_dir, middleware_store=middleware_store)
-    pipelines, errors = _load(settings)
-    known = {pipeline.name: pipeline for pipeline in pipelines}
-    unknown = [name for name in names or [] if name not in known]
-    for error in errors:
-        _echo_error(f"error  {error}", settings)
-    if unknown:
-        _echo_error(f"error  no pipeline named {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})")
-    if errors or unknown:
-        raise typer.Exit(2)
-    chosen = [known[name] for name in names] if names else [pipeline for pipeline in pipelines if pipeline.enabled]
+    settings = _settings(project_dir=project_dir, data_dir=data_dir, middleware_store=middleware_store, bus=bus)
+    chosen = choose_pipelines(settings, names)
     if not chosen:
         _echo_error(f"no pipelines to run in {settings.project_dir / 'pipelines'}")
         return
     connections = resolve_connections(settings)
-    console = Console(stderr=True, highlight=False)
     with _store(settings) as store:
-        runners = [PipelineRunner(pipeline, store, connections=connections, project_dir=settings.project_dir,
-                                  idle_timeout=idle_timeout) for pipeline in chosen]
-        for runner in runners:
-            try:
-                runner.build()
-            except PipelineSpecError as exc:
-                _echo_error(f"error  {exc}", settings)
-                raise typer.Exit(2) from None
+        runners: list[Any]
+        if is_nats_bus(settings.bus):
+            runners = build_runners(chosen, store, BusSettings(settings.bus, ack_wait, max_deliver), feeders=True,
+                                    workers=local_worker, once=once, connections=connections,
+                                    project_dir=settings.project_dir, idle_timeout=idle_timeout)
+        else:
+            runners = [PipelineRunner(pipeline, store, connections=connections, project_dir=settings.project_dir,
+                                      idle_timeout=idle_timeout) for pipeline in chosen]
+        build_or_exit(runners, settings)
         _log_to_stderr(settings)
-
-        def status_line() -> str:
-            parts = []
-            for runner in runners:
-                snap = runner.metrics()
-                lag = "" if snap["lag_seconds"] is None else f" lag {snap['lag_seconds']:.1f}s"
-                parts.append(f"{runner.name}: read {snap['read']} written {snap['written']} "
-                             f"dead {snap['dead_lettered']}{lag}")
-            return " | ".join(parts)
-
-        with console.status(status_line()) as status:
-            reports = run_in_threads(runners, once=once, idle_timeout=idle_timeout,
-                                     monitor=lambda: status.update(status_line()))
-    failed = False
-    for runner in runners:
-        report = reports.get(runner.name)
-        if report is None:
-            continue
-        typer.echo(f"{report.pipeline}: {report.status}: read {report.read}, written {report.written}, "
-                   f"filtered {report.filtered}, deduped {report.deduped}, retried {report.retried}, "
-                   f"dead-lettered {report.dead_lettered}" + (f" ({report.error})" if report.error else ""))
-        failed = failed or report.status == "Failed" or (once and report.dead_lettered > 0)
+        failed = run_with_status(runners, store, once=once, metrics_port=metrics_port, metrics_host=metrics_host)
     if failed:
         raise typer.Exit(1)
 
@@ -361,4 +424,5 @@ def dlq_discard(
         raise typer.Exit(1)
 
 
-__all__ = ["dlq_app", "pipelines_app", "resolve_connections"]
+__all__ = ["build_or_exit", "choose_pipelines", "dlq_app", "pipelines_app", "resolve_connections",
+           "run_with_status"]

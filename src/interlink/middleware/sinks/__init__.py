@@ -36,7 +36,7 @@ KEYS: dict[str, frozenset[str]] = {
     "nats": frozenset({"connection", "url", "servers", "user", "password", "token", "credentials",
                        "connectTimeout", "connectAttempts", "reconnectWait", "maxReconnectAttempts", "subject",
                        "stream", "createStream", "streamSubjects", "maxAge", "duplicateWindow", "storage",
-                       "timeout"}),
+                       "timeout", "forwardHeaders"}),
 }
 
 

@@ -3,7 +3,10 @@
 Every publish carries ``Nats-Msg-Id: <message id>``: JetStream answers a second publish of the same id within
 the stream's duplicate window (2 minutes by default, ``duplicateWindow`` when the sink creates the stream)
 with the original sequence instead of storing it again, so a batch retried after a crash does not duplicate
-messages in the stream. A batch is published concurrently and each message waits for its ``PubAck``.
+messages in the stream. A batch is published concurrently and each message waits for its ``PubAck``. The
+message's key goes in ``Interlink-Key``; with ``forwardHeaders: true`` its headers go too, as tagged JSON in
+``Interlink-Headers``, so a NATS source reading the subject gets the message back with the same id, key and headers
+(the distributed runtime relies on it).
 
 Delivery classification: a ``PubAck`` is ok (``detail``: stream, sequence, duplicate); a timeout, a lost
 connection or no stream listening on the subject is retryable; any other JetStream API error (a message over
@@ -33,6 +36,8 @@ from nats.js.errors import APIError, NoStreamResponseError, ServerError, Service
 from interlink.middleware.base import Delivery, Message, Sink
 from interlink.middleware.sources import duration, require, with_connection
 from interlink.middleware.sources.nats import (
+    HEADERS_HEADER,
+    KEY_HEADER,
     MSG_ID_HEADER,
     NatsLoop,
     NatsSource,
@@ -41,6 +46,7 @@ from interlink.middleware.sources.nats import (
     open_connection,
     stream_config,
 )
+from interlink.middleware.store import encode_json
 
 _RETRYABLE = (NatsTimeoutError, asyncio.TimeoutError, ConnectionClosedError, ConnectionReconnectingError,
               StaleConnectionError, NoRespondersError, NoStreamResponseError, OutboundBufferLimitError,
@@ -54,7 +60,8 @@ class NatsSink(Sink):
 
     def __init__(self, *, options: dict[str, Any], subject: str, stream: str | None = None,
                  create_stream: bool = False, stream_subjects: list[str] | None = None,
-                 stream_config: dict[str, Any] | None = None, timeout: float = 5.0) -> None:
+                 stream_config: dict[str, Any] | None = None, timeout: float = 5.0,
+                 forward_headers: bool = False) -> None:
         self.options = options
         self.subject = subject
         self.stream = stream
@@ -62,6 +69,7 @@ class NatsSink(Sink):
         self.stream_subjects = stream_subjects or [subject]
         self.stream_config = stream_config or {}
         self.timeout = timeout
+        self.forward_headers = forward_headers
         self._loop: NatsLoop | None = None
         self._nc: Client | None = None
 
@@ -87,8 +95,10 @@ class NatsSink(Sink):
         assert self._nc is not None
         headers = {MSG_ID_HEADER: message.id}
         if message.key is not None:
-            headers["Interlink-Key"] = message.key
+            headers[KEY_HEADER] = message.key
         try:
+            if self.forward_headers and message.headers:
+                headers[HEADERS_HEADER] = encode_json(message.headers)  # ASCII, one line: a valid header value
             payload = json.dumps(message.body, default=str).encode()
             ack = await self._nc.jetstream().publish(self.subject, payload, timeout=self.timeout,
                                                      stream=self.stream, headers=headers)
@@ -140,6 +150,7 @@ def make_nats_sink(config: dict[str, Any], context: Any) -> NatsSink:
         stream_subjects=[str(s) for s in subjects] if subjects else None,
         stream_config=stream_config(config),
         timeout=duration(config, "timeout", 5.0) or 5.0,
+        forward_headers=bool(config.get("forwardHeaders", False)),
     )
 
 

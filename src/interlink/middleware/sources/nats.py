@@ -13,7 +13,9 @@ consumer, not the runtime's checkpoint, is where the source resumes (the checkpo
 
 Message bodies are the JSON objects published (a JSON value that is not an object becomes ``{"value": ...}``,
 bytes that are not JSON ``{"data": <text>}``); the id is the ``Nats-Msg-Id`` header if present, else
-``<stream>:<sequence>``.
+``<stream>:<sequence>``; the key is the ``Interlink-Key`` header the NATS sink sets, if any. When the publisher
+forwarded the message's headers (the NATS sink's ``forwardHeaders``, as the distributed runtime does), the
+``Interlink-Headers`` header (tagged JSON) gives them back, over the NATS ones of the same name.
 """
 
 from __future__ import annotations
@@ -35,12 +37,17 @@ from nats.js.errors import NotFoundError
 
 from interlink.middleware.base import Message, PipelineSpecError, Source
 from interlink.middleware.sources import duration, expand_env, require, with_connection
+from interlink.middleware.store import decode_json
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 MSG_ID_HEADER = "Nats-Msg-Id"
+#: the message's business key, set by the NATS sink
+KEY_HEADER = "Interlink-Key"
+#: the message's own headers as tagged JSON (:func:`interlink.middleware.store.encode_json`), when forwarded
+HEADERS_HEADER = "Interlink-Headers"
 
 
 class NatsLoop:
@@ -106,14 +113,15 @@ async def open_connection(options: dict[str, Any]) -> Client:
 
 async def ensure_stream(js: JetStreamContext, name: str, subjects: list[str], config: dict[str, Any]) -> None:
     """Create stream ``name`` on ``subjects`` unless it exists (an existing stream is left as it is);
-    ``config`` is :func:`stream_config`'s."""
+    ``config`` is :func:`stream_config`'s, plus ``retention`` (``limits``, ``interest`` or ``workqueue``)."""
     try:
         await js.stream_info(name)
         return
     except NotFoundError:
         pass
     storage = api.StorageType.MEMORY if config.get("storage") == "memory" else api.StorageType.FILE
-    await js.add_stream(api.StreamConfig(name=name, subjects=subjects, storage=storage,
+    retention = api.RetentionPolicy(config["retention"]) if config.get("retention") else None
+    await js.add_stream(api.StreamConfig(name=name, subjects=subjects, storage=storage, retention=retention,
                                          max_age=config.get("maxAge") or None,
                                          duplicate_window=config.get("duplicateWindow") or None))
 
@@ -200,17 +208,32 @@ class NatsSource(Source):
         fetched = self._loop.run(self._fetch(max(1, max_messages), timeout), timeout=max(timeout, 0.05) + 30)
         messages = []
         for msg in fetched:
-            metadata = msg.metadata
-            sequence = int(metadata.sequence.stream)
-            self._pending.pop(sequence, None)  # a redelivery replaces the earlier delivery of the same message
-            self._pending[sequence] = msg
-            nats_headers = dict(msg.headers or {})
-            message_id = nats_headers.get(MSG_ID_HEADER) or f"{metadata.stream}:{sequence}"
-            headers = {"subject": msg.subject, "stream": metadata.stream, "stream_sequence": sequence,
-                       "delivered": metadata.num_delivered, "nats_headers": nats_headers}
-            messages.append(Message(body=message_body(msg.data), id=message_id, headers=headers,
-                                    position=sequence))
+            message = self._message_of(msg)
+            self._pending.pop(message.position, None)  # a redelivery replaces the earlier delivery of the message
+            self._pending[message.position] = msg
+            messages.append(message)
         return messages
+
+    def _message_of(self, msg: Msg) -> Message:
+        """The pipeline message of one NATS message (position: its stream sequence)."""
+        metadata = msg.metadata
+        sequence = int(metadata.sequence.stream)
+        nats_headers = dict(msg.headers or {})
+        message_id = nats_headers.get(MSG_ID_HEADER) or f"{metadata.stream}:{sequence}"
+        headers: dict[str, Any] = {"subject": msg.subject, "stream": metadata.stream, "stream_sequence": sequence,
+                                   "delivered": metadata.num_delivered, "nats_headers": nats_headers}
+        forwarded = nats_headers.get(HEADERS_HEADER)
+        if forwarded:
+            try:
+                original = decode_json(forwarded)
+            except ValueError:
+                log.warning("nats source %s: message %s has unreadable %s", self.durable, message_id,
+                            HEADERS_HEADER)
+            else:
+                if isinstance(original, dict):
+                    headers.update(original)
+        return Message(body=message_body(msg.data), id=message_id, headers=headers, position=sequence,
+                       key=nats_headers.get(KEY_HEADER) or None)
 
     async def _ack(self, messages: list[Msg]) -> None:
         for msg in messages:
@@ -271,5 +294,5 @@ def make_nats_source(config: dict[str, Any], context: Any) -> NatsSource:
     )
 
 
-__all__ = ["MSG_ID_HEADER", "NatsLoop", "NatsSource", "connect_options", "ensure_stream", "make_nats_source",
-           "message_body", "open_connection", "stream_config"]
+__all__ = ["HEADERS_HEADER", "KEY_HEADER", "MSG_ID_HEADER", "NatsLoop", "NatsSource", "connect_options",
+           "ensure_stream", "make_nats_source", "message_body", "open_connection", "stream_config"]
