@@ -32,7 +32,7 @@ lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check src tests bench examples
 
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4
 
 bench: $(VENV)/.stamp-test
 	$(BIN)/python bench/rest_get.py
