@@ -41,6 +41,7 @@ bench: $(VENV)/.stamp-test
 	$(BIN)/python bench/bus.py
 	$(BIN)/python bench/bulk.py --quick
 	$(BIN)/python bench/virtual.py --quick
+	$(BIN)/python bench/pipeline.py --quick
 
 clean:
 	rm -rf $(VENV) .interlink .pytest_cache .ruff_cache
