@@ -1,7 +1,7 @@
 """Benchmark: middleware pipelines against a live ``interlink up``, next to raw baselines, embedded and distributed.
 
-Run ``python bench/pipeline.py`` (20,000 events, 1,000,000 rows: well over an hour, most of it the four batch
-targets) or ``python bench/pipeline.py --quick`` (2,000 events, 50,000 rows, about 4 minutes: what ``make bench``
+Run ``python bench/pipeline.py`` (20,000 events, 1,000,000 rows: about 50 minutes on 2 cores, most of it the four
+batch targets) or ``python bench/pipeline.py --quick`` (2,000 events, 50,000 rows, about 4 minutes: what ``make bench``
 runs). In one run:
 
 1. **Streaming.** A real ``interlink up`` (one process, TLS, embedded SQLite store) starts in a temporary data
