@@ -464,29 +464,42 @@ class QueryEngine:
         parents = [self._external_parents(select_, rows, url_prefix, context) for select_ in plan.parents]
         children = {child.key: self._external_child_rows(child, rows, url_prefix, context)
                     for child in plan.children}
-        records = [self._external_record(plan, row, url_prefix, parents, children) for row in rows]
+        render = self._external_renderer(plan, url_prefix, parents, children)
+        records = [render(row) for row in rows]
         return QueryPage(max(total, end), records, done, None if done else end, state=page.state)
 
-    def _external_record(self, plan: _external.ExternalPlan, row: dict[str, Any], url_prefix: str,
-                         parents: list[dict[Any, dict[str, Any]]],
-                         children: dict[str, dict[Any, dict[str, Any]]]) -> dict[str, Any]:
+    @staticmethod
+    def _external_renderer(plan: _external.ExternalPlan, url_prefix: str, parents: list[dict[Any, dict[str, Any]]],
+                           children: dict[str, dict[Any, dict[str, Any]]]) -> Callable[[dict[str, Any]],
+                                                                                    dict[str, Any]]:
+        """A function rendering one external row as a REST record; what each select item needs is looked up once
+        per page, not per row."""
         obj = plan.object
         convert = _converters(obj)
-        record: dict[str, Any] = {"attributes": {"type": obj.name, "url": f"{url_prefix}/{obj.name}/{row['Id']}"}}
-        by_field = {f.name: f for f in plan.fields}
-        by_parent = {p.key: (p, found) for p, found in zip(plan.parents, parents, strict=True)}
+        fields = {f.name for f in plan.fields}
+        by_parent = {p.key: (p.lookup.name, found) for p, found in zip(plan.parents, parents, strict=True)}
+        by_child = {c.key: (c.parent_field, children[c.key]) for c in plan.children if c.key in children}
+        items: list[tuple[str, Callable[[dict[str, Any]], Any]]] = []
         for key in plan.order:
-            if key in by_field:
-                value = row.get(key)
+            if key in fields:
                 converter = convert.get(key)
-                record[key] = value if converter is None or value is None else converter(value)
+                items.append((key, (lambda row, k=key: row.get(k)) if converter is None else
+                              (lambda row, k=key, c=converter: None if row.get(k) is None else c(row.get(k)))))
             elif key in by_parent:
-                select_, found = by_parent[key]
-                record[key] = found.get(row.get(select_.lookup.name))
+                lookup, found = by_parent[key]
+                items.append((key, lambda row, lookup=lookup, found=found: found.get(row.get(lookup))))
             else:
-                child = next(c for c in plan.children if c.key == key)
-                record[key] = children[key].get(row.get(child.parent_field))
-        return record
+                parent_field, blocks = by_child[key]
+                items.append((key, lambda row, f=parent_field, b=blocks: b.get(row.get(f))))
+        base = f"{url_prefix}/{obj.name}/"
+
+        def render(row: dict[str, Any]) -> dict[str, Any]:
+            record: dict[str, Any] = {"attributes": {"type": obj.name, "url": base + str(row["Id"])}}
+            for key, value in items:
+                record[key] = value(row)
+            return record
+
+        return render
 
     def _external_parents(self, select_: _external.ParentSelect, rows: Sequence[dict[str, Any]], url_prefix: str,
                           context: Context) -> dict[Any, dict[str, Any]]:
@@ -507,7 +520,8 @@ class QueryEngine:
             while True:
                 page = self._runner(parent.name).run(plan, context, offset=offset, batch_size=DEFAULT_BATCH_SIZE,
                                                      state=state, today=self.today())
-                records += [self._external_record(plan, row, url_prefix, [], {}) for row in page.rows]
+                render = self._external_renderer(plan, url_prefix, [], {})
+                records += [render(row) for row in page.rows]
                 offset += len(page.rows)
                 if page.done or not page.rows:
                     break
@@ -551,9 +565,9 @@ class QueryEngine:
             return self._stored_child_blocks(child, keys, url_prefix, context)
         grouped = self._runner(child.plan.object.name).children(child, keys, context, self.today())
         blocks: dict[Any, dict[str, Any]] = {}
+        render = self._external_renderer(child.plan, url_prefix, [{} for _ in child.plan.parents], {})
         for key, group in grouped.items():
-            records = [self._external_record(child.plan, row, url_prefix, [{} for _ in child.plan.parents], {})
-                       for row in group]
+            records = [render(row) for row in group]
             blocks[key] = {"totalSize": len(records), "done": True, "records": records}
         return blocks
 
