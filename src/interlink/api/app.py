@@ -232,6 +232,7 @@ async def health(request: Request) -> Response:
 def build_app(org: Org) -> Starlette:
     """The ASGI app serving ``org``."""
     from interlink.api import admin, bulk_v1, odata  # they build on this module's helpers
+    from interlink.console.app import routes as console_routes
 
     data = DataApi(org)
 
@@ -276,6 +277,7 @@ def build_app(org: Org) -> Starlette:
         *bulk_v1.routes(),
         *admin.routes(),
         *odata.routes(org),
+        *console_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         InterlinkError: _render_error, 404: _not_found, 405: _not_allowed})
