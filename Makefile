@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_ARGS ?= --sample-data
 
-.PHONY: run test lint bench clean help
+.PHONY: run test lint bench clean help browser
 
 help:
 	@echo "make run    - set up .venv and start an org with sample data (HTTPS on 127.0.0.1:8443)"
@@ -31,7 +31,14 @@ run: $(VENV)/.stamp-run
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check src tests bench examples
 
-test: lint
+# The console's browser tests drive Debian's chromium; install it when missing (they skip without it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	  else echo "chromium is not installed and cannot be installed here: the browser tests will skip"; fi; }
+
+test: lint browser
 	$(BIN)/python -m pytest -q -n auto --maxprocesses 4
 
 bench: $(VENV)/.stamp-test

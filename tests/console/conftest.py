@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from console_helpers import login  # type: ignore[import-not-found]
 from starlette.testclient import TestClient
 
 from interlink.api.app import build_app
-from interlink.testing import ADMIN_PASSWORD, local_org
-
-ADMIN = "admin@interlink.local"
-
-
-def login(client: TestClient, username: str = ADMIN, password: str = ADMIN_PASSWORD) -> str:
-    """Log in through the form as a browser would; returns the session's CSRF token."""
-    page = client.get("/console/login")
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert token, page.text
-    response = client.post("/console/login", data={"username": username, "password": password,
-                                                   "csrf": token.group(1), "next": "/console/"},
-                           follow_redirects=True)
-    assert response.status_code == 200, response.text
-    found = re.search(r'data-csrf="([^"]+)"', response.text)
-    assert found
-    return found.group(1)
+from interlink.testing import local_org
 
 
 @pytest.fixture
@@ -41,3 +25,37 @@ def browser(console_org) -> Iterator[TestClient]:  # type: ignore[no-untyped-def
     with TestClient(build_app(console_org), base_url="https://testserver") as client:
         client.csrf = login(client)  # type: ignore[attr-defined]
         yield client
+
+
+# -- a real browser against a live server ------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="session")
+def chromium():  # type: ignore[no-untyped-def]
+    """Headless Debian Chromium driven by Playwright (skips with the reason when either is missing)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (make test installs it: apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="session")
+def live_console(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One `interlink up --sample-data` over TLS for the browser tests of this session."""
+    from interlink.testing import live_server
+
+    with live_server(tmp_path_factory.mktemp("console-live"), extra_args=("--sample-data",)) as server:
+        yield server
+
+
