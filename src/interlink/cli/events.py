@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from interlink.app.org import Org
     from interlink.bus.bus import Topic
     from interlink.bus.model import StoredEvent
-    from interlink.metadata.model import FieldDef
 
 # The sub-apps exist before this module imports interlink.cli.main: run as ``python -m interlink.cli.main``,
 # the main module is ``__main__``, so importing ``interlink.cli.main`` here loads a second copy of it, which
@@ -159,74 +158,17 @@ def events_publish(
 # -- events tail ----------------------------------------------------------------------------------------------
 
 
-def _fielddef_for(doc: str, avro: Any) -> Any:
-    """A stand-in FieldDef for a schema field whose object field is gone or changed type (from its doc)."""
-    from interlink.metadata.model import FieldDef, FieldType
-
-    kind = doc.rsplit(":", 1)[-1]
-    if kind == "DateTime" and "long" in avro:
-        return FieldDef("x", FieldType.DATETIME)
-    if kind == "Date" and "int" in avro:
-        return FieldDef("x", FieldType.DATE)
-    return None
-
-
 class EventView:
     """Events as people (and scripts) read them: names instead of bitmaps, ISO dates instead of epoch numbers."""
 
     def __init__(self, org: Org) -> None:
+        from interlink.bus.view import EventJson
+
         self.org = org
-        self._schemas: dict[str, list[dict[str, Any]]] = {}
-
-    def _fields(self, schema_id: str) -> list[dict[str, Any]]:
-        import json
-
-        found = self._schemas.get(schema_id)
-        if found is None:
-            text = self.org.bus.registry.json_of(schema_id)
-            found = json.loads(text)["fields"] if text else []
-            self._schemas[schema_id] = found
-        return found
-
-    def _value(self, fdef: FieldDef | None, spec: dict[str, Any], value: Any) -> Any:
-        from interlink.bus import avro
-
-        if value is None:
-            return None
-        types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
-        if fdef is None or avro.avro_type(fdef) not in types:
-            fdef = _fielddef_for(str(spec.get("doc", "")), types)
-        return avro.from_avro_value(fdef, value)
+        self.json = EventJson(org.bus)
 
     def payload(self, event: StoredEvent) -> dict[str, Any]:
-        """The decoded payload; change events get field names in the header and only non-null body fields."""
-        from interlink.bus import avro
-
-        record = self.org.bus.decode(event)
-        fields = self._fields(event.schema_id)
-        header = record.get("ChangeEventHeader")
-        if header is None:  # a platform event: every field
-            obj = self.org.store.schema.object(event.topic.removeprefix("/event/"))
-            return {spec["name"]: self._value(obj.field(spec["name"]) if obj else None, spec,
-                                              record.get(spec["name"])) for spec in fields}
-        names = [spec["name"] for spec in fields]  # bitmap position n is schema field n (0 is the header)
-
-        def field_names(bitmaps: list[str]) -> list[str]:
-            decoded: list[str] = []
-            for bitmap in bitmaps:
-                if not bitmap.startswith("0x"):  # a compound field's "n-0x..." entry: kept as it is
-                    decoded.append(bitmap)
-                    continue
-                decoded += [names[p] if p < len(names) else f"#{p}" for p in avro.bitmap_positions(bitmap)]
-            return decoded
-
-        header = dict(header)
-        for key in ("changedFields", "nulledFields", "diffFields"):
-            header[key] = field_names(header.get(key) or [])
-        obj = self.org.store.schema.object(header["entityName"])
-        body = {spec["name"]: self._value(obj.field(spec["name"]) if obj else None, spec, record[spec["name"]])
-                for spec in fields[1:] if record.get(spec["name"]) is not None}
-        return {"ChangeEventHeader": header, **body}
+        return self.json.payload(event)
 
     def line(self, event: StoredEvent) -> dict[str, Any]:
         """The ``--json`` object of an event."""
