@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from interlink.middleware.base import Delivery, Message, PermanentError, Processor, Sink, Source
 from interlink.middleware.distributed import (
     DELIVERED_HEADER,
+    MAX_ACK_PENDING,
     BusSettings,
     FeederRunner,
     WorkerRunner,
@@ -44,7 +45,7 @@ from interlink.middleware.runtime import PipelineRunner
 from interlink.middleware.sinks.nats import NatsSink
 from interlink.middleware.sources import sqlalchemy_url
 from interlink.middleware.sources.nats import NatsSource, connect_options
-from interlink.middleware.spec import Pipeline
+from interlink.middleware.spec import Pipeline, load_pipeline_text
 from interlink.middleware.store import MiddlewareStore
 from interlink.testing import postgres_database, run_cli
 
@@ -86,6 +87,26 @@ def pipeline_names() -> Iterator[Callable[[str], str]]:
             await nc.close()
 
     if made and _reachable(4222):
+        asyncio.run(delete())
+
+
+@pytest.fixture(autouse=True)
+def checkpoint_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A KV bucket of this test's own for the feeders' checkpoints (`interlink` subprocesses get it through the
+    environment); deleted afterwards."""
+    bucket = f"ILTEST_CP_{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("INTERLINK_PIPELINES_CHECKPOINT_BUCKET", bucket)
+    yield bucket
+
+    async def delete() -> None:
+        nc = await nats.connect(NATS_URL)
+        try:
+            with contextlib.suppress(Exception):  # not created by every test
+                await nc.jetstream().delete_key_value(bucket)
+        finally:
+            await nc.close()
+
+    if _reachable(4222):
         asyncio.run(delete())
 
 
@@ -425,9 +446,9 @@ def _pipeline(name: str, source: Source, sink: Sink) -> Pipeline:
 
 @needs_nats
 def test_a_message_no_worker_acknowledges_is_dead_lettered_after_max_deliver(
-        tmp_path: Path, pipeline_names: Callable[[str], str]) -> None:
+        tmp_path: Path, pipeline_names: Callable[[str], str], checkpoint_bucket: str) -> None:
     name = pipeline_names("maxdeliver")
-    bus = BusSettings(NATS_URL, ack_wait=1, max_deliver=1)
+    bus = BusSettings(NATS_URL, ack_wait=1, max_deliver=1, checkpoint_bucket=checkpoint_bucket)
     messages = [Message(body={"n": n}, id=f"m{n}") for n in range(4)]
     with MiddlewareStore.open_url(f"sqlite:///{tmp_path / 'mw.db'}") as store:
         feeder = FeederRunner(_pipeline(name, ListSource(list(messages)), Collect()), store, bus)
@@ -452,6 +473,104 @@ def test_a_message_no_worker_acknowledges_is_dead_lettered_after_max_deliver(
         replay_sink = Collect()
         replayed = PipelineRunner(_pipeline(name, ListSource([]), replay_sink), store).replay([letter.id])
         assert replayed.replayed == [letter.id] and replay_sink.written[0].body == {"n": 0, "up": True}
+
+
+# -- work-queue settings: max ack pending, per-pipeline overrides --------------------------------------------------
+
+def test_a_pipeline_s_distributed_settings_override_the_process_flags(tmp_path: Path) -> None:
+    tuned = load_pipeline_text(textwrap.dedent("""\
+        name: tuned
+        source: {type: files, folder: inbox}
+        sink: {type: files, folder: outbox}
+        batch: 500
+        distributed: {ackWait: 2s, maxDeliver: 3, maxAckPending: 100}
+        """))
+    plain = load_pipeline_text("name: plain\nsource: {type: files, folder: inbox}\nsink: {type: files, folder: out}\n")
+    flags = BusSettings(NATS_URL, ack_wait=30, max_deliver=5, max_ack_pending=40_000)
+    own = flags.for_pipeline(tuned)
+    assert (own.ack_wait, own.max_deliver, own.hold_limit) == (2.0, 3, 20.0)
+    assert own.max_ack_pending == 500, "never below the pipeline's batch: one worker's batch always fits"
+    assert flags.for_pipeline(plain) == flags
+    assert BusSettings(NATS_URL).max_ack_pending == MAX_ACK_PENDING == 20_000
+    with MiddlewareStore.open_url(f"sqlite:///{tmp_path / 'mw.db'}") as store:
+        worker = WorkerRunner(tuned, store, flags)  # nothing connects before it runs
+        source = worker.pipeline.source
+        assert isinstance(source, WorkQueueSource)
+        assert (worker.ack_wait, worker.max_deliver) == (2.0, 3)
+        assert (source.ack_wait, source.max_ack_pending) == (2.0, 500)
+        plain_worker = WorkerRunner(plain, store, flags)
+        assert plain_worker.pipeline.source.max_ack_pending == 40_000  # type: ignore[union-attr]
+        assert plain_worker.max_deliver == 5
+
+
+def _consumer_config(queue: WorkQueue) -> Any:
+    async def get() -> Any:
+        nc = await nats.connect(NATS_URL)
+        try:
+            return (await nc.jetstream().consumer_info(queue.stream, queue.durable)).config
+        finally:
+            await nc.close()
+
+    return asyncio.run(get())
+
+
+def _publish(queue: WorkQueue, bus: BusSettings, count: int, prefix: str = "m") -> None:
+    publisher = NatsSink(options=bus.options, subject=queue.subject, stream=queue.stream, create_stream=True,
+                         stream_config=queue.stream_config(bus), forward_headers=True, max_pending=64)
+    try:
+        deliveries = publisher.write([Message(body={"n": n}, id=f"{prefix}{n}") for n in range(count)])
+    finally:
+        publisher.close()
+    assert all(d.ok for d in deliveries), next(d.error for d in deliveries if not d.ok)
+
+
+@needs_nats
+def test_a_consumer_made_with_the_old_default_max_ack_pending_is_updated_in_place(
+        pipeline_names: Callable[[str], str]) -> None:
+    name = pipeline_names("ackpending")
+    queue, bus = WorkQueue.of(name), BusSettings(NATS_URL, ack_wait=5, storage="memory")
+    _publish(queue, bus, 3)
+    # The durable consumer as an earlier Interlink created it: no max ack pending, so JetStream's default.
+    old = NatsSource(options=bus.options, stream=queue.stream, subject=queue.subject, durable=queue.durable,
+                     ack_wait=5, max_deliver=bus.max_deliver + 2)
+    old.open(None)
+    old.close()
+    assert _consumer_config(queue).max_ack_pending == 1000
+    source = WorkQueueSource(queue, bus)
+    source.open(None)
+    try:
+        assert _consumer_config(queue).max_ack_pending == 20_000
+        read: dict[int, Message] = {}
+        wait_for(lambda: read.update({m.position: m for m in source.read(10, 0.5)}) or len(read) == 3, 10,
+                 "the messages queued before the update")
+        assert sorted(m.id for m in read.values()) == ["m0", "m1", "m2"]
+        source.acknowledge(max(read))
+    finally:
+        source.close()
+
+
+@needs_nats
+def test_a_worker_may_hold_a_batch_larger_than_jetstream_s_default_ack_pending(
+        pipeline_names: Callable[[str], str]) -> None:
+    name = pipeline_names("bigbatch")
+    queue, bus = WorkQueue.of(name), BusSettings(NATS_URL, ack_wait=30, storage="memory")
+    count = 2500
+    _publish(queue, bus, count)
+    source = WorkQueueSource(queue, bus)
+    source.open(None)
+    try:
+        held: dict[int, Message] = {}
+
+        def take() -> bool:
+            held.update({m.position: m for m in source.read(count - len(held), 1.0)})
+            return len(held) == count
+
+        wait_for(take, 30, f"{count} messages held unacknowledged at once")
+        assert len(source.unacknowledged) == count
+        source.acknowledge(max(held))
+        assert source.unacknowledged == []
+    finally:
+        source.close()
 
 
 # -- metrics -----------------------------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ from typing import Any
 import nats
 import pytest
 
-from interlink.middleware.base import Message
+from interlink.middleware.base import Delivery, Message
 from interlink.middleware.sinks.nats import NatsSink, make_nats_sink
-from interlink.middleware.sources.nats import NatsSource, make_nats_source
+from interlink.middleware.sources.nats import NatsLoop, NatsSource, close_connection, connect_options, make_nats_source
 
 NATS_URL = "nats://127.0.0.1:4222"
 
@@ -164,3 +164,82 @@ def test_an_unreachable_server_makes_the_sink_retryable() -> None:
     finally:
         publisher.close()
     assert not delivery.ok and delivery.retryable
+
+
+class CountingSink(NatsSink):
+    """Counts the publishes waiting for their ack at once instead of publishing (no server needed)."""
+
+    def __init__(self, max_pending: int) -> None:
+        super().__init__(options=connect_options({"url": NATS_URL}), subject="x", max_pending=max_pending)
+        self.waiting = self.peak = 0
+
+    async def _publish_one(self, message: Message) -> Delivery:
+        self.waiting += 1
+        self.peak = max(self.peak, self.waiting)
+        await asyncio.sleep(0)  # the ack is on its way: every other publish may start meanwhile
+        self.waiting -= 1
+        return Delivery(detail={"id": message.id})
+
+
+def test_a_large_batch_is_published_with_a_bounded_number_of_acks_outstanding() -> None:
+    publisher = CountingSink(max_pending=16)
+    messages = [Message(body={"n": n}, id=f"m{n}") for n in range(500)]
+    deliveries = asyncio.run(publisher._publish(messages))
+    assert [d.detail["id"] for d in deliveries] == [m.id for m in messages], "one answer per message, in order"
+    assert 1 < publisher.peak <= 16
+    with pytest.raises(ValueError, match="at least 1"):
+        CountingSink(max_pending=0)
+
+
+@needs_nats
+def test_a_batch_many_times_the_publish_window_is_stored_whole(names: SimpleNamespace) -> None:
+    publisher = make_nats_sink({"url": NATS_URL, "subject": names.subject, "stream": names.stream,
+                                "createStream": True, "storage": "memory"}, context())
+    publisher.max_pending = 32
+    try:
+        deliveries = publisher.write([Message(body={"n": n}, id=f"big-{n}") for n in range(3000)])
+    finally:
+        publisher.close()
+    assert all(d.ok for d in deliveries), next(d.error for d in deliveries if not d.ok)
+    assert sorted(d.detail["sequence"] for d in deliveries) == list(range(1, 3001))
+
+    async def stored() -> int:
+        nc = await nats.connect(NATS_URL)
+        try:
+            return int((await nc.jetstream().stream_info(names.stream)).state.messages)
+        finally:
+            await nc.close()
+
+    assert asyncio.run(stored()) == 3000
+
+
+class FailingClient:
+    """A connection whose close fails (NATS went away mid-close)."""
+
+    is_closed = False
+
+    async def close(self) -> None:
+        raise ConnectionResetError("gone")
+
+
+def test_closing_a_connection_stops_its_loop_even_when_the_close_fails() -> None:
+    loop = NatsLoop("test-close")
+    close_connection(loop, FailingClient())  # type: ignore[arg-type]
+    assert loop.loop.is_closed()
+    close_connection(loop, None)  # a second close is harmless
+    close_connection(None, None)
+
+
+@needs_nats
+def test_the_source_and_the_sink_close_cleanly_and_twice(names: SimpleNamespace) -> None:
+    publisher = sink(names)
+    assert publisher.write([Message(body={"n": 1}, id="c1")])[0].ok
+    loop = publisher._loop
+    publisher.close()
+    publisher.close()
+    assert loop is not None and loop.loop.is_closed()
+    consumer = source(names)
+    loop = consumer._loop
+    consumer.close()
+    consumer.close()
+    assert loop is not None and loop.loop.is_closed()

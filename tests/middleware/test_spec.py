@@ -13,6 +13,7 @@ import pytest
 from interlink.middleware.base import Delivery, Message, PipelineSpecError, Processor, Sink, Source
 from interlink.middleware.spec import (
     BuildContext,
+    DistributedOptions,
     Pipeline,
     RetryPolicy,
     build_pipeline,
@@ -124,12 +125,37 @@ def test_the_name_defaults_to_the_file_stem(tmp_path: Path) -> None:
     ("name: 'bad name!'\nsource: {type: test.list}\nsink: {type: test.null}\n", 1, "bad pipeline name"),
     ("source: {type: test.list}\nsink: {type: test.null}\nexpressions: {timeout: 2s, depth: 3}\n", 3,
      "unknown key 'depth'"),
+    ("source: {type: test.list}\nsink: {type: test.null}\ndistributed:\n  ackWait: 10s\n  maxAckPendin: 5\n", 5,
+     "distributed.maxAckPendin: unknown key 'maxAckPendin' \\(expected ackWait, maxDeliver, maxAckPending\\)"),
+    ("source: {type: test.list}\nsink: {type: test.null}\ndistributed:\n  ackWait: soon\n", 4,
+     "distributed.ackWait: bad duration 'soon'"),
+    ("source: {type: test.list}\nsink: {type: test.null}\ndistributed:\n  ackWait: 0s\n", 4,
+     "distributed.ackWait: ackWait must be more than 0s"),
+    ("source: {type: test.list}\nsink: {type: test.null}\ndistributed: {maxDeliver: 0}\n", 3,
+     "distributed.maxDeliver: maxDeliver must be at least 1"),
+    ("source: {type: test.list}\nsink: {type: test.null}\ndistributed:\n  maxAckPending: lots\n", 4,
+     "distributed.maxAckPending: expected an integer, got str 'lots'"),
+    ("source: {type: test.list}\nsink: {type: test.null}\ndistributed: 5\n", 3,
+     "distributed: expected a mapping with ackWait"),
 ])
 def test_structure_errors_name_file_line_and_key(text: str, line: int, message: str) -> None:
     with pytest.raises(PipelineSpecError, match=message) as caught:
         load_pipeline_text(text, Path("pipelines/p.yaml"))
     assert str(caught.value).startswith(f"pipelines/p.yaml:{line}:")
     assert caught.value.line == line
+
+
+def test_distributed_settings_of_a_pipeline_are_read_and_default_to_the_process_ones() -> None:
+    pipeline = load_pipeline_text("source: {type: test.list}\nsink: {type: test.null}\n"
+                                  "distributed: {ackWait: 1m, maxDeliver: 3, maxAckPending: 50000}\n")
+    assert pipeline.distributed_options == DistributedOptions(ack_wait=60.0, max_deliver=3, max_ack_pending=50000)
+    plain = load_pipeline_text("source: {type: test.list}\nsink: {type: test.null}\ndistributed: {maxDeliver: 2}\n")
+    assert plain.distributed_options == DistributedOptions(max_deliver=2)  # the others: the process's flags
+    python = Pipeline(name="p", source={"type": "test.list"}, sink={"type": "test.null"},
+                      distributed={"ackWait": "500ms"})
+    assert python.distributed_options.ack_wait == 0.5
+    assert Pipeline(name="q", source={"type": "test.list"}, sink={"type": "test.null"}).distributed_options == \
+        DistributedOptions()
 
 
 def test_unknown_step_types_list_the_known_ones(context: BuildContext) -> None:

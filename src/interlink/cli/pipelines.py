@@ -183,11 +183,37 @@ MaxDeliver = Annotated[int, typer.Option(
     "--max-deliver", min=1, envvar="INTERLINK_PIPELINES_MAX_DELIVER",
     help="With a NATS bus: deliveries of a message that no worker acknowledged (they died or hung on it) before "
          "it is dead-lettered.")]
+MaxAckPending = Annotated[int, typer.Option(
+    "--max-ack-pending", min=1, envvar="INTERLINK_PIPELINES_MAX_ACK_PENDING",
+    help="With a NATS bus: messages of a pipeline that its workers may hold unacknowledged at once, all workers "
+         "together (at least the pipeline's batch).")]
+CheckpointBucket = Annotated[str | None, typer.Option(
+    "--checkpoint-bucket", envvar="INTERLINK_PIPELINES_CHECKPOINT_BUCKET",
+    help="With a NATS bus: the JetStream KV bucket of the checkpoints and watermarks (default IL_MW_CHECKPOINTS; "
+         "'none' keeps them in the middleware store only).")]
 MetricsPort = Annotated[int, typer.Option(
     "--metrics-port", min=0, max=65535, envvar="INTERLINK_METRICS_PORT",
     help="Serve Prometheus metrics at http://HOST:PORT/metrics (0: off).")]
 MetricsHost = Annotated[str, typer.Option(
     "--metrics-host", envvar="INTERLINK_METRICS_HOST", help="Interface of the metrics endpoint.")]
+
+
+def bus_settings(settings: Settings, *, ack_wait: float = 30.0, max_deliver: int = 5,
+                 max_ack_pending: int | None = None, checkpoint_bucket: str | None = None) -> Any:
+    """The :class:`~interlink.middleware.distributed.BusSettings` of the command line; a bad value exits 2."""
+    from interlink.middleware.distributed import MAX_ACK_PENDING, BusSettings
+    from interlink.middleware.natskv import CHECKPOINT_BUCKET
+
+    bucket: str | None = CHECKPOINT_BUCKET if checkpoint_bucket is None else checkpoint_bucket.strip()
+    if bucket is not None and bucket.lower() in ("", "none"):
+        bucket = None
+    try:
+        return BusSettings(settings.bus, ack_wait=ack_wait, max_deliver=max_deliver,
+                           max_ack_pending=MAX_ACK_PENDING if max_ack_pending is None else max_ack_pending,
+                           checkpoint_bucket=bucket)
+    except ValueError as exc:
+        _echo_error(f"error: {exc}")
+        raise typer.Exit(2) from None
 
 
 def run_with_status(runners: list[Any], store: MiddlewareStore, *, once: bool, metrics_port: int,
@@ -274,13 +300,16 @@ def pipelines_run(
              "queues, for `interlink worker` processes).")] = True,
     ack_wait: AckWait = 30.0,
     max_deliver: MaxDeliver = 5,
+    max_ack_pending: MaxAckPending = 20_000,
+    checkpoint_bucket: CheckpointBucket = None,
     metrics_port: MetricsPort = 0,
     metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Run pipelines until Ctrl-C (or, with --once, until their sources run dry); exit 1 when --once dead-lettered
     messages or a pipeline failed. With --bus nats://…, this process feeds each pipeline's work queue (and, unless
-    --no-local-worker, works on it too); with --once it stops when the queues are drained."""
-    from interlink.middleware.distributed import BusSettings, build_runners, is_nats_bus
+    --no-local-worker, works on it too) and keeps the feeders' checkpoints in a JetStream KV bucket; with --once it
+    stops when the queues are drained."""
+    from interlink.middleware.distributed import build_runners, is_nats_bus
     from interlink.middleware.runtime import PipelineRunner
 
     settings = _settings(project_dir=project_dir, data_dir=data_dir, middleware_store=middleware_store, bus=bus)
@@ -292,9 +321,11 @@ def pipelines_run(
     with _store(settings) as store:
         runners: list[Any]
         if is_nats_bus(settings.bus):
-            runners = build_runners(chosen, store, BusSettings(settings.bus, ack_wait, max_deliver), feeders=True,
-                                    workers=local_worker, once=once, connections=connections,
-                                    project_dir=settings.project_dir, idle_timeout=idle_timeout)
+            bus_config = bus_settings(settings, ack_wait=ack_wait, max_deliver=max_deliver,
+                                      max_ack_pending=max_ack_pending, checkpoint_bucket=checkpoint_bucket)
+            runners = build_runners(chosen, store, bus_config, feeders=True, workers=local_worker, once=once,
+                                    connections=connections, project_dir=settings.project_dir,
+                                    idle_timeout=idle_timeout)
         else:
             runners = [PipelineRunner(pipeline, store, connections=connections, project_dir=settings.project_dir,
                                       idle_timeout=idle_timeout) for pipeline in chosen]
@@ -424,5 +455,5 @@ def dlq_discard(
         raise typer.Exit(1)
 
 
-__all__ = ["build_or_exit", "choose_pipelines", "dlq_app", "pipelines_app", "resolve_connections",
+__all__ = ["build_or_exit", "bus_settings", "choose_pipelines", "dlq_app", "pipelines_app", "resolve_connections",
            "run_with_status"]

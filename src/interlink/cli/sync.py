@@ -16,11 +16,14 @@ sync_app = typer.Typer(help="Batch jobs: run one with its dependencies (or on th
 # The sub-app exists before this module imports interlink.cli.main (see interlink.cli.events for why).
 from interlink.cli.main import DataDir, ProjectDir, _err, _settings  # noqa: E402
 from interlink.cli.pipelines import (  # noqa: E402
+    BusUrl,
+    CheckpointBucket,
     MiddlewareStoreUrl,
     _echo_error,
     _load,
     _log_to_stderr,
     _store,
+    bus_settings,
     resolve_connections,
 )
 
@@ -67,18 +70,24 @@ def sync_run(
     project_dir: ProjectDir = None,
     data_dir: DataDir = None,
     middleware_store: MiddlewareStoreUrl = None,
+    bus: BusUrl = None,
+    checkpoint_bucket: CheckpointBucket = None,
 ) -> None:
     """Run a job and its dependencies with a progress bar and a final summary; exit 1 when a job failed or left
-    error rows (see `interlink dlq list`), 2 for a bad job definition."""
+    error rows (see `interlink dlq list`), 2 for a bad job definition. With --bus nats://… the watermarks live in
+    a JetStream KV bucket (copied to the middleware store, which keeps the run records and error rows); the jobs
+    still run in this process."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from interlink.middleware import jobs
     from interlink.middleware.base import PipelineSpecError
+    from interlink.middleware.distributed import is_nats_bus
 
     if (name is None) == (not schedule):
         _err("[red]error:[/] give a job NAME, or --schedule (not both)")
         raise typer.Exit(2)
-    settings = _settings(project_dir=project_dir, data_dir=data_dir, middleware_store=middleware_store)
+    settings = _settings(project_dir=project_dir, data_dir=data_dir, middleware_store=middleware_store, bus=bus)
+    bus_config = bus_settings(settings, checkpoint_bucket=checkpoint_bucket) if is_nats_bus(settings.bus) else None
     known = _pipelines(settings)
     connections = resolve_connections(settings)
     _log_to_stderr(settings)
@@ -99,8 +108,14 @@ def sync_run(
                 progress.update(tasks[job_name], read=metrics["read"], written=metrics["written"],
                                 dead=metrics["dead_lettered"])
 
-            results = jobs.run_chain(order, store, connections=connections, project_dir=settings.project_dir,
-                                     progress=seen, stop_event=stop, idle_timeout=idle_timeout)
+            watermarks = store if bus_config is None else bus_config.checkpoint_store(store, stop)
+            try:
+                results = jobs.run_chain(order, watermarks, connections=connections,
+                                         project_dir=settings.project_dir, progress=seen, stop_event=stop,
+                                         idle_timeout=idle_timeout)
+            finally:
+                if watermarks is not store:
+                    watermarks.close()
             for result in results:
                 progress.update(tasks[result.name], total=1, completed=1)
         return results

@@ -21,6 +21,7 @@ from interlink.cli.main import DataDir, ProjectDir, _settings
 from interlink.cli.pipelines import (
     AckWait,
     BusUrl,
+    MaxAckPending,
     MaxDeliver,
     MetricsHost,
     MetricsPort,
@@ -29,6 +30,7 @@ from interlink.cli.pipelines import (
     _log_to_stderr,
     _store,
     build_or_exit,
+    bus_settings,
     choose_pipelines,
     resolve_connections,
     run_with_status,
@@ -46,6 +48,7 @@ def worker_command(
     middleware_store: MiddlewareStoreUrl = None,
     ack_wait: AckWait = 30.0,
     max_deliver: MaxDeliver = 5,
+    max_ack_pending: MaxAckPending = 20_000,
     metrics_port: MetricsPort = 0,
     metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
@@ -56,13 +59,14 @@ def worker_command(
     --middleware-store postgresql://…; a SQLite store works for processes of one machine). A worker that dies
     leaves its messages unacknowledged: another worker gets them after --ack-wait seconds.
     """
-    from interlink.middleware.distributed import BusSettings, build_runners, check_store_for_workers, is_nats_bus
+    from interlink.middleware.distributed import build_runners, check_store_for_workers, is_nats_bus
 
     settings = _settings(project_dir=project_dir, data_dir=data_dir, middleware_store=middleware_store, bus=bus)
     if not is_nats_bus(settings.bus):
         _echo_error("error: interlink worker needs a NATS bus: --bus nats://host:port (or INTERLINK_BUS)")
         raise typer.Exit(2)
     names = [name.strip() for value in pipelines or [] for name in value.split(",") if name.strip()]
+    bus_config = bus_settings(settings, ack_wait=ack_wait, max_deliver=max_deliver, max_ack_pending=max_ack_pending)
     chosen = choose_pipelines(settings, names or None)
     if not chosen:
         _echo_error(f"no pipelines to work on in {settings.project_dir / 'pipelines'}")
@@ -74,9 +78,9 @@ def worker_command(
             _echo_error(f"error: {problem}")
             raise typer.Exit(2)
         stop = threading.Event()
-        runners: list[Any] = build_runners(chosen, store, BusSettings(settings.bus, ack_wait, max_deliver),
-                                           feeders=False, workers=True, connections=connections,
-                                           project_dir=settings.project_dir, stop_event=stop)
+        runners: list[Any] = build_runners(chosen, store, bus_config, feeders=False, workers=True,
+                                           connections=connections, project_dir=settings.project_dir,
+                                           stop_event=stop)
         build_or_exit(runners, settings)
         _log_to_stderr(settings)
         if store.backend == "sqlite":

@@ -5,12 +5,16 @@ built from the connectors that already exist (one mechanism for every pipeline):
 
 - the **feeder** is the pipeline's source and a NATS sink that publishes every message (body, id, key and headers)
   to the work-queue stream ``IL_PIPE_<name>`` (subject ``interlink.pipeline.<name>``, retention WorkQueue) with
-  ``Nats-Msg-Id: <message id>``. The runtime checkpoints the source only after JetStream acknowledged the publish,
-  so nothing read is lost; a publish repeated after a crash falls in the stream's duplicate window and is stored
-  once. A publish that fails retryably (NATS down) is tried again until it succeeds or the feeder stops: an outage
-  holds the feeder back instead of dead-lettering what it read;
+  ``Nats-Msg-Id: <message id>``. The runtime checkpoints the source only after JetStream acknowledged every
+  publish of the batch (at most ``max_pending_publishes`` wait for their ack at once), so nothing read is lost; a
+  publish repeated after a crash falls in the stream's duplicate window and is stored once. A publish that fails
+  retryably (NATS down) is tried again until it succeeds or the feeder stops: an outage holds the feeder back
+  instead of dead-lettering what it read. The feeder's checkpoint lives in the JetStream KV bucket
+  ``IL_MW_CHECKPOINTS`` (compare-and-set on the KV revision, copied to the middleware store after each save:
+  :mod:`interlink.middleware.natskv`);
 - the **worker** half is a NATS source on that stream, bound to ONE durable pull consumer shared by every worker
-  (explicit acks, ``ack_wait``), then the pipeline's steps and sinks. The runtime acknowledges a message only after
+  (explicit acks, ``ack_wait``, ``max_ack_pending`` messages unacknowledged at most across all workers), then the
+  pipeline's steps and sinks. The runtime acknowledges a message only after
   its sink did (or it was dropped or dead-lettered), so a worker killed mid-message leaves it unacknowledged and
   JetStream redelivers it to another worker after ``ack_wait``. While a worker is alive it tells JetStream it is
   still working on what it holds (``in_progress`` every ``ack_wait / 3``), so a slow batch is not redelivered
@@ -24,9 +28,10 @@ was stuck on it) is dead-lettered on its next delivery, through the runtime, fil
 ``interlink dlq replay`` runs it through the whole pipeline. Failures the runtime sees (exceptions, sink errors)
 follow the pipeline's own retries and dead letters, exactly as embedded; the message is then acknowledged.
 
-Checkpoints of the sources, dedupe keys, dead letters and runs stay in the middleware store, which every process
-shares (PostgreSQL across machines; one SQLite file works for processes of one machine). The workers keep no
-checkpoint there: the durable consumer is where they resume.
+Dedupe keys, dead letters and runs stay in the middleware store, which every process shares (PostgreSQL across
+machines; one SQLite file works for processes of one machine). The workers keep no checkpoint: the durable
+consumer is where they resume. A pipeline's ``distributed:`` mapping (``ackWait``, ``maxDeliver``,
+``maxAckPending``) overrides the process's settings for it (:meth:`BusSettings.for_pipeline`).
 """
 
 from __future__ import annotations
@@ -46,8 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from interlink.middleware.base import Delivery, Message, Sink
+from interlink.middleware.natskv import CHECKPOINT_BUCKET, KvCheckpointStore, check_bucket_name
 from interlink.middleware.runtime import PipelineRunner, Routed, RunReport
-from interlink.middleware.sinks.nats import NatsSink
+from interlink.middleware.sinks.nats import MAX_PENDING, NatsSink
 from interlink.middleware.sources.nats import NatsSource, connect_options
 from interlink.middleware.spec import Pipeline
 from interlink.middleware.store import Checkpoint, MiddlewareStore
@@ -61,6 +67,9 @@ DELIVERED_HEADER = "interlink.delivered"
 #: JetStream's own delivery limit is this much above ``max_deliver``: the delivery after the last allowed one is
 #: the one that dead-letters the message, and one spare delivery covers a worker dying just then
 _SPARE_DELIVERIES = 2
+#: messages of a pipeline delivered to workers and not acknowledged yet, at most, by default (JetStream's own
+#: default, 1000, would cap what all the workers of a pipeline hold together below a few large batches)
+MAX_ACK_PENDING = 20_000
 
 
 def is_nats_bus(url: str | None) -> bool:
@@ -70,14 +79,19 @@ def is_nats_bus(url: str | None) -> bool:
 
 @dataclass(frozen=True)
 class BusSettings:
-    """How pipelines use the bus: the NATS URL, the consumers' ack wait (seconds) and delivery limit, how long a
-    worker may keep a message in progress (``max_hold`` seconds; None: 10 x ``ack_wait``), the streams' storage."""
+    """How pipelines use the bus: the NATS URL, the consumers' ack wait (seconds), delivery limit and how many
+    messages may be unacknowledged at once, how long a worker may keep a message in progress (``max_hold``
+    seconds; None: 10 x ``ack_wait``), the streams' storage, the KV bucket of the feeders' checkpoints (None: the
+    middleware store only) and how many publishes of a feeder may wait for their ack at once."""
 
     url: str
     ack_wait: float = 30.0
     max_deliver: int = 5
     storage: str = "file"
     max_hold: float | None = None
+    max_ack_pending: int = MAX_ACK_PENDING
+    checkpoint_bucket: str | None = CHECKPOINT_BUCKET
+    max_pending_publishes: int = MAX_PENDING
 
     @property
     def hold_limit(self) -> float:
@@ -91,6 +105,31 @@ class BusSettings:
             raise ValueError("ack wait must be positive")
         if self.max_deliver < 1:
             raise ValueError("max deliver must be at least 1")
+        if self.max_ack_pending < 1:
+            raise ValueError("max ack pending must be at least 1")
+        if self.max_pending_publishes < 1:
+            raise ValueError("max pending publishes must be at least 1")
+        if self.checkpoint_bucket is not None:
+            check_bucket_name(self.checkpoint_bucket)
+
+    def for_pipeline(self, pipeline: Pipeline) -> BusSettings:
+        """These settings with ``pipeline``'s own ``distributed:`` ones (ack wait, max deliver, max ack pending)
+        in place of the process's; ``max_ack_pending`` is at least the pipeline's batch, so that one worker's
+        batch always fits."""
+        options = pipeline.distributed_options
+        ack_wait = self.ack_wait if options.ack_wait is None else options.ack_wait
+        max_deliver = self.max_deliver if options.max_deliver is None else options.max_deliver
+        max_ack_pending = self.max_ack_pending if options.max_ack_pending is None else options.max_ack_pending
+        return dataclasses.replace(self, ack_wait=ack_wait, max_deliver=max_deliver,
+                                   max_ack_pending=max(max_ack_pending, pipeline.batch))
+
+    def checkpoint_store(self, store: MiddlewareStore, stop_event: threading.Event | None = None) -> MiddlewareStore:
+        """``store`` with its checkpoints in the KV bucket (:class:`KvCheckpointStore`), or ``store`` itself when
+        :attr:`checkpoint_bucket` is None. The caller closes what it gets when it is not ``store``."""
+        if self.checkpoint_bucket is None:
+            return store
+        return KvCheckpointStore(store, options=self.options, bucket=self.checkpoint_bucket, storage=self.storage,
+                                 stop_event=stop_event)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -166,23 +205,29 @@ def feeder_pipeline(pipeline: Pipeline, bus: BusSettings, stop_event: threading.
     queue = WorkQueue.of(pipeline.name)
     publisher = NatsSink(options=bus.options, subject=queue.subject, stream=queue.stream, create_stream=True,
                          stream_subjects=[queue.subject], stream_config=queue.stream_config(bus),
-                         forward_headers=True)
+                         forward_headers=True, max_pending=bus.max_pending_publishes)
     return dataclasses.replace(pipeline, steps=[], sink=UntilPublished(publisher, stop_event), sinks={})
 
 
 class FeederRunner(PipelineRunner):
     """Runs a feeder (see :func:`feeder_pipeline`); its metrics are labelled ``<pipeline>:feed`` so they do not
-    mix with a worker's of the same pipeline. :attr:`finished` is set when a run ends."""
+    mix with a worker's of the same pipeline. Its checkpoint lives in the bus's KV bucket
+    (:meth:`BusSettings.checkpoint_store`), whose connection is closed when a run ends. :attr:`finished` is set
+    when a run ends."""
 
     def __init__(self, pipeline: Pipeline, store: MiddlewareStore, bus: BusSettings, **options: Any) -> None:
         stop_event = options.pop("stop_event", None) or threading.Event()
-        super().__init__(feeder_pipeline(pipeline, bus, stop_event), store, stop_event=stop_event, **options)
+        bus = bus.for_pipeline(pipeline)
+        super().__init__(feeder_pipeline(pipeline, bus, stop_event), bus.checkpoint_store(store, stop_event),
+                         stop_event=stop_event, **options)
         self.finished = threading.Event()
 
     def run(self, once: bool = False, *, idle_timeout: float | None = None) -> Any:
         try:
             return super().run(once, idle_timeout=idle_timeout)
         finally:
+            if isinstance(self.store, KvCheckpointStore):
+                self.store.close()
             self.finished.set()
 
     def metrics(self) -> dict[str, Any]:
@@ -205,7 +250,8 @@ class WorkQueueSource(NatsSource):
     def __init__(self, queue: WorkQueue, bus: BusSettings, *, feeder_done: threading.Event | None = None) -> None:
         super().__init__(options=bus.options, stream=queue.stream, subject=queue.subject, durable=queue.durable,
                          create_stream=True, stream_subjects=[queue.subject], stream_config=queue.stream_config(bus),
-                         ack_wait=bus.ack_wait, max_deliver=bus.max_deliver + _SPARE_DELIVERIES)
+                         ack_wait=bus.ack_wait, max_deliver=bus.max_deliver + _SPARE_DELIVERIES,
+                         max_ack_pending=bus.max_ack_pending)
         self.feeder_done = feeder_done
         #: messages of the stream not delivered yet, as of the last message fetched (None before the first)
         self.queue_pending: int | None = None
@@ -218,17 +264,21 @@ class WorkQueueSource(NatsSource):
         await self._align_consumer()
 
     async def _align_consumer(self) -> None:
-        """Bring an existing consumer's ack wait and delivery limit to this process's (the newest start wins)."""
+        """Bring an existing consumer's ack wait, delivery limit and max ack pending to this process's (the newest
+        start wins): a consumer created by an older Interlink, with JetStream's default of 1000 unacknowledged
+        messages, is updated in place, keeping its position."""
         info = await self._subscription.consumer_info()
         config = info.config
-        if abs(float(config.ack_wait or 0) - self.ack_wait) < 0.001 and config.max_deliver == self.max_deliver:
+        if (abs(float(config.ack_wait or 0) - self.ack_wait) < 0.001 and config.max_deliver == self.max_deliver
+                and config.max_ack_pending == self.max_ack_pending):
             return
-        log.warning("work queue %s: consumer %s had ack wait %ss and max deliver %s; setting %ss and %s",
-                    self.stream, self.durable, config.ack_wait, config.max_deliver, self.ack_wait, self.max_deliver)
+        log.warning("work queue %s: consumer %s had ack wait %ss, max deliver %s and max ack pending %s; setting "
+                    "%ss, %s and %s", self.stream, self.durable, config.ack_wait, config.max_deliver,
+                    config.max_ack_pending, self.ack_wait, self.max_deliver, self.max_ack_pending)
         assert self._nc is not None
         try:
             await self._nc.jetstream().add_consumer(self.stream, config=dataclasses.replace(
-                config, ack_wait=self.ack_wait, max_deliver=self.max_deliver))
+                config, ack_wait=self.ack_wait, max_deliver=self.max_deliver, max_ack_pending=self.max_ack_pending))
         except Exception as exc:  # an older server that cannot update: keep the consumer as it is
             log.warning("work queue %s: cannot update consumer %s: %s", self.stream, self.durable, exc)
 
@@ -311,8 +361,8 @@ class WorkQueueSource(NatsSource):
 
 def worker_pipeline(pipeline: Pipeline, bus: BusSettings, *, feeder_done: threading.Event | None = None) -> Pipeline:
     """The worker half of ``pipeline``: the work queue as source, then its steps and sinks, unchanged."""
-    return dataclasses.replace(pipeline, source=WorkQueueSource(WorkQueue.of(pipeline.name), bus,
-                                                                feeder_done=feeder_done))
+    source = WorkQueueSource(WorkQueue.of(pipeline.name), bus.for_pipeline(pipeline), feeder_done=feeder_done)
+    return dataclasses.replace(pipeline, source=source)
 
 
 class ConsumerPositionStore(MiddlewareStore):
@@ -343,6 +393,7 @@ class WorkerRunner(PipelineRunner):
 
     def __init__(self, pipeline: Pipeline, store: MiddlewareStore, bus: BusSettings, *,
                  feeder_done: threading.Event | None = None, **options: Any) -> None:
+        bus = bus.for_pipeline(pipeline)
         super().__init__(worker_pipeline(pipeline, bus, feeder_done=feeder_done), ConsumerPositionStore(store),
                          **options)
         self.max_deliver = bus.max_deliver
@@ -452,6 +503,7 @@ def check_store_for_workers(store: MiddlewareStore) -> str | None:
 
 __all__ = [
     "DELIVERED_HEADER",
+    "MAX_ACK_PENDING",
     "BusSettings",
     "ConsumerPositionStore",
     "FeederRunner",

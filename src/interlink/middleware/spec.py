@@ -10,6 +10,7 @@ A pipeline is written in ``<project>/pipelines/NAME.yaml`` or built in Python; b
     sink: {type: org.upsert, object: Order__c, externalId: ERP_Id__c}
     retry: {attempts: 5, backoff: 1s, max_backoff: 60s}
     batch: 100
+    distributed: {ackWait: 30s, maxDeliver: 5, maxAckPending: 20000}   # only used with --bus nats://…
 
 Everything is checked before anything runs, and every error names the file, the line and the key path
 (``pipelines/erp.yaml:7: steps[1].when: bad expression 'Amount__c >': ...``): the structure here, the step types,
@@ -62,8 +63,9 @@ if TYPE_CHECKING:  # re-exported lazily (see __getattr__ at the end): the regist
 KeyPath = tuple[str | int, ...]
 COMMON_STEP_KEYS = frozenset({"type", "name", "retry"})
 TOP_KEYS = ("name", "description", "enabled", "source", "steps", "sink", "sinks", "retry", "batch", "poll",
-            "expressions", "dependsOn", "schedule")
+            "expressions", "dependsOn", "schedule", "distributed")
 RETRY_KEYS = ("attempts", "backoff", "max_backoff")
+DISTRIBUTED_KEYS = ("ackWait", "maxDeliver", "maxAckPending")
 #: YAML files of ``pipelines/`` that are not pipelines (named org connections)
 RESERVED_STEMS = frozenset({"connections"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -205,6 +207,39 @@ class RetryPolicy:
         return cls(attempts=attempts, backoff=backoff, max_backoff=max_backoff)
 
 
+@dataclass(frozen=True)
+class DistributedOptions:
+    """How a pipeline's work queue behaves when it runs on a NATS bus (``distributed:`` in YAML); None leaves the
+    process's setting (``--ack-wait``, ``--max-deliver``, ``--max-ack-pending``) in force for that key."""
+
+    ack_wait: float | None = None
+    max_deliver: int | None = None
+    max_ack_pending: int | None = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> DistributedOptions:
+        """The options of a ``distributed:`` mapping (``ackWait``, ``maxDeliver``, ``maxAckPending``)."""
+        if isinstance(config, DistributedOptions):
+            return config
+        if config is None:
+            return cls()
+        if not isinstance(config, Mapping):
+            raise spec_error(f"expected a mapping with {', '.join(DISTRIBUTED_KEYS)}, got {config!r}")
+        unknown = sorted(str(key) for key in set(config) - set(DISTRIBUTED_KEYS))
+        if unknown:
+            raise spec_error(f"unknown key {unknown[0]!r} (expected {', '.join(DISTRIBUTED_KEYS)})", unknown[0])
+        ack_wait = duration_option(config, "ackWait", None) if config.get("ackWait") is not None else None
+        if ack_wait is not None and ack_wait <= 0:
+            raise spec_error("ackWait must be more than 0s", "ackWait")
+        max_deliver = option(config, "maxDeliver", int, None)
+        if max_deliver is not None and max_deliver < 1:
+            raise spec_error("maxDeliver must be at least 1", "maxDeliver")
+        max_ack_pending = option(config, "maxAckPending", int, None)
+        if max_ack_pending is not None and max_ack_pending < 1:
+            raise spec_error("maxAckPending must be at least 1", "maxAckPending")
+        return cls(ack_wait=ack_wait, max_deliver=max_deliver, max_ack_pending=max_ack_pending)
+
+
 StepConfig = Mapping[str, Any]
 
 
@@ -233,11 +268,14 @@ class Pipeline:
     # Batch jobs (``interlink sync run``): pipelines that must succeed first, and a cron schedule (UTC).
     depends_on: list[str] = field(default_factory=list)
     schedule: str | None = None
+    # On a NATS bus (``--bus nats://…``): this pipeline's work-queue settings, over the process's flags.
+    distributed: DistributedOptions | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise self.error(f"bad pipeline name {self.name!r}: use letters, digits, '_', '-' and '.'", "name")
         self.retry = self._checked(lambda: RetryPolicy.from_config(self.retry), "retry")
+        self.distributed = self._checked(lambda: DistributedOptions.from_config(self.distributed), "distributed")
         try:
             self.poll = parse_duration(self.poll)
         except ValueError as exc:
@@ -271,6 +309,12 @@ class Pipeline:
         """The pipeline's retry policy (``retry`` after checking)."""
         assert isinstance(self.retry, RetryPolicy)
         return self.retry
+
+    @property
+    def distributed_options(self) -> DistributedOptions:
+        """The pipeline's ``distributed:`` settings (after checking)."""
+        assert isinstance(self.distributed, DistributedOptions)
+        return self.distributed
 
     @property
     def poll_seconds(self) -> float:
@@ -395,7 +439,8 @@ def _pipeline_from_data(data: dict[str, Any], path: Path | None, lines: dict[Key
                     sink=data.get("sink"), sinks={str(k): v for k, v in sinks.items()},
                     retry=data.get("retry") or RetryPolicy(), batch=data.get("batch", 100), poll=data.get("poll", 1.0),
                     description=data.get("description", ""), enabled=data.get("enabled", True), limits=limits,
-                    path=path, lines=lines, depends_on=data.get("dependsOn") or [], schedule=data.get("schedule"))
+                    path=path, lines=lines, depends_on=data.get("dependsOn") or [], schedule=data.get("schedule"),
+                    distributed=data.get("distributed"))
 
 
 @dataclass
@@ -524,7 +569,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "BuildContext", "BuiltPipeline", "BuiltSink", "BuiltStep", "Pipeline", "Registration", "RetryPolicy",
+    "BuildContext", "BuiltPipeline", "BuiltSink", "BuiltStep", "DistributedOptions", "Pipeline", "Registration",
+    "RetryPolicy",
     "build_pipeline", "discover_pipelines", "duration_option", "expression_option", "format_key_path",
     "import_project_module", "load_connectors", "load_pipeline_file", "load_pipeline_text", "load_project", "option",
     "parse_duration", "register_processor", "register_sink", "register_source", "registered", "spec_error",

@@ -3,7 +3,9 @@
 Every publish carries ``Nats-Msg-Id: <message id>``: JetStream answers a second publish of the same id within
 the stream's duplicate window (2 minutes by default, ``duplicateWindow`` when the sink creates the stream)
 with the original sequence instead of storing it again, so a batch retried after a crash does not duplicate
-messages in the stream. A batch is published concurrently and each message waits for its ``PubAck``. The
+messages in the stream. A batch is published concurrently, with at most ``max_pending`` publishes waiting for
+their ``PubAck`` at once (256 by default): a batch of 50,000 does not fire 50,000 publishes that then time out
+waiting for the server; :meth:`NatsSink.write` answers once every message of the batch has its answer. The
 message's key goes in ``Interlink-Key``; with ``forwardHeaders: true`` its headers go too, as tagged JSON in
 ``Interlink-Headers``, so a NATS source reading the subject gets the message back with the same id, key and headers
 (the distributed runtime relies on it).
@@ -18,20 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from nats.aio.client import Client
-from nats.errors import (
-    ConnectionClosedError,
-    ConnectionReconnectingError,
-    MaxPayloadError,
-    NoRespondersError,
-    OutboundBufferLimitError,
-    StaleConnectionError,
-)
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import APIError, NoStreamResponseError, ServerError, ServiceUnavailableError
+from nats.errors import MaxPayloadError
+from nats.js.errors import APIError
 
 from interlink.middleware.base import Delivery, Message, Sink
 from interlink.middleware.sources import duration, require, with_connection
@@ -39,8 +34,10 @@ from interlink.middleware.sources.nats import (
     HEADERS_HEADER,
     KEY_HEADER,
     MSG_ID_HEADER,
+    RETRYABLE_ERRORS,
     NatsLoop,
     NatsSource,
+    close_connection,
     connect_options,
     ensure_stream,
     open_connection,
@@ -48,9 +45,8 @@ from interlink.middleware.sources.nats import (
 )
 from interlink.middleware.store import encode_json
 
-_RETRYABLE = (NatsTimeoutError, asyncio.TimeoutError, ConnectionClosedError, ConnectionReconnectingError,
-              StaleConnectionError, NoRespondersError, NoStreamResponseError, OutboundBufferLimitError,
-              ServiceUnavailableError, ServerError, OSError)
+#: publishes waiting for their acknowledgement at once, by default
+MAX_PENDING = 256
 
 
 class NatsSink(Sink):
@@ -61,7 +57,9 @@ class NatsSink(Sink):
     def __init__(self, *, options: dict[str, Any], subject: str, stream: str | None = None,
                  create_stream: bool = False, stream_subjects: list[str] | None = None,
                  stream_config: dict[str, Any] | None = None, timeout: float = 5.0,
-                 forward_headers: bool = False) -> None:
+                 forward_headers: bool = False, max_pending: int = MAX_PENDING) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
         self.options = options
         self.subject = subject
         self.stream = stream
@@ -70,6 +68,7 @@ class NatsSink(Sink):
         self.stream_config = stream_config or {}
         self.timeout = timeout
         self.forward_headers = forward_headers
+        self.max_pending = max_pending
         self._loop: NatsLoop | None = None
         self._nc: Client | None = None
 
@@ -80,8 +79,7 @@ class NatsSink(Sink):
         try:
             loop.run(self._open(), timeout=NatsSource.connect_deadline(self.options))
         except BaseException:
-            loop.run(self._close(), timeout=10)
-            loop.stop()
+            close_connection(loop, self._nc)
             self._nc = None
             raise
         self._loop = loop
@@ -104,17 +102,25 @@ class NatsSink(Sink):
                                                      stream=self.stream, headers=headers)
         except MaxPayloadError as exc:
             return Delivery(error=f"message too large for the NATS server: {exc}", retryable=False)
-        except _RETRYABLE as exc:
+        except RETRYABLE_ERRORS as exc:
             return Delivery(error=f"publish to {self.subject} failed: {exc!r}", retryable=True)
         except APIError as exc:
             return Delivery(error=f"JetStream refused the message on {self.subject}: {exc}", retryable=False)
         return Delivery(detail={"stream": ack.stream, "sequence": ack.seq, "duplicate": bool(ack.duplicate)})
 
     async def _publish(self, messages: Sequence[Message]) -> list[Delivery]:
-        return list(await asyncio.gather(*(self._publish_one(message) for message in messages)))
+        """Publish every message, at most :attr:`max_pending` waiting for their ack at once; answers when all
+        are answered (each publish's own ``timeout`` starts when it is sent, not while it waits for a slot)."""
+        slots = asyncio.Semaphore(self.max_pending)
+
+        async def publish(message: Message) -> Delivery:
+            async with slots:
+                return await self._publish_one(message)
+
+        return list(await asyncio.gather(*(publish(message) for message in messages)))
 
     def write(self, messages: Sequence[Message]) -> list[Delivery]:
-        """Publish the batch concurrently; one delivery per message, in order."""
+        """Publish the batch (see :meth:`_publish`); one delivery per message, in order."""
         if not messages:
             return []
         try:
@@ -122,19 +128,13 @@ class NatsSink(Sink):
         except Exception as exc:  # connecting failed: every message may succeed later
             return [Delivery(error=f"cannot connect to NATS: {exc!r}", retryable=True) for _ in messages]
         assert self._loop is not None
-        return self._loop.run(self._publish(messages), timeout=self.timeout * 2 + 30)
-
-    async def _close(self) -> None:
-        if self._nc is not None and not self._nc.is_closed:
-            await self._nc.close()
+        # Each wave of max_pending publishes takes at most `timeout` (a publish times out on its own after it).
+        waves = math.ceil(len(messages) / self.max_pending)
+        return self._loop.run(self._publish(messages), timeout=self.timeout * (waves + 1) + 30)
 
     def close(self) -> None:
-        """Drain and disconnect."""
-        if self._loop is not None:
-            try:
-                self._loop.run(self._close(), timeout=10)
-            finally:
-                self._loop.stop()
+        """Disconnect."""
+        close_connection(self._loop, self._nc)
         self._loop = self._nc = None
 
 
@@ -154,4 +154,4 @@ def make_nats_sink(config: dict[str, Any], context: Any) -> NatsSink:
     )
 
 
-__all__ = ["NatsSink", "make_nats_sink"]
+__all__ = ["MAX_PENDING", "NatsSink", "make_nats_sink"]

@@ -21,6 +21,7 @@ forwarded the message's headers (the NATS sink's ``forwardHeaders``, as the dist
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import threading
@@ -31,9 +32,17 @@ from typing import Any, TypeVar
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import (
+    ConnectionClosedError,
+    ConnectionReconnectingError,
+    NoRespondersError,
+    NoServersError,
+    OutboundBufferLimitError,
+    StaleConnectionError,
+)
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError, ServerError, ServiceUnavailableError
 
 from interlink.middleware.base import Message, PipelineSpecError, Source
 from interlink.middleware.sources import duration, expand_env, require, with_connection
@@ -48,6 +57,11 @@ MSG_ID_HEADER = "Nats-Msg-Id"
 KEY_HEADER = "Interlink-Key"
 #: the message's own headers as tagged JSON (:func:`interlink.middleware.store.encode_json`), when forwarded
 HEADERS_HEADER = "Interlink-Headers"
+#: failures that say "NATS is away or slow right now", not "this request is wrong": worth trying again
+RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
+    NatsTimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError, ConnectionClosedError,
+    ConnectionReconnectingError, StaleConnectionError, NoRespondersError, NoServersError, NoStreamResponseError,
+    OutboundBufferLimitError, ServiceUnavailableError, ServerError, OSError)
 
 
 class NatsLoop:
@@ -111,6 +125,23 @@ async def open_connection(options: dict[str, Any]) -> Client:
     return client
 
 
+def close_connection(loop: NatsLoop | None, client: Client | None, *, timeout: float = 10.0) -> None:
+    """Close ``client`` (if it is open) on ``loop``, then stop ``loop``: how every NATS connector lets go.
+
+    Closing is best effort: a connection that cannot be closed cleanly (NATS went away) is logged and dropped,
+    and the loop's thread is stopped whatever happened, so a failed close never leaks a thread.
+    """
+    if loop is None:
+        return
+    try:
+        if client is not None and not client.is_closed:
+            loop.run(client.close(), timeout=timeout)
+    except Exception as exc:
+        log.warning("nats: closing the connection failed: %r", exc)
+    finally:
+        loop.stop()
+
+
 async def ensure_stream(js: JetStreamContext, name: str, subjects: list[str], config: dict[str, Any]) -> None:
     """Create stream ``name`` on ``subjects`` unless it exists (an existing stream is left as it is);
     ``config`` is :func:`stream_config`'s, plus ``retention`` (``limits``, ``interest`` or ``workqueue``)."""
@@ -150,7 +181,7 @@ class NatsSource(Source):
     def __init__(self, *, options: dict[str, Any], stream: str, subject: str, durable: str,
                  create_stream: bool = False, stream_subjects: list[str] | None = None,
                  stream_config: dict[str, Any] | None = None, ack_wait: float = 30.0, max_deliver: int = -1,
-                 deliver_policy: str = "all") -> None:
+                 deliver_policy: str = "all", max_ack_pending: int | None = None) -> None:
         self.options = options
         self.stream = stream
         self.subject = subject
@@ -160,6 +191,9 @@ class NatsSource(Source):
         self.stream_config = stream_config or {}
         self.ack_wait = ack_wait
         self.max_deliver = max_deliver
+        #: how many messages the consumer lets be delivered and unacknowledged at once (None: the server's
+        #: default, 1000), across every process bound to the durable
+        self.max_ack_pending = max_ack_pending
         try:
             self.deliver_policy = api.DeliverPolicy(deliver_policy)
         except ValueError:
@@ -190,7 +224,8 @@ class NatsSource(Source):
         if self.create_stream:
             await ensure_stream(js, self.stream, self.stream_subjects, self.stream_config)
         config = api.ConsumerConfig(ack_policy=api.AckPolicy.EXPLICIT, ack_wait=self.ack_wait,
-                                    max_deliver=self.max_deliver, deliver_policy=self.deliver_policy)
+                                    max_deliver=self.max_deliver, deliver_policy=self.deliver_policy,
+                                    max_ack_pending=self.max_ack_pending)
         self._subscription = await js.pull_subscribe(self.subject, durable=self.durable, stream=self.stream,
                                                      config=config)
 
@@ -258,17 +293,9 @@ class NatsSource(Source):
         """The stream sequences read and not acknowledged yet."""
         return list(self._pending)
 
-    async def _close(self) -> None:
-        if self._nc is not None and not self._nc.is_closed:
-            await self._nc.close()
-
     def close(self) -> None:
         """Disconnect (the durable consumer stays; un-acked messages are redelivered after ``ackWait``)."""
-        if self._loop is not None:
-            try:
-                self._loop.run(self._close(), timeout=10)
-            finally:
-                self._loop.stop()
+        close_connection(self._loop, self._nc)
         self._loop = self._nc = self._subscription = None
         self._pending.clear()
 
@@ -294,5 +321,6 @@ def make_nats_source(config: dict[str, Any], context: Any) -> NatsSource:
     )
 
 
-__all__ = ["HEADERS_HEADER", "KEY_HEADER", "MSG_ID_HEADER", "NatsLoop", "NatsSource", "connect_options",
-           "ensure_stream", "make_nats_source", "message_body", "open_connection", "stream_config"]
+__all__ = ["HEADERS_HEADER", "KEY_HEADER", "MSG_ID_HEADER", "RETRYABLE_ERRORS", "NatsLoop", "NatsSource",
+           "close_connection", "connect_options", "ensure_stream", "make_nats_source", "message_body",
+           "open_connection", "stream_config"]
