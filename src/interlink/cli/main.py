@@ -386,6 +386,7 @@ from interlink.cli.callouts import callouts_app, outbound_app, secrets_app, serv
 from interlink.cli.connect import connect_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.data import data_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.events import cdc_app, events_app  # noqa: E402 - registered after the shared options exist
+from interlink.cli.patterns import patterns_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.pipelines import dlq_app, pipelines_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.sagas import saga_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.sync import sync_app  # noqa: E402 - registered after the shared options exist
@@ -403,6 +404,7 @@ app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(saga_app, name="saga")
 app.add_typer(sync_app, name="sync")
+app.add_typer(patterns_app, name="patterns")
 app.command("worker")(worker_command)
 
 if __name__ == "__main__":
