@@ -253,3 +253,40 @@ def test_apps_create(org_dir: Path) -> None:
         assert admin is not None and app.run_as_user_id == admin.id
     listed = cli("apps", "list", "--show-secrets", "--data-dir", str(org_dir))
     assert "Reporting" in listed.stdout and values["consumer_secret"] in listed.stdout
+
+
+def test_deploy_a_field_together_with_the_flow_that_uses_it(tmp_path: Path) -> None:
+    """A flow naming a field the same deploy adds: the org opens, the deploy applies, then the flow loads."""
+    data_dir, project_dir = tmp_path / "org", tmp_path / "project"
+    (project_dir / "metadata" / "objects").mkdir(parents=True)
+    with local_org(data_dir, project_dir=project_dir):
+        pass
+    (project_dir / "metadata" / "objects" / "Invoice__c.yaml").write_text(INVOICE + NOTE_FIELD)
+    flows = project_dir / "metadata" / "flows"
+    flows.mkdir(parents=True)
+    (flows / "Note_Invoices.yaml").write_text(textwrap.dedent("""\
+        object: Invoice__c
+        trigger: create
+        condition: "Note__c = null"
+        actions:
+          - update: {Note__c: "new"}
+        """))
+    dirs = ("--data-dir", str(data_dir), "--project-dir", str(project_dir))
+    project_env = {"INTERLINK_PROJECT_DIR": str(project_dir)}
+    assert cli("token", *dirs[:2], env=project_env).stdout.strip()  # the flow does not load yet: still a token
+    applied = cli("deploy", *dirs)
+    assert "Deployed" in applied.stderr and "error" not in applied.stderr
+    with local_org(data_dir, project_dir=project_dir) as org:  # now everything loads, and the flow runs
+        (created,) = org.records.create(org.admin_context(), "Invoice__c", [{"Name": "I-1", "Amount__c": 5}])
+        assert not created.errors, created.errors
+        row = org.query.execute(f"SELECT Note__c FROM Invoice__c WHERE Id = '{created.id}'",
+                                org.admin_context()).records[0]
+        assert row["Note__c"] == "new"
+    (flows / "Broken.yaml").write_text("object: Invoice__c\ntrigger: create\ncondition: \"Nope__c = 1\"\n"
+                                       "actions:\n  - update: {Note__c: x}\n")
+    broken = cli("deploy", *dirs, check=False)
+    assert broken.returncode == 1
+    assert "the project's code does not load" in broken.stderr and "Nope__c" in broken.stderr
+    assert "Traceback" not in broken.stderr
+    refused = cli("users", "list", *dirs[:2], env=project_env, check=False)  # commands that may write refuse
+    assert refused.returncode != 0 and "Nope__c" in refused.stderr

@@ -142,11 +142,16 @@ class Org:
     # -- opening ---------------------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, settings: Settings, *, deploy: bool = True) -> Org:
+    def open(cls, settings: Settings, *, deploy: bool = True, lenient_project: bool = False) -> Org:
         """Open (and on first use bootstrap) the org described by ``settings``.
 
         With ``deploy`` the project's metadata is loaded and additive changes are applied; destructive
         ones are left for ``interlink deploy --allow-destructive`` and reported as warnings.
+
+        ``lenient_project`` opens the org even when the project's code (flows, triggers, credentials ...) does
+        not load, keeping the error in :attr:`project_error`: for commands that write no records (``interlink
+        deploy``, whose new fields a new flow may need; ``interlink token``). Everything else refuses to run
+        without the project's automation.
         """
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.store_url)
@@ -162,14 +167,14 @@ class Org:
             store.close()
             raise
         try:
-            org._bootstrap(deploy=deploy)
+            org._bootstrap(deploy=deploy, lenient_project=lenient_project)
             org.events.recover()
         except BaseException:
             org.close()
             raise
         return org
 
-    def _bootstrap(self, *, deploy: bool) -> None:
+    def _bootstrap(self, *, deploy: bool, lenient_project: bool = False) -> None:
         report = self.bootstrap
         existing = self._org_row()
         if existing is not None and json.loads(existing.settings_json or "{}").get("sample_metadata"):
@@ -188,7 +193,13 @@ class Org:
                 report.plan = self.store.deploy(loaded.schema, allow_destructive=existing is None)
             self.bus.channels.replace_metadata_members(metadata_members(self.store.schema, loaded.channels))
         search_index.sync(self.store)  # create the SOSL index; rebuild it when stale
-        self.load_project_code()
+        try:
+            self.load_project_code()
+        except Exception as exc:
+            if not lenient_project or existing is None:
+                raise
+            self.project_error = getattr(exc, "message", None) or str(exc)
+            report.warnings.append(f"the project's code did not load: {self.project_error}")
         if existing is None:
             self._create_org(report)
             existing = self._org_row()

@@ -45,10 +45,10 @@ def _settings(**flags: Any) -> Settings:
     return Settings.load(flags)
 
 
-def _open(settings: Settings, *, deploy: bool = False) -> Org:
+def _open(settings: Settings, *, deploy: bool = False, lenient_project: bool = False) -> Org:
     from interlink.app.org import Org
 
-    return Org.open(settings, deploy=deploy)
+    return Org.open(settings, deploy=deploy, lenient_project=lenient_project)
 
 
 def _err(message: str) -> None:
@@ -142,17 +142,17 @@ def token(
     store: StoreUrl = None,
 ) -> None:
     """Mint an access token for a user; prints only the token, for scripts."""
-    with _existing_org(data_dir, store) as org:
+    with _existing_org(data_dir, store, lenient_project=True) as org:
         typer.echo(org.mint_token(user))
 
 
 @contextlib.contextmanager
 def _existing_org(data_dir: Path | None, store: str | None, *, project_dir: Path | None = None,
-                  bus: str | None = None) -> Iterator[Org]:
+                  bus: str | None = None, lenient_project: bool = False) -> Iterator[Org]:
     """Open the org a command works on (without deploying); a clear error (exit 2) when the data dir has none."""
     settings = _settings(data_dir=data_dir, store=store, project_dir=project_dir, bus=bus)
     _require_org(settings)
-    with _open(settings) as org:
+    with _open(settings, lenient_project=lenient_project) as org:
         yield org
 
 
@@ -203,7 +203,8 @@ def deploy(
     from interlink.app.provisioning import apply_identity_metadata
 
     settings = _settings(data_dir=data_dir, project_dir=project_dir, store=store)
-    with _open(settings) as org:
+    # Lenient: a new flow may use a field this deploy adds; the code is checked again after the deploy.
+    with _open(settings, lenient_project=True) as org:
         loaded = org.load_metadata()
         for warning in loaded.warnings:
             _err(f"[yellow]warning:[/] {warning}")
@@ -212,6 +213,7 @@ def deploy(
             for change in [] if dry_run else apply_identity_metadata(org, settings.project_dir):
                 _err(change)
             _err("Nothing to deploy: the org matches the project.")
+            _check_project_code(org)
             return
         for line in plan.describe():
             _err(("[red]" if line.startswith("!") else "[green]") + line.replace("[", "\\[") + "[/]")
@@ -222,6 +224,16 @@ def deploy(
         _err(f"Deployed {len(plan.changes)} change(s).")
         for change in apply_identity_metadata(org, settings.project_dir):
             _err(change)
+        _check_project_code(org)
+
+
+def _check_project_code(org: Org) -> None:
+    """After a deploy: the project's flows, triggers and credentials must load against the new schema."""
+    try:
+        org.load_project_code()
+    except Exception as exc:
+        _err(f"[red]error:[/] the project's code does not load: {getattr(exc, 'message', None) or exc}")
+        raise typer.Exit(1) from exc
 
 
 @app.command()
