@@ -577,3 +577,28 @@ def test_retrieve_and_lookups_accept_15_character_ids(org: Any, ctx: Any) -> Non
     (account,) = create_ok(org, ctx, "Account", {"Name": f"{t} short"})
     assert org.records.retrieve("Account", [account[:15]])[0]["Id"] == account
     assert org.records.delete(ctx, [account[:15]])[0].id == account
+
+
+def test_an_opportunity_stage_sets_closed_won_probability_and_forecast(org: Any, ctx: Any) -> None:
+    def row(opp_id: str) -> dict[str, Any]:
+        return org.query.execute("SELECT IsClosed, IsWon, Probability, ForecastCategoryName, ExpectedRevenue "
+                                 f"FROM Opportunity WHERE Id = '{opp_id}'", ctx).records[0]
+
+    (deal, custom) = org.records.create(ctx, "Opportunity", [
+        {"Name": "Stages", "StageName": "Prospecting", "CloseDate": "2026-12-01", "Amount": 1000},
+        {"Name": "Own odds", "StageName": "Qualification", "CloseDate": "2026-12-01", "Probability": 35}])
+    first = row(deal.id)
+    assert (first["IsClosed"], first["IsWon"], first["Probability"], first["ForecastCategoryName"],
+            first["ExpectedRevenue"]) == (False, False, 10, "Pipeline", 100)
+    assert row(custom.id)["Probability"] == 35  # a probability given with the stage is kept
+    org.records.update(ctx, "Opportunity", [{"Id": deal.id, "StageName": "Closed Won"}])
+    won = row(deal.id)
+    assert (won["IsClosed"], won["IsWon"], won["Probability"], won["ForecastCategoryName"]) == (
+        True, True, 100, "Closed")
+    org.records.update(ctx, "Opportunity", [{"Id": deal.id, "Amount": 400}])
+    assert row(deal.id)["ExpectedRevenue"] == 400
+    org.records.update(ctx, "Opportunity", [{"Id": deal.id, "StageName": "Closed Lost"}])
+    lost = row(deal.id)
+    assert (lost["IsClosed"], lost["IsWon"], lost["Probability"], lost["ExpectedRevenue"]) == (True, False, 0, 0)
+    (refused,) = org.records.update(ctx, "Opportunity", [{"Id": deal.id, "IsWon": True}])
+    assert refused.errors and refused.errors[0].error_code == "INVALID_FIELD_FOR_INSERT_UPDATE"

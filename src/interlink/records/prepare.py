@@ -103,8 +103,44 @@ def parse_default(fdef: FieldDef) -> Any:
     return parse_value(fdef, value)
 
 
+# The standard opportunity stages: (default probability %, forecast category, IsClosed, IsWon), as a new org has
+# them. A stage outside this table (a project's own picklist value) is open and keeps the probability given.
+OPPORTUNITY_STAGES: dict[str, tuple[int, str, bool, bool]] = {
+    "Prospecting": (10, "Pipeline", False, False),
+    "Qualification": (10, "Pipeline", False, False),
+    "Needs Analysis": (20, "Pipeline", False, False),
+    "Value Proposition": (50, "Pipeline", False, False),
+    "Id. Decision Makers": (60, "Pipeline", False, False),
+    "Perception Analysis": (70, "Pipeline", False, False),
+    "Proposal/Price Quote": (75, "Pipeline", False, False),
+    "Negotiation/Review": (90, "Pipeline", False, False),
+    "Closed Won": (100, "Closed", True, True),
+    "Closed Lost": (0, "Omitted", True, False),
+}
+
+
+def _opportunity_stage(obj: ObjectDef, record: dict[str, Any], previous: dict[str, Any] | None) -> None:
+    """IsClosed, IsWon, the stage's default probability and forecast category, and ExpectedRevenue."""
+    stage_changed = "StageName" in record and (previous is None or record["StageName"] != previous.get("StageName"))
+    if stage_changed:
+        stage = OPPORTUNITY_STAGES.get(str(record["StageName"]))
+        probability, forecast, closed, won = stage if stage else (None, None, False, False)
+        record["IsClosed"], record["IsWon"] = closed, won
+        if probability is not None and "Probability" not in record and obj.has_field("Probability"):
+            record["Probability"] = probability
+        if forecast is not None and "ForecastCategoryName" not in record and obj.has_field("ForecastCategoryName"):
+            record["ForecastCategoryName"] = forecast
+    if obj.has_field("ExpectedRevenue") and ("Amount" in record or "Probability" in record):
+        merged = {**(previous or {}), **record}
+        amount, probability = merged.get("Amount"), merged.get("Probability")
+        record["ExpectedRevenue"] = (None if amount is None or probability is None
+                                     else round(float(amount) * float(probability) / 100, 2))
+
+
 def compute_derived(obj: ObjectDef, record: dict[str, Any], previous: dict[str, Any] | None = None) -> None:
-    """Platform-computed fields: the compound Name of people (Contact, Lead, User)."""
+    """Platform-computed fields: the compound Name of people (Contact, Lead, User); an opportunity's stage flags."""
+    if obj.name == "Opportunity" and obj.has_field("IsClosed"):
+        _opportunity_stage(obj, record, previous)
     name_field = obj.field("Name")
     if name_field is None or name_field.createable or not obj.has_field("LastName"):
         return
