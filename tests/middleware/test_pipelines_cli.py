@@ -169,3 +169,21 @@ def test_discard_and_unknown_names(project: Path, tmp_path: Path) -> None:
     assert "no dead letter nope" in cli("dlq", "show", "nope", "--data-dir", data, code=1)
     assert "no pipeline named billing" in cli("pipelines", "run", "billing", "--once", "--project-dir",
                                               str(project), "--data-dir", data, code=2)
+
+
+def test_an_unset_connection_variable_is_a_clean_error_not_a_traceback(tmp_path: Path) -> None:
+    from interlink.testing import run_cli
+
+    project = tmp_path / "project"
+    (project / "pipelines").mkdir(parents=True)
+    (project / "pipelines" / "connections.yaml").write_text("production:\n  url: ${IL_TEST_UNSET_VARIABLE}\n")
+    (project / "pipelines" / "a.yaml").write_text(textwrap.dedent(f"""\
+        name: a
+        source: {{type: files, path: {tmp_path / 'in'}}}
+        sinks:
+          main: {{type: org.upsert, object: Account, externalId: Name}}
+        """))
+    result = run_cli("pipelines", "run", "--once", "--project-dir", str(project), "--data-dir", str(tmp_path / "d"),
+                     check=False)
+    assert result.returncode == 2
+    assert "IL_TEST_UNSET_VARIABLE" in result.stderr and "Traceback" not in result.stderr

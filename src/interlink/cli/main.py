@@ -384,6 +384,13 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as error:
+        from interlink.middleware.base import PipelineSpecError
+
+        if isinstance(error, PipelineSpecError):  # a bad pipeline, saga or connection definition: file:line: key
+            from rich.markup import escape
+
+            _err(f"[red]error:[/] {escape(str(error))}")
+            sys.exit(2)
         # Usage errors (unknown command or option, bad value) come from typer's bundled click: show them
         # the way click does, exit 2, no traceback.
         show = getattr(error, "show", None)
