@@ -231,7 +231,7 @@ async def health(request: Request) -> Response:
 
 def build_app(org: Org) -> Starlette:
     """The ASGI app serving ``org``."""
-    from interlink.api import admin, bulk_v1, odata  # they build on this module's helpers
+    from interlink.api import admin, bulk_v1, cometd, odata  # they build on this module's helpers
     from interlink.console.app import routes as console_routes
 
     data = DataApi(org)
@@ -277,11 +277,14 @@ def build_app(org: Org) -> Starlette:
         *bulk_v1.routes(),
         *admin.routes(),
         *odata.routes(org),
+        *cometd.routes(org),
         *console_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         InterlinkError: _render_error, 404: _not_found, 405: _not_allowed})
     app.state.org = org
+    # Set when the server starts shutting down: long-lived responses (SSE, CometD long polls) end at once.
+    app.state.draining = asyncio.Event()
     return app
 
 

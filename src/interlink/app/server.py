@@ -104,6 +104,7 @@ async def serve(org: Org, *, on_ready: Callable[[ServerInfo], None] | None = Non
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
+        app.state.draining.set()
         for server in servers:
             server.should_exit = True
 
