@@ -233,3 +233,57 @@ def test_transform_calls_a_project_function(context: BuildContext, tmp_path: Pat
         make(context, "transform", function="no_such_module_xyz:f")
     with pytest.raises(PipelineSpecError, match="cannot be called"):
         make(context, "transform", function="shaping:drop", options={"extra": 1})
+
+
+def test_dedupe_checks_a_prepared_batch_in_one_store_transaction(context: BuildContext, clock: Clock,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    store = context.store
+    store.record_seen("orders", ["old"], 3600)
+    calls: dict[str, list[Any]] = {"is_seen": [], "seen_keys": [], "record_seen": [], "seen_before": []}
+    for method in calls:
+        original = getattr(store, method)
+
+        def counted(*args: Any, _original: Any = original, _name: str = method) -> Any:
+            calls[_name].append(args[1])
+            return _original(*args)
+
+        monkeypatch.setattr(store, method, counted)
+
+    def batch() -> list[Message]:
+        replayed = Message(body={"Id": "old"}, id="r", headers={REPLAY_HEADER: "dlq-1"})
+        return [*(Message(body={"Id": key}, id=f"e{index}") for index, key in enumerate(["a", "old", "a", "b"])),
+                Message(body={}, id="no-key"), replayed]
+
+    def run(step: Any, messages: list[Message]) -> list[Any]:
+        answers: list[Any] = []
+        for message in messages:
+            try:
+                answers.append([out.id for _, out in step.process(message)])
+            except PermanentError as exc:
+                answers.append(str(exc))
+        return answers
+
+    prepared: Any = make(context, "dedupe", key="Id", retention="1h")
+    messages = batch()
+    prepared.prepare(messages)
+    with_prepare = run(prepared, messages)
+    assert with_prepare == [["e0"], [], [], ["e3"], "dedupe: the key 'Id' is undefined for this message", ["r"]]
+    assert calls["is_seen"] == [] and [sorted(keys) for keys in calls["seen_keys"]] == [["a", "b", "old"]]
+    prepared.commit()
+    assert calls["record_seen"] == [["a", "b"]] and calls["seen_before"] == []
+    assert store.seen_keys("orders", ["a", "b"], 3600) == {"a", "b"}
+
+    # Without prepare (a replay, a runtime subclass running one message at a time): the same answers, asked per key.
+    clock.now += 1
+    store.purge(0)
+    store.record_seen("orders", ["old"], 3600)
+    alone: Any = make(context, "dedupe", key="Id", retention="1h")
+    assert run(alone, batch()) == with_prepare
+    assert len(calls["is_seen"]) == 3  # a, old, b (the repeated a is caught in memory)
+    # A message prepare did not see (a copy) is looked up on its own.
+    again: Any = make(context, "dedupe", key="Id", retention="1h")
+    again.prepare([Message(body={"Id": "c"}, id="c1")])
+    assert run(again, [Message(body={"Id": "c"}, id="c1")]) == [["c1"]]
+    # A batch abandoned after prepare leaves nothing behind.
+    again.rollback()
+    assert again._prepared == {} and again._pending == []

@@ -396,3 +396,97 @@ def test_a_source_that_keeps_failing_fails_the_run(store: MiddlewareStore, clock
                                  retry={"attempts": 3}), store, clock).run(once=True)
     assert report.status == "Failed" and "broker unavailable" in (report.error or "")
     assert len(clock.slept) == 2 and store.runs("f")[0].status == "Failed"
+
+
+class Recorder(Processor):
+    """Notes the batches it is prepared with and the messages it processes, in order."""
+
+    name = "recorder"
+
+    def __init__(self, log: list[str], label: str) -> None:
+        self.log, self.label = log, label
+
+    def prepare(self, messages: Sequence[Message]) -> None:
+        self.log.append(f"{self.label}:prepare:" + ",".join(message.id for message in messages))
+
+    def process(self, message: Message) -> list[tuple[str | None, Message]]:
+        self.log.append(f"{self.label}:{message.id}")
+        return [(None, message)]
+
+
+def test_each_step_gets_the_whole_batch_and_dedupe_one_transaction_per_batch(
+        store: MiddlewareStore, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: dict[str, int] = {"is_seen": 0, "seen_before": 0, "seen_keys": 0, "record_seen": 0}
+    for method in calls:
+        original = getattr(store, method)
+
+        def counted(*args: Any, _original: Any = original, _name: str = method) -> Any:
+            calls[_name] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(store, method, counted)
+    log: list[str] = []
+    ids = ["a", "b", "a", "c", "d", "b", "e"]  # duplicates inside a batch and across batches
+    sink = MemorySink()
+    pipeline = Pipeline(name="d", source=MemorySource(numbered(7), ids=ids), sink=sink, batch=3, steps=[
+        Recorder(log, "first"), {"type": "filter", "when": "n != 4"}, {"type": "dedupe", "key": "$id"},
+        Recorder(log, "last")])
+    report = runner_for(pipeline, store, clock).run(once=True)
+    assert sink.ids == ["a", "b", "d", "e"] and (report.filtered, report.deduped) == (1, 2)
+    # A step at a time: each step is prepared with its whole batch, then processes it in order.
+    assert log[:6] == ["first:prepare:a,b,a", "first:a", "first:b", "first:a", "last:prepare:a,b", "last:a"]
+    assert calls == {"is_seen": 0, "seen_before": 0, "seen_keys": 3, "record_seen": 3}
+    assert store.seen_keys("d", ["a", "b", "c", "d", "e"], 7 * 86400) == {"a", "b", "d", "e"}
+
+
+def test_step_counters_are_the_same_as_per_message(store: MiddlewareStore, clock: Clock) -> None:
+    def fail_m2(message: Message) -> list[tuple[str | None, Message]]:
+        if message.id == "m2":
+            raise PermanentError("bad m2")
+        return [(None, message)]
+
+    failing = Flaky(set(), 0)
+    failing.process = fail_m2  # type: ignore[method-assign]
+    steps: list[Any] = [failing, {"type": "filter", "when": "n != 3"},
+                        {"type": "split", "items": "[n, n]"}, {"type": "dedupe", "key": "$id"}]
+    runner = runner_for(Pipeline(name="c", source=MemorySource(numbered(4)), sink=MemorySink(), steps=steps),
+                        store, clock)
+    report = runner.run(once=True)
+    assert (report.read, report.written, report.filtered, report.deduped, report.dead_lettered) == (4, 4, 1, 0, 1)
+    assert runner.metrics()["steps"] == {
+        "source": {"read": 4},
+        "flaky[0]": {"in": 4, "failed": 1, "dead_lettered": 1, "out": 3},
+        "filter[1]": {"in": 3, "filtered": 1, "out": 2},
+        "split[2]": {"in": 2, "out": 4},
+        "dedupe[3]": {"in": 4, "out": 4},
+        "sink": {"written": 4},
+    }
+
+
+def test_a_runner_subclass_sees_each_message_it_admits(store: MiddlewareStore, clock: Clock) -> None:
+    class Admitting(PipelineRunner):
+        def _admit(self, message: Message) -> bool:
+            if message.id == "m2":
+                self._dead_letter("gate", 0, None, message, [{"at": "now", "error": "refused"}])
+                return False
+            return True
+
+    class PerMessage(PipelineRunner):  # the older hook: _run_steps per message read
+        def _run_steps(self, message: Message, start: int, branch: str | None) -> list[tuple[str | None, Message]]:
+            if start == 0 and message.id == "m2":
+                return []
+            return super()._run_steps(message, start, branch)
+
+    for runner_class in (Admitting, PerMessage):
+        sink, log = MemorySink(), []
+        name = runner_class.__name__.lower()
+        runner = runner_class(Pipeline(name=name, source=MemorySource(numbered(4)), sink=sink, batch=4,
+                                       steps=[Recorder(log, "r"), {"type": "dedupe", "key": "$id"}]), store,
+                              clock=clock, sleep=clock.sleep)
+        report = runner.run(once=True)
+        assert sink.ids == ["m1", "m3", "m4"] and report.status == "Succeeded", runner_class
+        if runner_class is Admitting:
+            assert log == ["r:prepare:m1,m3,m4", "r:m1", "r:m3", "r:m4"]
+            assert [letter.step for letter in store.dead_letters(name)] == ["gate"]
+        else:  # one message at a time, as before
+            assert log == ["r:prepare:m1", "r:m1", "r:prepare:m3", "r:m3", "r:prepare:m4", "r:m4"]

@@ -104,6 +104,32 @@ def test_seen_before_records_atomically_and_expires(store: MiddlewareStore, cloc
     assert store.is_seen("orders", "fresh", 60)
 
 
+def test_a_batch_of_keys_is_checked_and_recorded_like_one_key_at_a_time(store: MiddlewareStore,
+                                                                       clock: Clock) -> None:
+    long_key = "y" * 5000
+    assert store.seen_keys("orders", [], 60) == set() and store.record_seen("orders", [], 60) == set()
+    assert store.seen_keys("orders", ["k1", "k2", long_key], 60) == set()
+    # Repeats in one batch are one key: recorded once, answered as new.
+    assert store.record_seen("orders", ["k1", "k2", "k1", long_key], 60) == set()
+    assert store.seen_keys("orders", ["k1", "k2", "k3", long_key], 60) == {"k1", "k2", long_key}
+    assert store.seen_keys("other-scope", ["k1"], 60) == set()
+    assert store.is_seen("orders", long_key, 60) and store.seen_before("orders", "k2", 60) is True
+    clock.now += 30
+    assert store.record_seen("orders", ["k1", "k3"], 60) == {"k1"}  # k1 keeps its time (seen 30 s ago)
+    clock.now += 31
+    # k1 and k2 expired (61 s); k3 (31 s) did not: an expired key is new again and restarts its retention.
+    assert store.seen_keys("orders", ["k1", "k2", "k3"], 60) == {"k3"}
+    assert store.record_seen("orders", ["k1", "k3"], 60) == {"k3"}
+    assert store.seen_keys("orders", ["k1", "k2", "k3"], 60) == {"k1", "k3"}
+    assert store.seen_before("orders", "k1", 60) is True
+    # Batches larger than one statement's list of keys.
+    many = [f"m{index}" for index in range(1234)]
+    assert store.record_seen("bulk", many[:700], 60) == set()
+    assert store.seen_keys("bulk", many, 60) == set(many[:700])
+    assert store.record_seen("bulk", many, 60) == set(many[:700])
+    assert store.seen_keys("bulk", many, 60) == set(many)
+
+
 def test_racing_workers_agree_on_who_saw_a_key_first(store: MiddlewareStore, store_url: str, clock: Clock) -> None:
     others = [MiddlewareStore.open_url(store_url, clock=clock) for _ in range(3)]
     answers: list[bool] = []
@@ -123,6 +149,34 @@ def test_racing_workers_agree_on_who_saw_a_key_first(store: MiddlewareStore, sto
     for other in others:
         other.close()
     assert answers.count(False) == 10 and answers.count(True) == 30
+
+
+def test_racing_workers_recording_batches_agree_on_who_saw_each_key_first(store: MiddlewareStore, store_url: str,
+                                                                         clock: Clock) -> None:
+    others = [MiddlewareStore.open_url(store_url, clock=clock) for _ in range(3)]
+    new_keys: list[str] = []
+    recorded: set[str] = set()
+    lock = threading.Lock()
+
+    def record(worker: MiddlewareStore, offset: int) -> None:
+        for batch in range(5):
+            # Overlapping batches, each worker's keys in a different order.
+            keys = [f"key-{(batch * 7 + index * (offset + 1)) % 40}" for index in range(12)]
+            seen = worker.record_seen("race", keys, 3600)
+            with lock:
+                recorded.update(keys)
+                new_keys.extend(key for key in dict.fromkeys(keys) if key not in seen)
+
+    threads = [threading.Thread(target=record, args=(worker, offset))
+               for offset, worker in enumerate([store, *others])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for other in others:
+        other.close()
+    assert sorted(new_keys) == sorted(recorded)  # each key was new for exactly one worker
+    assert store.seen_keys("race", new_keys, 3600) == set(new_keys)
 
 
 def test_dead_letters_keep_message_error_and_attempts(store: MiddlewareStore, clock: Clock) -> None:

@@ -134,9 +134,10 @@ class Processor:
     it goes to (None: the default sink): [] drops the message (filter), several split it.
 
     The other methods and attributes are optional hooks with do-nothing defaults, which the runtime calls for
-    stateful steps: :meth:`held` and :meth:`tick` (messages held back, such as aggregate windows), :meth:`commit` and
-    :meth:`rollback` (state kept until a batch is delivered, such as dedupe keys), :attr:`drop_metric`,
-    :attr:`branches` and :attr:`routes_everything` (for metrics and validation).
+    stateful steps: :meth:`prepare` (look up state for a whole batch at once, such as dedupe keys), :meth:`held` and
+    :meth:`tick` (messages held back, such as aggregate windows), :meth:`commit` and :meth:`rollback` (state kept
+    until a batch is delivered, such as dedupe keys), :attr:`drop_metric`, :attr:`branches` and
+    :attr:`routes_everything` (for metrics and validation).
     """
 
     name: str = "processor"
@@ -149,6 +150,15 @@ class Processor:
 
     def process(self, message: Message) -> list[tuple[str | None, Message]]:
         raise NotImplementedError
+
+    def prepare(self, messages: Sequence[Message]) -> None:
+        """The messages the runtime is about to pass to :meth:`process`, one by one and in this order: a step may
+        fetch what it needs for all of them at once (dedupe looks up a batch of keys in one transaction).
+
+        Only an optimisation: :meth:`process` must give the same answers without it, and must not rely on it being
+        called (a replayed message, a runtime subclass running messages one at a time). An exception here is
+        ignored; :meth:`process` then does the work per message, with the step's retries.
+        """
 
     def flush(self) -> list[tuple[str | None, Message]]:
         """Messages a stateful step holds back (aggregate windows), released at the end of a run or a window."""

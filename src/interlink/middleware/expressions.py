@@ -85,10 +85,15 @@ def jsonable(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Scope:
-    """One message prepared for evaluation (converted once, shared by every expression of a step)."""
+    """One message prepared for evaluation (converted once, shared by every expression of a step).
+
+    ``json_typed`` marks a root :func:`jsonable` made (as :func:`scope_of` does): nothing in it can fail JSONata's
+    input check, so evaluations skip that walk over the whole document, and plain field paths are read directly.
+    """
 
     root: Any
     variables: dict[str, Any]
+    json_typed: bool = False
 
 
 def scope_of(message: Message | Mapping[str, Any] | Scope) -> Scope:
@@ -96,11 +101,15 @@ def scope_of(message: Message | Mapping[str, Any] | Scope) -> Scope:
     if isinstance(message, Scope):
         return message
     if isinstance(message, Message):
-        variables: dict[str, Any] = {"id": message.id, "headers": jsonable(message.headers)}
-        if message.key is not None:
-            variables["key"] = message.key
-        return Scope(jsonable(message.body), variables)
-    return Scope(jsonable(message), {})
+        return Scope(jsonable(message.body), _variables_of(message), json_typed=True)
+    return Scope(jsonable(message), {}, json_typed=True)
+
+
+def _variables_of(message: Message) -> dict[str, Any]:
+    variables: dict[str, Any] = {"id": message.id, "headers": jsonable(message.headers)}
+    if message.key is not None:
+        variables["key"] = message.key
+    return variables
 
 
 def _plain(value: Any) -> Any:
@@ -144,6 +153,89 @@ def _thread_instance(source: str) -> Jsonata:
     return instance
 
 
+# -- plain field paths ----------------------------------------------------------------------------------------------
+#
+# Most map fields are plain paths (``Name__c``, ``payload.Account.Name``, `` `Field Name` ``, ``$id``,
+# ``$headers.topic``). Read from a JSON-typed scope they need no interpreter: a walk through dicts gives exactly what
+# JSONata gives. The walk answers _SLOW whenever JSONata's rules differ from a plain lookup (an array along the way
+# maps the rest of the path over its elements and flattens them; an unknown variable may be a built-in function),
+# and the evaluation then goes through JSONata as usual.
+
+_SLOW = object()
+#: attributes a plain name or variable step may set; any other one set (a predicate, a stage, a focus or index
+#: binding, a group, keep-array brackets...) keeps the expression on the interpreter
+_STEP_ATTRIBUTES = frozenset({"_outer_instance", "id", "value", "type", "position", "bp", "lbp"})
+
+
+@dataclass(frozen=True)
+class _FieldPath:
+    """A plain path: ``variable`` (None: the root; ``""``/``"$"`` for ``$``/``$$`` are the root too) then names."""
+
+    variable: str | None
+    names: tuple[str, ...]
+
+
+def _bare(symbol: Any, *allowed: str) -> bool:
+    """Whether ``symbol`` sets nothing beyond its kind and value (and the ``allowed`` attributes)."""
+    return all(not value for name, value in vars(symbol).items()
+               if name not in _STEP_ATTRIBUTES and name not in allowed)
+
+
+@functools.lru_cache(maxsize=2048)
+def _field_path(source: str) -> _FieldPath | None:
+    """The plain path ``source`` is, or None when it is anything else."""
+    ast = _parse(source).ast
+    if ast is None:
+        return None
+    if ast.type == "path":
+        if not _bare(ast, "steps") or not ast.steps:
+            return None
+        steps = list(ast.steps)
+    else:
+        steps = [ast]
+    variable: str | None = None
+    if steps[0].type == "variable":
+        variable = steps.pop(0).value
+        if not isinstance(variable, str):
+            return None
+    names: list[str] = []
+    for step in steps:
+        if step.type != "name" or not isinstance(step.value, str) or not _bare(step):
+            return None
+        names.append(step.value)
+    if variable is None and not names:
+        return None
+    return _FieldPath(variable, tuple(names))
+
+
+def _walk(path: _FieldPath, scope: Scope) -> Any:
+    """The path's value in ``scope`` as JSONata answers it (None: undefined, Utils.NULL_VALUE: null), or _SLOW."""
+    if path.variable is None or path.variable in ("", "$"):
+        current = scope.root
+        if not isinstance(current, dict):
+            return _SLOW  # an array root is mapped over
+    else:
+        if path.variable not in scope.variables:
+            return _SLOW  # a built-in function, or a binding of the library
+        current = scope.variables[path.variable]
+        if current is None:
+            return None  # a variable bound to None is undefined
+        if isinstance(current, list):
+            return _SLOW
+    for name in path.names:
+        if isinstance(current, dict):
+            current = current.get(name, _SLOW)
+            if current is _SLOW:
+                return None  # no such field: undefined
+            if current is None:
+                current = Utils.NULL_VALUE  # a JSON null in the document
+        elif isinstance(current, list):
+            return _SLOW  # mapped over its elements, then flattened
+        else:
+            return None  # a field of a string, a number or null: undefined
+    return current
+
+
 def _bounds(limits: Limits) -> tuple[Callable[..., None], Callable[..., None]]:
     """Entry/exit callbacks enforcing ``limits`` for one evaluation (fresh clock and depth each time)."""
     started = time.monotonic()
@@ -176,6 +268,14 @@ class Expression:
     def __init__(self, source: str, limits: Limits = DEFAULT_LIMITS) -> None:
         self.source = source
         self.limits = limits
+        # A plain field path is read by a dict walk (the same answers as JSONata's), unless the limits are so tight
+        # that JSONata itself could fail on it (its depth reaches 2 on a path; the timeout checks wall time).
+        self._path: _FieldPath | None = None
+        if limits.max_depth >= 4 and limits.timeout_ms >= 1:
+            try:
+                self._path = _field_path(source)
+            except Exception:  # not parseable: evaluate() reports it, as it always did
+                self._path = None
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
@@ -185,12 +285,24 @@ class Expression:
 
         Raises :class:`ExpressionError` when evaluation fails or exceeds the limits.
         """
+        path = self._path
+        if path is not None and isinstance(message, Message) and path.variable not in (None, "", "$"):
+            # $id, $key, $headers.topic...: the body need not be converted at all.
+            result = _walk(path, Scope(None, _variables_of(message), json_typed=True))
+            if result is not _SLOW:
+                return default if result is None else _plain(result)
         scope = scope_of(message)
+        if path is not None and scope.json_typed:
+            result = _walk(path, scope)
+            if result is not _SLOW:
+                return default if result is None else _plain(result)
         instance = _thread_instance(self.source)
         entry, leave = _bounds(self.limits)
         bindings = {**scope.variables, "__evaluate_entry": entry, "__evaluate_exit": leave}
         # The library routes nested evaluation through "the current instance of this thread": make it ours.
         Jsonata.CURRENT.jsonata = instance
+        # jsonable() made the root of JSON types already: the library's check of every value of it is redundant.
+        instance.validate_input = not scope.json_typed
         try:
             result = instance.evaluate(scope.root, bindings)
         except JException as exc:

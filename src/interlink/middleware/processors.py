@@ -7,7 +7,8 @@ pure functions of the message except three, which use the optional hooks of :cla
 - ``aggregate`` holds messages back: ``held()`` lists them (the runtime never checkpoints past a held message) and
   ``tick()`` releases the groups whose window elapsed even when no message arrives;
 - ``dedupe`` records the keys it let through only in ``commit()``, which the runtime calls once the batch is
-  delivered, so a crash before delivery cannot make a redelivered message look like a duplicate;
+  delivered, so a crash before delivery cannot make a redelivered message look like a duplicate; ``prepare()``
+  looks a whole batch of keys up at once (and ``commit()`` records them at once), one store transaction each;
 - ``route`` announces its ``branches`` so validation can check every branch has a sink.
 
 A step may also set ``drop_metric`` (``filtered`` or ``deduped``): what the runtime counts a dropped message as.
@@ -20,7 +21,7 @@ import importlib
 import inspect
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -455,7 +456,12 @@ def _validate(config: dict[str, Any], context: BuildContext) -> ValidateProcesso
 
 class DedupeProcessor(Processor):
     """Drops a message whose ``key`` was seen within ``retention`` (in the middleware store, so across restarts and
-    workers). Keys are recorded by :meth:`commit`, after the batch was delivered."""
+    workers). Keys are recorded by :meth:`commit`, after the batch was delivered.
+
+    The runtime hands each batch to :meth:`prepare` first, which looks its keys up in one store transaction, and
+    :meth:`commit` records the batch's keys in one transaction; :meth:`process` alone (a replayed message) asks the
+    store itself.
+    """
 
     name = "dedupe"
     drop_metric = "deduped"
@@ -465,25 +471,55 @@ class DedupeProcessor(Processor):
         self.key, self.retention, self.scope, self.store, self.clock = key, retention, scope, store, clock
         self._pending: list[str] = []
         self._pending_set: set[str] = set()
+        # id(message) -> (message, key, seen in the store) for the messages of the last prepare()
+        self._prepared: dict[int, tuple[Message, str, bool]] = {}
         self._last_purge = clock()
+
+    def _key_of(self, message: Message) -> str:
+        value = self.key.evaluate(message)
+        if value is None:
+            raise PermanentError(f"dedupe: the key {self.key.source!r} is undefined for this message")
+        return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+    def prepare(self, messages: Sequence[Message]) -> None:
+        """Evaluate the keys of a batch and look them up in the store in one transaction, for :meth:`process`."""
+        self._prepared = {}
+        keyed: list[tuple[Message, str]] = []
+        for message in messages:
+            if message.headers.get(REPLAY_HEADER):
+                continue
+            try:
+                keyed.append((message, self._key_of(message)))
+            except Exception:  # process() raises it again, for this message only
+                continue
+        asked = {key for _, key in keyed if key not in self._pending_set}
+        seen = self.store.seen_keys(self.scope, asked, self.retention) if asked else set()
+        self._prepared = {id(message): (message, key, key in seen) for message, key in keyed}
 
     def process(self, message: Message) -> Output:
         if message.headers.get(REPLAY_HEADER):
             return [(None, message)]  # an operator asked for it again
-        value = self.key.evaluate(message)
-        if value is None:
-            raise PermanentError(f"dedupe: the key {self.key.source!r} is undefined for this message")
-        key = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-        if key in self._pending_set or self.store.is_seen(self.scope, key, self.retention):
+        prepared = self._prepared.pop(id(message), None)
+        if prepared is not None and prepared[0] is message:
+            _, key, seen = prepared
+        else:
+            key, seen = self._key_of(message), None
+        if key in self._pending_set:
+            return []
+        if seen is None:
+            seen = self.store.is_seen(self.scope, key, self.retention)
+        if seen:
             return []
         self._pending.append(key)
         self._pending_set.add(key)
         return [(None, message)]
 
     def commit(self) -> None:
-        """Record the keys let through since the last commit (their messages are delivered or dead-lettered)."""
-        for key in self._pending:
-            self.store.seen_before(self.scope, key, self.retention)
+        """Record the keys let through since the last commit (their messages are delivered or dead-lettered), all in
+        one transaction."""
+        self._prepared = {}
+        if self._pending:
+            self.store.record_seen(self.scope, self._pending, self.retention)
         self._pending, self._pending_set = [], set()
         if self.clock() - self._last_purge >= min(self.retention, 3600.0):
             self.store.purge(self.retention, self.scope)
@@ -491,7 +527,7 @@ class DedupeProcessor(Processor):
 
     def rollback(self) -> None:
         """Forget keys of an abandoned batch (it will be read again)."""
-        self._pending, self._pending_set = [], set()
+        self._pending, self._pending_set, self._prepared = [], set(), {}
 
 
 def _dedupe(config: dict[str, Any], context: BuildContext) -> DedupeProcessor:

@@ -3,8 +3,10 @@
 One :class:`PipelineRunner` runs one pipeline in a loop:
 
 1. read a bounded batch (``batch`` messages at most) from the source;
-2. run each message through the steps; a failing step is retried (exponential backoff with full jitter, capped),
-   and a message that still fails is dead-lettered at that step, with its error and every attempt;
+2. run the batch through the steps, a step at a time: each step is handed the whole batch first
+   (:meth:`~interlink.middleware.base.Processor.prepare`, so dedupe looks its keys up in one transaction), then each
+   message in order; a failing step is retried for that message (exponential backoff with full jitter, capped), and
+   a message that still fails is dead-lettered at that step, with its error and every attempt;
 3. group the results by branch and write each group to its sink; retryable failures are written again, the rest
    (and those still failing after the retries) are dead-lettered;
 4. once every message of the batch is delivered, dropped or dead-lettered, store the checkpoint (the last message's
@@ -87,15 +89,34 @@ class PipelineMetrics:
                 counters = self.steps.setdefault(step, {})
                 counters[outcome] = counters.get(outcome, 0) + amount
 
+    def count_step(self, step: str, drop_metric: str, entered: int, answered: int, dropped: int, out: int) -> None:
+        """A step's counters for a batch at once: ``entered`` messages ``in``, ``answered`` of them not
+        dead-lettered, ``dropped`` of those counted as ``drop_metric`` (pipeline-wide too when it is an outcome), and
+        ``out`` messages out. The same counters as :meth:`count` per message, with one lock."""
+        if not entered:
+            return
+        with self._lock:
+            counters = self.steps.setdefault(step, {})
+            counters["in"] = counters.get("in", 0) + entered
+            if dropped:
+                counters[drop_metric] = counters.get(drop_metric, 0) + dropped
+                if drop_metric in self.totals:
+                    self.totals[drop_metric] += dropped
+            if answered:
+                counters["out"] = counters.get("out", 0) + out
+
     def count_batch(self) -> None:
         with self._lock:
             self.batches += 1
 
-    def observe_lag(self, message: Message, now: float) -> None:
-        stamp = _timestamp_of(message.headers.get("timestamp"))
-        if stamp is not None:
-            with self._lock:
-                self.lag_seconds = max(0.0, now - stamp)
+    def observe_lag(self, messages: Message | Sequence[Message], now: float) -> None:
+        """The lag of the last of ``messages`` (delivered now) that has a ``timestamp`` header."""
+        for message in reversed([messages] if isinstance(messages, Message) else messages):
+            stamp = _timestamp_of(message.headers.get("timestamp"))
+            if stamp is not None:
+                with self._lock:
+                    self.lag_seconds = max(0.0, now - stamp)
+                return
 
     def snapshot(self) -> dict[str, Any]:
         """Everything as a plain dict: ``{"pipeline", <outcome>: n..., "lag_seconds", "checkpoint", "steps"}``."""
@@ -318,9 +339,13 @@ class PipelineRunner:
         now = self.clock()
         self._ledger.extend(message.position for message in messages)
         self._metrics.count("read", len(messages), step="source")
-        outputs: Routed = []
-        for message in messages:
-            outputs += self._run_steps(message, 0, None)
+        if type(self)._run_steps is not PipelineRunner._run_steps:
+            # A subclass still intercepting each message in _run_steps: run the batch one message at a time.
+            outputs: Routed = []
+            for message in messages:
+                outputs += self._run_steps(message, 0, None)
+        else:
+            outputs = self._run_batch([(None, message) for message in messages if self._admit(message)], 0)
         outputs += self._release(built, "tick")
         self._deliver(outputs)
         self._commit(built)
@@ -333,30 +358,54 @@ class PipelineRunner:
         outputs: Routed = []
         for step in built.steps:
             released = getattr(step.processor, method)() or []
-            for branch, message in self._checked_outputs(step, released):
-                outputs += self._run_steps(message, step.index + 1, branch)
+            outputs += self._run_batch(self._checked_outputs(step, released), step.index + 1)
         return outputs
 
     # -- steps -------------------------------------------------------------------------------------------------
 
+    def _admit(self, message: Message) -> bool:
+        """Whether a message read from the source enters the steps; a subclass may dead-letter it instead (and answer
+        False)."""
+        return True
+
     def _run_steps(self, message: Message, start: int, branch: str | None) -> Routed:
         """``message`` through the steps from ``start``; answers what reaches the sinks, with branches."""
-        current: Routed = [(branch, message)]
+        return self._run_batch([(branch, message)], start)
+
+    def _run_batch(self, items: Routed, start: int) -> Routed:
+        """Messages (with their branches) through the steps from ``start``, a step at a time: each step gets the whole
+        batch (its :meth:`~Processor.prepare` first, then each message in order, with retries and dead letters per
+        message). Answers what reaches the sinks, with branches, in order."""
+        current = items
+        metrics = self._metrics
         for step in self.build().steps[start:]:
-            following: Routed = []
-            for current_branch, item in current:
-                self._metrics.count("in", step=step.name)
-                result = self._apply(step, item, current_branch)
-                if result is None:
-                    continue
-                if not result:
-                    self._metrics.count(step.processor.drop_metric, step=step.name)
-                self._metrics.count("out", len(result), step=step.name)
-                following += [(current_branch if out_branch is None else out_branch, out)
-                              for out_branch, out in result]
-            current = following
             if not current:
                 break
+            processor = step.processor
+            try:
+                processor.prepare([item for _, item in current])
+            except Exception as exc:
+                # Only an optimisation: process() does the work per message, with the step's retries.
+                log.debug("pipeline %s: %s.prepare failed (%s); processing one message at a time", self.name,
+                          step.name, _describe(exc))
+            following: Routed = []
+            entered = answered = dropped = out = 0
+            try:
+                for current_branch, item in current:
+                    entered += 1
+                    result = self._apply(step, item, current_branch)
+                    if result is None:  # dead-lettered
+                        continue
+                    answered += 1
+                    if not result:
+                        dropped += 1
+                        continue
+                    out += len(result)
+                    following += [(current_branch if out_branch is None else out_branch, output)
+                                  for out_branch, output in result]
+            finally:
+                metrics.count_step(step.name, processor.drop_metric, entered, answered, dropped, out)
+            current = following
         return current
 
     def _apply(self, step: BuiltStep, message: Message, branch: str | None) -> Routed | None:
@@ -426,10 +475,10 @@ class PipelineRunner:
                     else:
                         retry.append((message, history))
             else:
+                written: list[Message] = []
                 for (message, history), delivery in zip(pending, deliveries, strict=True):
                     if delivery.ok:
-                        self._metrics.count("written", step=built.name)
-                        self._metrics.observe_lag(message, self.clock())
+                        written.append(message)
                         continue
                     self._metrics.count("failed", step=built.name)
                     history.append({"at": at, "error": delivery.error})
@@ -437,6 +486,9 @@ class PipelineRunner:
                         retry.append((message, history))
                     else:
                         self._dead_letter(built.name, step_index, built.branch, message, history)
+                if written:
+                    self._metrics.count("written", len(written), step=built.name)
+                    self._metrics.observe_lag(written, self.clock())
             pending = retry
             if not pending:
                 return
@@ -567,37 +619,76 @@ class PipelineRunner:
 # -- several pipelines -------------------------------------------------------------------------------------------
 
 def run_in_threads(runners: Sequence[PipelineRunner], *, once: bool = False, idle_timeout: float | None = None,
-                   monitor: Callable[[], None] | None = None, monitor_interval: float = 0.5) -> dict[str, RunReport]:
+                   monitor: Callable[[], None] | None = None, monitor_interval: float = 0.5,
+                   stop_timeout: float = 30.0) -> dict[str, RunReport]:
     """Run each runner in its own thread until all finish; ``monitor`` is called meanwhile (a status line).
 
-    Ctrl-C (KeyboardInterrupt in the calling thread) stops every runner after its current batch.
+    Ctrl-C (KeyboardInterrupt in the calling thread) stops every runner after its current batch: this waits up to
+    ``stop_timeout`` seconds for them and answers their reports (status Stopped). A runner still busy then (a sink
+    call that does not return) is left behind and reported Failed; its batch was not checkpointed, so the next run
+    reads it again. A second Ctrl-C while waiting stops waiting and raises KeyboardInterrupt.
+
+    The calling thread polls flags and sleeps; it never blocks in ``Thread.join`` or on a lock the runners also take:
+    a KeyboardInterrupt landing inside ``join`` makes CPython (3.11) take a running thread for finished, and the
+    runners would be abandoned mid-batch.
     """
     reports: dict[str, RunReport] = {}
+    finished = [threading.Event() for _ in runners]
 
-    def work(runner: PipelineRunner) -> None:
+    def work(runner: PipelineRunner, done: threading.Event) -> None:
         try:
             reports[runner.name] = runner.run(once, idle_timeout=idle_timeout)
         except Exception as exc:  # a spec error at build time
             reports[runner.name] = RunReport(runner.name, None, "Failed", error=_describe(exc))
+        finally:
+            done.set()
 
-    threads = [threading.Thread(target=work, args=(runner,), name=f"pipeline-{runner.name}", daemon=True)
-               for runner in runners]
-    for thread in threads:
-        thread.start()
+    threads = [threading.Thread(target=work, args=(runner, done), name=f"pipeline-{runner.name}", daemon=True)
+               for runner, done in zip(runners, finished, strict=True)]
     try:
-        while any(thread.is_alive() for thread in threads):
-            for thread in threads:
-                thread.join(monitor_interval / max(1, len(threads)))
-            if monitor is not None:
-                monitor()
-    except KeyboardInterrupt:
-        for runner in runners:
-            runner.stop()
         for thread in threads:
-            thread.join()
+            thread.start()
+        _wait_for(finished, monitor, monitor_interval)
+    except KeyboardInterrupt:
+        started = [index for index, thread in enumerate(threads) if thread.ident is not None]
+        try:
+            for runner in runners:
+                runner.stop()
+            log.warning("interrupted: stopping %d pipeline(s) after their current batch", len(runners))
+            _wait_for([finished[index] for index in started], monitor, monitor_interval,
+                      deadline=time.monotonic() + stop_timeout)
+        except KeyboardInterrupt:
+            for runner in runners:  # in case the second Ctrl-C came before all were asked
+                runner.stop()
+            log.warning("interrupted again: not waiting for the pipelines to stop")
+            raise
+        for index, runner in enumerate(runners):
+            if runner.name in reports:
+                continue
+            if index not in started:
+                reports[runner.name] = RunReport(runner.name, None, "Stopped", error="interrupted before it started")
+            elif not finished[index].is_set():
+                log.warning("pipeline %s did not stop within %gs; leaving it behind", runner.name, stop_timeout)
+                reports[runner.name] = RunReport(runner.name, None, "Failed",
+                                                 error=f"did not stop within {stop_timeout:g}s of Ctrl-C")
     if monitor is not None:
         monitor()
     return reports
+
+
+def _wait_for(events: Sequence[threading.Event], monitor: Callable[[], None] | None, monitor_interval: float, *,
+              deadline: float | None = None, poll: float = 0.05) -> None:
+    """Sleep until every event is set (or until ``deadline``, on the monotonic clock), calling ``monitor`` every
+    ``monitor_interval`` seconds meanwhile. Only reads the events' flags (see :func:`run_in_threads`)."""
+    next_monitor = time.monotonic() + monitor_interval
+    while not all(event.is_set() for event in events):
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            return
+        if monitor is not None and now >= next_monitor:
+            monitor()
+            next_monitor = now + monitor_interval
+        time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - now)))
 
 
 def run_all(pipelines: Iterable[Pipeline], store: MiddlewareStore, *, once: bool = False,

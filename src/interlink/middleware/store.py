@@ -10,7 +10,8 @@ nothing lives only in memory and every change is a transaction:
 - a checkpoint carries a version; :meth:`MiddlewareStore.save_checkpoint` is a compare-and-set on it, so a worker
   holding a stale view can never move a checkpoint backwards over another worker's progress;
 - :meth:`MiddlewareStore.seen_before` records a dedupe key with an insert-if-absent, so two workers racing on the
-  same key agree on which one saw it first.
+  same key agree on which one saw it first; :meth:`MiddlewareStore.record_seen` and
+  :meth:`MiddlewareStore.seen_keys` do the same for a whole batch of keys in one transaction.
 
 SQLite write transactions start with ``BEGIN IMMEDIATE`` (writers queue on the lock instead of failing half-way);
 PostgreSQL creates the tables under an advisory lock so processes starting together do not trip over each other.
@@ -68,6 +69,8 @@ MIDDLEWARE_METADATA = MetaData()
 
 # Keys longer than this are stored as their SHA-256, so any business key fits the column.
 _MAX_KEY = 200
+# Keys per IN (...) list of the batch dedupe methods: far below SQLite's limit of bound parameters.
+_KEYS_PER_STATEMENT = 500
 _CREATE_LOCK_ID = 0x1A7E_3D1E
 
 checkpoint_table = Table(
@@ -196,6 +199,14 @@ def _stored_key(key: str) -> str:
     if len(key) <= _MAX_KEY:
         return key
     return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _stored_keys(keys: Iterable[str]) -> dict[str, list[str]]:
+    """Stored key -> the keys given that are stored under it (in order, without repeats)."""
+    stored: dict[str, list[str]] = {}
+    for key in dict.fromkeys(keys):
+        stored.setdefault(_stored_key(key), []).append(key)
+    return stored
 
 
 # -- records ------------------------------------------------------------------------------------------------------
@@ -435,6 +446,56 @@ class MiddlewareStore:
             seen_at = conn.execute(select(dedupe_table.c.seen_at).where(
                 dedupe_table.c.scope == scope, dedupe_table.c.key == _stored_key(key))).scalar()
         return seen_at is not None and seen_at >= now - retention_seconds
+
+    def seen_keys(self, scope: str, keys: Iterable[str], retention_seconds: float) -> set[str]:
+        """The keys among ``keys`` recorded in ``scope`` within ``retention_seconds``, without recording any: the
+        batch form of :meth:`is_seen`, in one transaction."""
+        wanted = _stored_keys(keys)
+        if not wanted:
+            return set()
+        cutoff = self.clock() - retention_seconds
+        found: set[str] = set()
+        stored = list(wanted)
+        with self.transaction() as conn:
+            for start in range(0, len(stored), _KEYS_PER_STATEMENT):
+                chunk = stored[start:start + _KEYS_PER_STATEMENT]
+                found.update(conn.execute(select(dedupe_table.c.key).where(
+                    dedupe_table.c.scope == scope, dedupe_table.c.key.in_(chunk),
+                    dedupe_table.c.seen_at >= cutoff)).scalars())
+        return {key for stored_key in found for key in wanted[stored_key]}
+
+    def record_seen(self, scope: str, keys: Iterable[str], retention_seconds: float) -> set[str]:
+        """Record ``keys`` in ``scope`` as :meth:`seen_before` does for each (new or expired keys are stamped now,
+        keys seen within ``retention_seconds`` keep their time), in one transaction; answer the keys that were seen
+        within ``retention_seconds`` already.
+
+        Atomic like :meth:`seen_before`: of two workers recording the same new key at once, exactly one is told it
+        was new.
+        """
+        wanted = _stored_keys(keys)
+        if not wanted:
+            return set()
+        now = self.clock()
+        fresh: set[str] = set()  # inserted now, or expired and restamped
+        # In key order, so workers recording overlapping batches take the row locks in the same order (PostgreSQL
+        # would otherwise deadlock two of them).
+        stored = sorted(wanted)
+        dialect = pg_dialect if self.backend == "postgresql" else sqlite_dialect
+        # One statement compiled once, executed for every key (SQLAlchemy batches the rows into multi-row INSERTs);
+        # RETURNING names the keys actually inserted.
+        insert_new = dialect.insert(dedupe_table).on_conflict_do_nothing().returning(dedupe_table.c.key)
+        with self.transaction() as conn:
+            inserted = set(conn.execute(insert_new, [{"scope": scope, "key": key, "seen_at": now}
+                                                     for key in stored]).scalars())
+            present = [key for key in stored if key not in inserted]
+            for start in range(0, len(present), _KEYS_PER_STATEMENT):
+                # Present: an expired entry counts as new (and restarts its retention).
+                fresh.update(conn.execute(update(dedupe_table).where(
+                    dedupe_table.c.scope == scope, dedupe_table.c.key.in_(present[start:start + _KEYS_PER_STATEMENT]),
+                    dedupe_table.c.seen_at < now - retention_seconds,
+                ).values(seen_at=now).returning(dedupe_table.c.key)).scalars())
+            fresh.update(inserted)
+        return {key for stored_key in stored if stored_key not in fresh for key in wanted[stored_key]}
 
     def purge(self, older_than: float, scope: str | None = None) -> int:
         """Delete dedupe keys recorded more than ``older_than`` seconds ago (in ``scope``, or all); answer how many."""
