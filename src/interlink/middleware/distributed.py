@@ -52,7 +52,7 @@ from typing import Any
 
 from interlink.middleware.base import Delivery, Message, Sink
 from interlink.middleware.natskv import CHECKPOINT_BUCKET, KvCheckpointStore, check_bucket_name
-from interlink.middleware.runtime import PipelineRunner, Routed, RunReport
+from interlink.middleware.runtime import PipelineRunner, RunReport, run_runners
 from interlink.middleware.sinks.nats import MAX_PENDING, NatsSink
 from interlink.middleware.sources.nats import NatsSource, connect_options
 from interlink.middleware.spec import Pipeline
@@ -405,9 +405,10 @@ class WorkerRunner(PipelineRunner):
         source = self.pipeline.source
         return source.queue_pending if isinstance(source, WorkQueueSource) else None
 
-    def _run_steps(self, message: Message, start: int, branch: str | None) -> Routed:
+    def _admit(self, message: Message) -> bool:
+        """A message read from the work queue too many times goes to the dead letters instead of the steps."""
         delivered = message.headers.get(DELIVERED_HEADER)
-        if start == 0 and self._replaying is None and isinstance(delivered, int) and delivered > self.max_deliver:
+        if isinstance(delivered, int) and delivered > self.max_deliver:
             built = self.build()
             # Filed at the first step, so `interlink dlq replay` runs it through the whole pipeline again.
             step = built.steps[0].name if built.steps else "worker"
@@ -415,8 +416,8 @@ class WorkerRunner(PipelineRunner):
                      f"every worker that took it died or hung for more than the ack wait ({self.ack_wait:g}s)")
             now = dt.datetime.fromtimestamp(self.clock(), dt.UTC).isoformat(timespec="milliseconds")
             self._dead_letter(step, 0, None, message, [{"at": now.replace("+00:00", "Z"), "error": error}])
-            return []
-        return super()._run_steps(message, start, branch)
+            return False
+        return True
 
 
 # -- building the runners of a process ----------------------------------------------------------------------------
@@ -454,43 +455,8 @@ def role_of(runner: PipelineRunner) -> str:
 
 def run_together(runners: Sequence[PipelineRunner], *, once: bool = False,
                  monitor: Callable[[], None] | None = None, monitor_interval: float = 0.5) -> list[RunReport]:
-    """Run each runner in its own thread until all finish; answers their reports in the runners' order.
-
-    Like :func:`~interlink.middleware.runtime.run_in_threads`, whose reports are keyed by pipeline name (a feeder
-    and a worker of one pipeline share it). Ctrl-C (KeyboardInterrupt in the calling thread) stops every runner
-    after its current batch; so does setting their shared stop event (``interlink worker`` on SIGTERM).
-    """
-    reports: list[RunReport | None] = [None] * len(runners)
-
-    def work(index: int, runner: PipelineRunner) -> None:
-        try:
-            reports[index] = runner.run(once)
-        except Exception as exc:  # a spec error at build time
-            reports[index] = RunReport(runner.name, None, "Failed", error=f"{type(exc).__name__}: {exc}")
-
-    threads = [threading.Thread(target=work, args=(index, runner), daemon=True,
-                                name=f"pipeline-{runner.name}-{role_of(runner) or 'run'}")
-               for index, runner in enumerate(runners)]
-    for thread in threads:
-        thread.start()
-    # Sleep rather than join with a timeout: a KeyboardInterrupt landing inside Thread.join can leave CPython
-    # believing the thread ended, and the runners would be abandoned mid-batch.
-    try:
-        while any(thread.is_alive() for thread in threads):
-            time.sleep(monitor_interval)
-            if monitor is not None:
-                monitor()
-    except KeyboardInterrupt:
-        for runner in runners:
-            runner.stop()
-        while any(thread.is_alive() for thread in threads):
-            time.sleep(0.05)
-    for thread in threads:
-        thread.join()
-    if monitor is not None:
-        monitor()
-    return [report or RunReport(runner.name, None, "Failed", error="did not report")
-            for runner, report in zip(runners, reports, strict=True)]
+    """Run feeders and workers until all finish (see :func:`~interlink.middleware.runtime.run_runners`)."""
+    return run_runners(runners, once=once, monitor=monitor, monitor_interval=monitor_interval)
 
 
 def check_store_for_workers(store: MiddlewareStore) -> str | None:

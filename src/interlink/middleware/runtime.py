@@ -621,30 +621,41 @@ class PipelineRunner:
 def run_in_threads(runners: Sequence[PipelineRunner], *, once: bool = False, idle_timeout: float | None = None,
                    monitor: Callable[[], None] | None = None, monitor_interval: float = 0.5,
                    stop_timeout: float = 30.0) -> dict[str, RunReport]:
-    """Run each runner in its own thread until all finish; ``monitor`` is called meanwhile (a status line).
+    """:func:`run_runners`, with the reports keyed by pipeline name."""
+    reports = run_runners(runners, once=once, idle_timeout=idle_timeout, monitor=monitor,
+                          monitor_interval=monitor_interval, stop_timeout=stop_timeout)
+    return {runner.name: report for runner, report in zip(runners, reports, strict=True)}
+
+
+def run_runners(runners: Sequence[PipelineRunner], *, once: bool = False, idle_timeout: float | None = None,
+                monitor: Callable[[], None] | None = None, monitor_interval: float = 0.5,
+                stop_timeout: float = 30.0) -> list[RunReport]:
+    """Run each runner in its own thread until all finish; ``monitor`` is called meanwhile (a status line). Answers
+    the reports in the runners' order (a distributed feeder and worker of one pipeline share its name).
 
     Ctrl-C (KeyboardInterrupt in the calling thread) stops every runner after its current batch: this waits up to
     ``stop_timeout`` seconds for them and answers their reports (status Stopped). A runner still busy then (a sink
     call that does not return) is left behind and reported Failed; its batch was not checkpointed, so the next run
-    reads it again. A second Ctrl-C while waiting stops waiting and raises KeyboardInterrupt.
+    reads it again. A second Ctrl-C while waiting stops waiting and raises KeyboardInterrupt. Setting the runners'
+    stop event (``interlink worker`` on SIGTERM) stops them the same way.
 
     The calling thread polls flags and sleeps; it never blocks in ``Thread.join`` or on a lock the runners also take:
     a KeyboardInterrupt landing inside ``join`` makes CPython (3.11) take a running thread for finished, and the
     runners would be abandoned mid-batch.
     """
-    reports: dict[str, RunReport] = {}
+    reports: list[RunReport | None] = [None] * len(runners)
     finished = [threading.Event() for _ in runners]
 
-    def work(runner: PipelineRunner, done: threading.Event) -> None:
+    def work(index: int, runner: PipelineRunner) -> None:
         try:
-            reports[runner.name] = runner.run(once, idle_timeout=idle_timeout)
+            reports[index] = runner.run(once, idle_timeout=idle_timeout)
         except Exception as exc:  # a spec error at build time
-            reports[runner.name] = RunReport(runner.name, None, "Failed", error=_describe(exc))
+            reports[index] = RunReport(runner.name, None, "Failed", error=_describe(exc))
         finally:
-            done.set()
+            finished[index].set()
 
-    threads = [threading.Thread(target=work, args=(runner, done), name=f"pipeline-{runner.name}", daemon=True)
-               for runner, done in zip(runners, finished, strict=True)]
+    threads = [threading.Thread(target=work, args=(index, runner), name=f"pipeline-{runner.name}", daemon=True)
+               for index, runner in enumerate(runners)]
     try:
         for thread in threads:
             thread.start()
@@ -663,17 +674,18 @@ def run_in_threads(runners: Sequence[PipelineRunner], *, once: bool = False, idl
             log.warning("interrupted again: not waiting for the pipelines to stop")
             raise
         for index, runner in enumerate(runners):
-            if runner.name in reports:
+            if reports[index] is not None:
                 continue
             if index not in started:
-                reports[runner.name] = RunReport(runner.name, None, "Stopped", error="interrupted before it started")
+                reports[index] = RunReport(runner.name, None, "Stopped", error="interrupted before it started")
             elif not finished[index].is_set():
                 log.warning("pipeline %s did not stop within %gs; leaving it behind", runner.name, stop_timeout)
-                reports[runner.name] = RunReport(runner.name, None, "Failed",
-                                                 error=f"did not stop within {stop_timeout:g}s of Ctrl-C")
+                reports[index] = RunReport(runner.name, None, "Failed",
+                                           error=f"did not stop within {stop_timeout:g}s of Ctrl-C")
     if monitor is not None:
         monitor()
-    return reports
+    return [report or RunReport(runner.name, None, "Failed", error="did not report")
+            for runner, report in zip(runners, reports, strict=True)]
 
 
 def _wait_for(events: Sequence[threading.Event], monitor: Callable[[], None] | None, monitor_interval: float, *,
