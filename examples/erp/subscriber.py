@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import queue
 import ssl
 import subprocess
 import sys
@@ -45,10 +46,12 @@ def handle_orders(url: str, grpc_target: str, org_id: str, token: str, ca_bundle
     schema = fastavro.parse_schema(json.loads(stub.GetSchema(pb.SchemaRequest(schema_id=schema_id),
                                                              metadata=metadata).schema_json))
 
+    more: queue.Queue[int | None] = queue.Queue()
+
     def forever() -> Iterator[Any]:
         yield pb.FetchRequest(topic_name=TOPIC, replay_preset=pb.LATEST, num_requested=100)
-        while True:  # ask for more as events arrive (flow control)
-            yield pb.FetchRequest(num_requested=100)
+        while (count := more.get()) is not None:  # flow control: ask again for as many as were handled
+            yield pb.FetchRequest(num_requested=count)
 
     handled = 0
     try:
@@ -65,7 +68,10 @@ def handle_orders(url: str, grpc_target: str, org_id: str, token: str, ca_bundle
                     on_order(order)
                 if limit is not None and handled >= limit:
                     return handled
+            if response.events:
+                more.put(len(response.events))
     finally:
+        more.put(None)
         channel.close()
         rest.close()
     return handled
