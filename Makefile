@@ -6,12 +6,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_ARGS ?= --sample-data
 
-.PHONY: run test lint bench clean help browser
+.PHONY: run test lint bench clean help browser screenshots
 
 help:
 	@echo "make run    - set up .venv and start an org with sample data (HTTPS on 127.0.0.1:8443)"
 	@echo "make test   - install test extras and run ruff + the whole test suite"
 	@echo "make bench  - run the benchmarks in bench/ (prints ratios against baselines)"
+	@echo "make screenshots - save a PNG of each console page under docs/screenshots/ (headless Chromium)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,10 @@ browser:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
 	  else echo "chromium is not installed and cannot be installed here: the browser tests will skip"; fi; }
+
+# A live org with sample data and a short pipeline run, photographed page by page (tools/screenshots.py).
+screenshots: $(VENV)/.stamp-test browser
+	$(BIN)/python tools/screenshots.py
 
 test: lint browser
 	$(BIN)/python -m pytest -q -n auto --maxprocesses 4

@@ -34,6 +34,9 @@ class Settings:
     store: str = _setting("", "Store URL: empty for SQLite under data_dir, or postgresql://user@host/db.")
     sample_data: bool = _setting(False, "Seed sample accounts, contacts and opportunities on a new org.")
     admin_password: str = _setting("", "Password for admin@interlink.local on a new org (generated when empty).")
+    sample_password: str = _setting(
+        "", "Password of the sample users --sample-data creates (empty: the admin password when that is set, else "
+            "one generated and printed once).")
     org_name: str = _setting("Interlink Local Org", "Organization name reported by login and identity calls.")
     api_min_version: str = _setting("31.0", "Oldest REST API version served (vXX.X).")
     api_max_version: str = _setting("66.0", "Newest REST API version served (vXX.X).")

@@ -28,6 +28,7 @@ from interlink.api import composite as composite_api
 from interlink.api import graphql_api, oauth_routes, query, search, soap_routes, sobjects
 from interlink.api.http import dumps, error_response, instance_url, json_response, unexpected_error_response
 from interlink.api.resources import VERSION_RE, ApiRequest, ResourceRouter, split_path
+from interlink.bus.model import DATA, Selector
 from interlink.errors import InterlinkError, InvalidSession, NotFoundError
 
 if TYPE_CHECKING:
@@ -165,23 +166,27 @@ class DataApi:
         return json_response(body, pretty=request.pretty)
 
     async def limits(self, request: ApiRequest) -> Response:
-        used = self.org.usage.used()
-        allocation = self.org.usage.allocation
-        published = self.org.bus.usage.used()
-        hourly = self.org.bus.usage.allocation
-        bulk = self.org.bulk
-        limits = bulk.limits
-        return json_response({
-            "DailyApiRequests": {"Max": allocation, "Remaining": max(allocation - used, 0)},
-            "DailyBulkApiBatches": {"Max": limits.daily_batches,
-                                    "Remaining": max(limits.daily_batches - bulk.batches_used(), 0)},
-            "DailyBulkV2QueryJobs": {"Max": limits.daily_query_jobs,
-                                     "Remaining": max(limits.daily_query_jobs - bulk.query_jobs_used(), 0)},
-            "HourlyODataCallout": {"Max": self.org.external.usage.allocation,
-                                   "Remaining": max(self.org.external.usage.allocation
-                                                    - self.org.external.usage.used(), 0)},
-            "HourlyPublishedPlatformEvents": {"Max": hourly, "Remaining": max(hourly - published, 0)},
-        }, pretty=request.pretty)
+        return json_response(org_limits(self.org), pretty=request.pretty)
+
+
+def org_limits(org: Org) -> dict[str, dict[str, int]]:
+    """The ``/limits`` figures: each allocation's ``Max`` and what ``Remaining`` of it (also shown by the console)."""
+    used = org.usage.used()
+    allocation = org.usage.allocation
+    published = org.bus.usage.used()
+    hourly = org.bus.usage.allocation
+    bulk = org.bulk
+    limits = bulk.limits
+    return {
+        "DailyApiRequests": {"Max": allocation, "Remaining": max(allocation - used, 0)},
+        "DailyBulkApiBatches": {"Max": limits.daily_batches,
+                                "Remaining": max(limits.daily_batches - bulk.batches_used(), 0)},
+        "DailyBulkV2QueryJobs": {"Max": limits.daily_query_jobs,
+                                 "Remaining": max(limits.daily_query_jobs - bulk.query_jobs_used(), 0)},
+        "HourlyODataCallout": {"Max": org.external.usage.allocation,
+                               "Remaining": max(org.external.usage.allocation - org.external.usage.used(), 0)},
+        "HourlyPublishedPlatformEvents": {"Max": hourly, "Remaining": max(hourly - published, 0)},
+    }
 
 
 @dataclass
@@ -203,7 +208,12 @@ def _call_client(request: Request) -> str:
 
 
 async def health(request: Request) -> Response:
-    org: Org = request.app.state.org
+    status, components = health_report(request.app.state.org)
+    return json_response({"status": status, "components": components}, status=200 if status == "ok" else 503)
+
+
+def health_report(org: Org) -> tuple[str, dict[str, dict[str, object]]]:
+    """``/health``: the overall status (ok or error) and each component's (also shown by the console)."""
     components: dict[str, dict[str, object]] = {}
     healthy = True
     try:
@@ -213,6 +223,12 @@ async def health(request: Request) -> Response:
     except Exception as exc:
         healthy = False
         components["store"] = {"status": "error", "backend": org.store.backend, "error": str(exc)}
+    try:
+        head = org.bus.backend.bounds(Selector(DATA, None)).head
+        components["bus"] = {"status": "ok", "backend": org.bus.backend.name or "sqlite", "latest_replay_id": head}
+    except Exception as exc:
+        healthy = False
+        components["bus"] = {"status": "error", "backend": org.bus.backend.name or "sqlite", "error": str(exc)}
     components["metadata"] = {"status": "ok" if len(org.store.schema) else "error",
                               "objects": len(org.store.schema)}
     components["auth"] = {"status": "ok", "org_id": org.org_id}
@@ -226,7 +242,7 @@ async def health(request: Request) -> Response:
     components["project"] = {"status": "ok"} if org.project_error is None else {
         "status": "degraded", "error": org.project_error}
     status = "ok" if healthy and len(org.store.schema) else "error"
-    return json_response({"status": status, "components": components}, status=200 if status == "ok" else 503)
+    return status, components
 
 
 def build_app(org: Org) -> Starlette:

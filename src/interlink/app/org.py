@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from interlink import ids
+from interlink.app.monitoring import pipeline_monitor
 from interlink.app.provisioning import apply_identity_metadata
 from interlink.automation.actions import python_action
 from interlink.automation.event_flows import EventFlowRunner
@@ -138,6 +139,7 @@ class Org:
         self.worker.tasks.extend([self.callouts.run_once, self.outbound.run_once, self.event_flows.run_once,
                                   self.scheduled_flows.run_once])
         self._purged_at = 0.0
+        self.pipeline_monitor = pipeline_monitor(self)  # for the console (the middleware's own store)
 
     # -- opening ---------------------------------------------------------------------------------------------
 
@@ -392,6 +394,7 @@ class Org:
             self.usage.flush()
             self.external.usage.flush()
             self.external.close()
+            self.pipeline_monitor.close()
             self.events.housekeeping()
         finally:
             try:

@@ -1,9 +1,19 @@
-"""Sample records for a new org (``interlink up --sample-data``), written through the one write path."""
+"""Sample records for a new org (``interlink up --sample-data``), written through the one write path.
+
+Besides accounts, contacts, opportunities and cases, the sample org has a small service team for the UI Update
+pattern's live pages (docs/console.md): two managers, each with reps (``User.ManagerId``), owning the cases. The
+sample users share one password: ``INTERLINK_SAMPLE_PASSWORD`` (setting ``sample_password``), else the admin
+password when ``INTERLINK_ADMIN_PASSWORD`` chose it, else a generated one that ``interlink up`` prints once.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
+
+from interlink.app.setup_users import create_user
+from interlink.security.passwords import generate_password
 
 if TYPE_CHECKING:
     from interlink.app.org import Org
@@ -38,12 +48,54 @@ OPPORTUNITIES = [
     ("Umbrella Health", "Umbrella - Fleet Sensors", "Proposal/Price Quote", 640000, 45),
 ]
 
+MANAGER = "maya.manager@interlink.local"
+OTHER_MANAGER = "noor.manager@interlink.local"
+# (username, first name, last name, title, the manager's username)
+USERS = [
+    (MANAGER, "Maya", "Okafor", "Customer Service Manager", None),
+    ("alex.rep@interlink.local", "Alex", "Rivera", "Customer Service Rep", MANAGER),
+    ("sam.rep@interlink.local", "Sam", "Chen", "Customer Service Rep", MANAGER),
+    (OTHER_MANAGER, "Noor", "Haddad", "Customer Service Manager", None),
+    ("jordan.rep@interlink.local", "Jordan", "Blake", "Customer Service Rep", OTHER_MANAGER),
+]
 
-def seed_sample_data(org: Org) -> dict[str, int]:
-    """Create the sample records once (skipped when the org already has accounts)."""
+# (account, subject, priority, origin, the owner's username)
+CASES = [
+    ("Acme Corporation", "Widget arrived damaged", "High", "Email", "alex.rep@interlink.local"),
+    ("Umbrella Health", "Sensor firmware question", "Medium", "Phone", "jordan.rep@interlink.local"),
+    ("Acme Corporation", "Invoice 2291 shows the wrong amount", "Medium", "Web", "alex.rep@interlink.local"),
+    ("Globex", "Cannot log in to the customer portal", "High", "Phone", "sam.rep@interlink.local"),
+    ("Initech", "Replacement part not shipped", "Low", "Email", "sam.rep@interlink.local"),
+    ("Stark Logistics", "Sensor calibration drifts", "Medium", "Web", "jordan.rep@interlink.local"),
+]
+
+
+@dataclass
+class SampleSeed:
+    """What seeding created; ``generated_password`` is the sample users' password when Interlink chose it."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    generated_password: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.counts)
+
+    def summary(self) -> str:
+        return ", ".join(f"{n} {o}" for o, n in self.counts.items())
+
+    def items(self):  # type: ignore[no-untyped-def]
+        """(what, how many) pairs, as the plain counts dict had."""
+        return self.counts.items()
+
+
+def seed_sample_data(org: Org) -> SampleSeed:
+    """Create the sample records and users once (skipped when the org already has accounts)."""
     context = org.admin_context()
     if org.query.execute("SELECT COUNT() FROM Account", context).total_size:
-        return {}
+        return SampleSeed()
+    chosen = org.settings.sample_password or org.settings.admin_password
+    password = chosen or generate_password()
+    users = seed_sample_users(org, password)
     with org.records.unit_of_work(context):
         accounts = org.records.create(context, "Account", ACCOUNTS, all_or_none=True)
         by_name = {a["Name"]: r.id for a, r in zip(ACCOUNTS, accounts, strict=True)}
@@ -56,13 +108,31 @@ def seed_sample_data(org: Org) -> dict[str, int]:
              "CloseDate": (today + timedelta(days=days)).isoformat()}
             for account, name, stage, amount, days in OPPORTUNITIES], all_or_none=True)
         cases = org.records.create(context, "Case", [
-            {"AccountId": by_name["Acme Corporation"], "Subject": "Widget arrived damaged", "Priority": "High",
-             "Origin": "Email"},
-            {"AccountId": by_name["Umbrella Health"], "Subject": "Sensor firmware question", "Origin": "Phone"},
-        ], all_or_none=True)
+            {"AccountId": by_name[account], "Subject": subject, "Priority": priority, "Origin": origin,
+             "OwnerId": users[owner]}
+            for account, subject, priority, origin, owner in CASES], all_or_none=True)
     for batch in (accounts, contacts, opportunities, cases):
         for result in batch:
             if result.errors:
                 raise result.errors[0]
-    return {"accounts": len(accounts), "contacts": len(contacts), "opportunities": len(opportunities),
-            "cases": len(cases)}
+    return SampleSeed({"users": len(users), "accounts": len(accounts), "contacts": len(contacts),
+                       "opportunities": len(opportunities), "cases": len(cases)},
+                      None if chosen else password)
+
+
+def seed_sample_users(org: Org, password: str) -> dict[str, str]:
+    """The sample service team (managers and their reps), all with ``password``; returns username -> user id."""
+    created: dict[str, str] = {}
+    for username, first, last, _title, _manager in USERS:
+        existing = org.directory.user_by_username(username)
+        if existing is not None:
+            created[username] = existing.id
+            continue
+        created[username], _ = create_user(org, username, first_name=first, last_name=last, password=password)
+    results = org.records.update(org.admin_context(), "User", [
+        {"Id": created[username], "Title": title, "ManagerId": created[manager] if manager else None}
+        for username, _first, _last, title, manager in USERS])
+    for result in results:
+        if result.errors:
+            raise result.errors[0]
+    return created

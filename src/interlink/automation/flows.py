@@ -11,6 +11,7 @@
     when: changed_to_meet                   # every_time (default) | changed_to_meet: not met before the update
     actions:
       - update: {Rating: Hot}               # the triggering record ($Record)
+      - update: {object: Case, id: "{!$Record.CaseId__c}", values: {Status: Working}}   # another record, by id
       - create: {object: Task, values: {Subject: "Follow up {!$Record.Name}", WhatId: "{!$Record.Id}"}}
       - publish: {event: Order_Request__e, values: {Opportunity_Id__c: "{!$Record.Id}"}}
     fault:                                  # instead of failing the save when an action fails
@@ -82,6 +83,8 @@ class Action:
     values: Mapping[str, Any]
     # decision: (condition, or None for otherwise; the branch's actions), tried in order, per record
     branches: tuple[tuple[ast.Condition | None, tuple[Action, ...]], ...] = ()
+    # update of another record (``update: {object, id, values}``): the id, usually a merge field
+    record_id: Any = None
 
 
 @dataclass(frozen=True)
@@ -194,11 +197,13 @@ def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, ki
         if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in names:
             raise MetadataError(f"{where}: an action is one of {', '.join(names)} with its settings")
         kind, spec = next(iter(item.items()))
-        if before and kind not in ("update", "decision"):
+        other_record = kind == "update" and _updates_another_record(spec)
+        if before and (kind not in ("update", "decision") or other_record):
             raise MetadataError(f"{where}: a before-save flow can only update the triggering record")
-        if obj.is_event and kind in ("update", "outbound_message"):
+        if obj.is_event and (kind == "outbound_message" or (kind == "update" and not other_record)):
             raise MetadataError(f"{where}: an event-triggered flow has no record to {kind.replace('_', ' ')}; "
-                                "create or update records, publish, call out instead")
+                                "create records, update one by id (update: {object, id, values}), publish or "
+                                "call out instead")
         if kind == "decision":
             actions.append(_decision(where, key, spec, obj, schema, kinds, before=before))
             continue
@@ -209,7 +214,18 @@ def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, ki
             _check_merge_fields(where, spec, obj, fault=key == "fault", schema=schema)
             actions.append(Action(kind, None, dict(spec)))
             continue
-        if kind == "update":
+        record_id = None
+        if other_record:
+            target = spec["object"]
+            target_obj = schema.object(str(target or ""))
+            if target_obj is None or target_obj.is_event or target_obj.is_external:
+                raise MetadataError(f"{where}: {target!r} is not an object of this org whose records it stores")
+            record_id = spec["id"]
+            if not isinstance(record_id, str) or not record_id.strip():
+                raise MetadataError(f"{where}: id: the record's id, such as \"{{!$Record.CaseId__c}}\"")
+            _check_merge_fields(f"{where}: id", record_id, obj, fault=key == "fault", schema=schema)
+            values = spec["values"]
+        elif kind == "update":
             values = spec
             target_obj = obj
             target = None
@@ -228,8 +244,14 @@ def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, ki
             if target_obj.field(str(name)) is None:
                 raise MetadataError(f"{where}: {target_obj.name} has no field {name}")
             _check_merge_fields(f"{where}: {name}", value, obj, fault=key == "fault", schema=schema)
-        actions.append(Action(kind, target_obj.name if kind != "update" else None, dict(values)))
+        actions.append(Action(kind, target_obj.name if kind != "update" or other_record else None, dict(values),
+                              record_id=record_id))
     return actions
+
+
+def _updates_another_record(spec: Any) -> bool:
+    """``update: {object: Case, id: "{!$Record.CaseId__c}", values: {...}}`` rather than field values of $Record."""
+    return isinstance(spec, dict) and set(spec) == {"object", "id", "values"}
 
 
 def _decision(where: str, key: str, spec: Any, obj: ObjectDef, schema: Schema, kinds: Mapping[str, ActionKind], *,
@@ -485,7 +507,19 @@ class FlowRuntime:
                 except InterlinkError as error:
                     run.failed[index] = error.message
             return
-        if action.kind == "update":
+        if action.kind == "update" and action.target is not None:  # another record, by its id
+            targets: list[int] = []
+            chosen: list[dict[str, Any]] = []
+            for index, body in zip(indexes, bodies, strict=True):
+                record_id = _merge(action.record_id, event, index, (fault_messages or {}).get(index, ""),
+                                   self.records)
+                if not record_id:  # a lookup left empty: nothing matches, nothing to update (not a failure)
+                    continue
+                targets.append(index)
+                chosen.append({**body, "Id": str(record_id)})
+            indexes = targets
+            results = self.records.update(context, action.target, chosen) if chosen else []
+        elif action.kind == "update":
             target = event.object.name
             bodies = [{**body, "Id": event.new[i]["Id"]} for i, body in zip(indexes, bodies, strict=True)]
             results = self.records.update(context, target, bodies)

@@ -43,7 +43,7 @@ from interlink.errors import (
     TopicNotFound,
 )
 from interlink.metadata.model import ObjectDef
-from interlink.security.limits import ApiUsage, event_usage
+from interlink.security.limits import ApiUsage, delivery_usage, event_usage
 from interlink.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class EventBus:
         self.channels = ChannelDirectory(store)
         self.changes = ChangeEventBuilder(self.channels, self.registry, overflow_threshold=overflow_threshold)
         self.usage: ApiUsage = event_usage(store, hourly_allocation)
+        self.deliveries: ApiUsage = delivery_usage(store)  # events handed to subscribers, metered only
         self._event_schemas: dict[int, tuple[ObjectDef, str, Any]] = {}
         self._stop = threading.Event()
         self._janitor: threading.Thread | None = None
@@ -123,6 +124,7 @@ class EventBus:
             self._janitor.join(timeout=5)
         try:
             self.usage.flush()
+            self.deliveries.flush()
         finally:
             self.backend.close()
 
@@ -131,6 +133,7 @@ class EventBus:
         while not self._stop.wait(1.0):
             try:
                 self.usage.flush()
+                self.deliveries.flush()
                 if time.monotonic() - purged_at >= 60:
                     purged_at = time.monotonic()
                     self.purge_expired()

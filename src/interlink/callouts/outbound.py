@@ -34,7 +34,7 @@ from sqlalchemy import Connection, and_, or_, select, update
 
 from interlink import ids
 from interlink.callouts.credentials import CalloutRefused, NamedCredential
-from interlink.callouts.queue import DEAD, DELIVERED, QUEUED, Delivery, attempt_entry
+from interlink.callouts.queue import DEAD, DELIVERED, DISCARDED, QUEUED, Delivery, attempt_entry
 from interlink.errors import MetadataError
 from interlink.metadata.model import FieldType, ObjectDef, Schema
 from interlink.metadata.values import format_datetime_z, to_wire
@@ -262,10 +262,44 @@ class OutboundQueue:
         if state:
             query = query.where(table.c.state == state)
         with self.store.read() as conn:
-            return [{"id": r.id, "definition": r.definition, "recordId": r.record_id, "state": r.state,
-                     "attempts": r.attempts, "lastError": r.last_error, "history": json.loads(r.history_json),
-                     "nextAttemptAt": r.next_attempt_at.isoformat(timespec="milliseconds") + "Z"}
-                    for r in conn.execute(query)]
+            return [self._wire(r) for r in conn.execute(query)]
+
+    def get(self, notification_id: str) -> dict[str, Any] | None:
+        """One notification with every attempt (the message itself is built at send time and not kept)."""
+        table = self._table
+        with self.store.read() as conn:
+            row = conn.execute(select(table).where(table.c.id == notification_id)).first()
+        return None if row is None else self._wire(row)
+
+    def retry(self, notification_id: str) -> bool:
+        """Send a notification at once: a waiting one now, a dead one once more; False when it is neither, or in
+        flight. A dead notification older than 24 hours gets that one attempt before it is dropped again."""
+        table = self._table
+        now = self.callouts.clock()
+        idle = or_(table.c.claimed_until.is_(None), table.c.claimed_until < now)
+        with self.store.write() as conn:
+            return conn.execute(update(table).where(and_(
+                table.c.id == notification_id, table.c.state.in_((QUEUED, DEAD)), idle)).values(
+                state=QUEUED, next_attempt_at=now, updated_at=now)).rowcount == 1
+
+    def discard(self, notification_id: str) -> bool:
+        """Give up a waiting or dead notification (``Discarded``, history kept); False when it is neither, or in
+        flight."""
+        table = self._table
+        now = self.callouts.clock()
+        with self.store.write() as conn:
+            return conn.execute(update(table).where(and_(
+                table.c.id == notification_id, table.c.state.in_((QUEUED, DEAD)),
+                or_(table.c.claimed_until.is_(None), table.c.claimed_until < now))).values(
+                state=DISCARDED, updated_at=now, claimed_by=None, claimed_until=None)).rowcount == 1
+
+    @staticmethod
+    def _wire(r: Any) -> dict[str, Any]:
+        return {"id": r.id, "definition": r.definition, "objectName": r.object_name, "recordId": r.record_id,
+                "state": r.state, "attempts": r.attempts, "lastError": r.last_error,
+                "history": json.loads(r.history_json),
+                "nextAttemptAt": r.next_attempt_at.isoformat(timespec="milliseconds") + "Z",
+                "createdAt": r.created_at.isoformat(timespec="milliseconds") + "Z"}
 
     def wsdl(self, name: str, instance_url: str = "https://127.0.0.1:8443") -> str:
         """The WSDL a listener for ``name`` is generated from (the platform's outbound-message WSDL shape)."""

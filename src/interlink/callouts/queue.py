@@ -38,10 +38,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-QUEUED, DELIVERED, DEAD = "Queued", "Delivered", "Dead"
+QUEUED, DELIVERED, DEAD, DISCARDED = "Queued", "Delivered", "Dead", "Discarded"
 MAX_CALLOUTS_PER_TRANSACTION = 100
 RETRYABLE_STATUSES = frozenset({408, 429})
 _RESPONSE_EXCERPT = 2000
+REDACTED = "********"
+# Header names whose values are credentials wherever they appear (compared in lower case, as substrings), and any
+# header named ...key (X-Api-Key, Ocp-Apim-Subscription-Key, X-Functions-Key).
+_SECRET_HEADER_WORDS = ("auth", "cookie", "token", "secret", "password", "passwd", "api-key", "apikey", "api_key",
+                        "signature", "x-amz-security", "session", "credential")
 
 
 class CalloutFailed(InterlinkError):
@@ -85,6 +90,17 @@ def http_sender(method: str, url: str, headers: dict[str, str], body: bytes | No
     except httpx.HTTPError as exc:
         return Delivery(None, b"", f"{type(exc).__name__}: {exc}", int((time.perf_counter() - started) * 1000))
     return Delivery(response.status_code, response.content, None, int((time.perf_counter() - started) * 1000))
+
+
+def redact_headers(headers: Mapping[str, str], secret_names: tuple[str, ...] = ()) -> dict[str, str]:
+    """Headers fit to show: values of authentication headers (and of ``secret_names``) replaced by asterisks."""
+    secret = {name.lower() for name in secret_names}
+
+    def hidden(name: str) -> bool:
+        lower = name.lower()
+        return lower in secret or lower.endswith("key") or any(word in lower for word in _SECRET_HEADER_WORDS)
+
+    return {name: REDACTED if hidden(name) else value for name, value in headers.items()}
 
 
 def attempt_entry(attempt: int, at: datetime, delivery: Delivery, error: str | None) -> dict[str, Any]:
@@ -305,6 +321,50 @@ class CalloutQueue:
             return conn.execute(update(table).where(and_(table.c.id == callout_id, table.c.state == DEAD)).values(
                 state=QUEUED, attempts=0, next_attempt_at=self.clock(), updated_at=self.clock())).rowcount == 1
 
+    def retry_now(self, callout_id: str) -> bool:
+        """Deliver a waiting callout at once (a dead one is queued again); False when it is neither, or in flight."""
+        table = self._table
+        now = self.clock()
+        idle = or_(table.c.claimed_until.is_(None), table.c.claimed_until < now)
+        with self.store.write() as conn:
+            if conn.execute(update(table).where(and_(table.c.id == callout_id, table.c.state == QUEUED, idle))
+                            .values(next_attempt_at=now, updated_at=now)).rowcount == 1:
+                return True
+        return self.retry(callout_id)
+
+    def discard(self, callout_id: str) -> bool:
+        """Give up a waiting or dead callout for good (``Discarded``, history kept); False when it is neither,
+        or while a worker is sending it."""
+        table = self._table
+        now = self.clock()
+        with self.store.write() as conn:
+            return conn.execute(update(table).where(and_(
+                table.c.id == callout_id, table.c.state.in_((QUEUED, DEAD)),
+                or_(table.c.claimed_until.is_(None), table.c.claimed_until < now))).values(
+                state=DISCARDED, updated_at=now, claimed_by=None, claimed_until=None)).rowcount == 1
+
+    def request(self, callout_id: str, *, limit: int = _RESPONSE_EXCERPT) -> dict[str, Any] | None:
+        """What the callout sends, fit to show: the URL, headers with credentials redacted, the start of the body.
+
+        Authentication headers are added when a callout is sent and never stored; headers the flow set itself are
+        redacted by name (and by the credential's secret header names).
+        """
+        table = self._table
+        with self.store.read() as conn:
+            row = conn.execute(select(table.c.credential, table.c.method, table.c.path, table.c.headers_json,
+                                      table.c.body).where(table.c.id == callout_id)).first()
+        if row is None:
+            return None
+        named = self.credentials.get(row.credential.lower())
+        try:
+            url = named.endpoint(row.path) if named is not None else None
+        except CalloutRefused:
+            url = None
+        body = row.body or b""
+        return {"method": row.method, "url": url or f"callout:{row.credential}{row.path}",
+                "headers": redact_headers(json.loads(row.headers_json), named.secret_headers if named else ()),
+                "body": body[:limit].decode("utf-8", "replace"), "bodyBytes": len(body)}
+
     @staticmethod
     def _wire(row: Any) -> dict[str, Any]:
         return {"id": row.id, "credential": row.credential, "method": row.method, "path": row.path,
@@ -323,6 +383,7 @@ def _plain(store: Store) -> Any:
 __all__ = [
     "DEAD",
     "DELIVERED",
+    "DISCARDED",
     "MAX_CALLOUTS_PER_TRANSACTION",
     "QUEUED",
     "CalloutLimitExceeded",
@@ -330,4 +391,5 @@ __all__ = [
     "Delivery",
     "attempt_entry",
     "http_sender",
+    "redact_headers",
 ]

@@ -103,6 +103,10 @@ def up(
         seeded = seed_sample_data(org)
         if seeded:
             _err(f"Seeded sample data: {', '.join(f'{n} {o}' for o, n in seeded.items())}")
+            if seeded.generated_password:
+                _err(f"  [bold]Sample users' password {seeded.generated_password}[/]  (maya.manager@, alex.rep@, "
+                     "sam.rep@, noor.manager@, jordan.rep@interlink.local; shown once; set "
+                     "INTERLINK_SAMPLE_PASSWORD to choose it)")
 
     def ready(info: ServerInfo) -> None:
         token = org.mint_token(ADMIN_USERNAME)

@@ -225,6 +225,7 @@ def run_with_status(runners: list[Any], store: MiddlewareStore, *, once: bool, m
 
     from interlink.middleware.distributed import role_of, run_together
     from interlink.middleware.metrics_server import serve_metrics
+    from interlink.middleware.monitor import sample_pipelines
 
     console = Console(stderr=True, highlight=False)
 
@@ -240,10 +241,12 @@ def run_with_status(runners: list[Any], store: MiddlewareStore, *, once: bool, m
     server = serve_metrics(runners, store, metrics_port, metrics_host)
     if server is not None:
         console.print(f"metrics at {server.url}")
+    sampler = sample_pipelines(runners, store)  # samples for the web console's Pipelines page
     try:
         with console.status(status_line()) as status:
             reports = run_together(runners, once=once, monitor=lambda: status.update(status_line()))
     finally:
+        sampler.stop()
         if server is not None:
             server.stop()
     failed = False

@@ -14,4 +14,6 @@ def routes() -> list[BaseRoute]:
 
 def _modules() -> list:  # type: ignore[type-arg]
     # Imported here so each section may use the console's helpers without an import cycle.
-    return []
+    from interlink.console import events, jobs, limits, live, objects, pipelines, records, streams, workbench
+
+    return [jobs, limits, pipelines, objects, records, workbench, events, live, streams]

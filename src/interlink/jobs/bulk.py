@@ -146,6 +146,14 @@ class BulkJobs:
         jobs = [Job.from_row(row) for row in rows[:limit]]
         return jobs, (jobs[-1].id if len(rows) > limit else None)
 
+    def recent(self, limit: int = 50) -> list[Job]:
+        """The newest jobs of every type (Bulk API 2.0 ingest and query, classic), newest first (the console)."""
+        table = self._table
+        with self.store.read() as conn:
+            rows = conn.execute(select(table).where(table.c.state != DELETED)
+                                .order_by(table.c.created_date.desc(), table.c.id.desc()).limit(limit)).all()
+        return [Job.from_row(row) for row in rows]
+
     # -- creating jobs ----------------------------------------------------------------------------------------
 
     def create_ingest(self, context: Context, body: dict[str, Any]) -> Job:

@@ -236,6 +236,12 @@ class ClassicJobs:
             return [_result_id(batch, number) for number in range(batch.results)]
         return self.parts.data(job.id, "c_res", batch.seq)
 
+    def result_ids(self, job: Job, batch: Batch) -> list[str]:
+        """The result file ids of a completed query batch (none for other batches)."""
+        if job.operation not in QUERY_OPERATIONS or batch.state != COMPLETED:
+            return []
+        return [_result_id(batch, number) for number in range(batch.results)]
+
     def query_result(self, job: Job, batch: Batch, result_id: str) -> bytes:
         if job.operation not in QUERY_OPERATIONS or batch.state != COMPLETED:
             raise BulkJobError(f"Invalid result id: {result_id}", error_code="INVALIDBATCH")

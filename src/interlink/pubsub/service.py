@@ -280,6 +280,7 @@ class PubSubService(pb_grpc.PubSubServicer):
                         stored = await self._fetch_or_wake(cursor, credit)
                     if stored:
                         credit.outstanding -= len(stored)
+                        self.bus.deliveries.add(len(stored))
                         events = [pb.ConsumerEvent(event=pb.ProducerEvent(id=e.event_uuid, schema_id=e.schema_id,
                                                                           payload=e.payload),
                                                    replay_id=encode_replay_id(e.replay_id)) for e in stored]

@@ -3,7 +3,8 @@
 Counting sits on the hot path of every request, so each process counts in memory and flushes to the
 store once a second (and at shutdown); usage is the stored per-minute buckets of the last 24 hours
 plus what this process has not flushed yet. A crash can lose at most the last second of counts,
-never a record.
+never a record. The buckets double as the usage history the console charts (requests, events
+published and delivered per minute or hour over the last 24 hours).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ class ApiUsage:
     def __init__(self, store: Store, allocation: int, *, refresh_seconds: float = 1.0,
                  table: str = "il_api_usage", window_minutes: int = _WINDOW_MINUTES,
                  limit_message: str = "TotalRequests Limit exceeded.",
-                 limit_error_code: str = "REQUEST_LIMIT_EXCEEDED") -> None:
+                 limit_error_code: str = "REQUEST_LIMIT_EXCEEDED", keep_minutes: int = 0) -> None:
         self._store = store
         self.allocation = allocation
         self._refresh_seconds = refresh_seconds
         self._table = table
         self._window = window_minutes
+        # Buckets are kept at least as long as the window counts them; longer when a history is wanted.
+        self._keep = max(window_minutes, keep_minutes)
         self._limit_message = limit_message
         self._limit_error_code = limit_error_code
         self._pending: dict[int, int] = {}
@@ -59,6 +62,29 @@ class ApiUsage:
             minute = self._minute()
             self._pending[minute] = self._pending.get(minute, 0) + amount
         return used + amount, self.allocation
+
+    def add(self, amount: int = 1) -> None:
+        """Count ``amount`` uses without checking the allocation (usage that is metered, not enforced)."""
+        if amount:
+            with self._lock:
+                minute = self._minute()
+                self._pending[minute] = self._pending.get(minute, 0) + amount
+
+    def history(self, minutes: int = _WINDOW_MINUTES) -> dict[int, int]:
+        """Uses per minute (minutes since the epoch) over the last ``minutes``, unflushed ones included.
+
+        Minutes without uses are left out; history older than what the counter keeps is gone.
+        """
+        first = self._minute() - minutes + 1
+        table = self._store.system[self._table]
+        with self._store.read() as conn:
+            rows = conn.execute(select(table.c.minute, table.c.requests).where(table.c.minute >= first)).all()
+        counts = {int(row.minute): int(row.requests) for row in rows}
+        with self._lock:
+            for minute, amount in self._pending.items():
+                if minute >= first:
+                    counts[minute] = counts.get(minute, 0) + amount
+        return counts
 
     def used(self) -> int:
         """Requests in the last 24 hours, including this process's unflushed ones."""
@@ -90,7 +116,7 @@ class ApiUsage:
                                        .values(requests=table.c.requests + requests)).rowcount
                 if not changed:
                     conn.execute(table.insert().values(minute=minute, requests=requests))
-            conn.execute(table.delete().where(table.c.minute <= self._minute() - self._window))
+            conn.execute(table.delete().where(table.c.minute <= self._minute() - self._keep))
         self._stored_total = self._read_stored()
         self._stored_at = time.monotonic()
 
@@ -104,6 +130,15 @@ class ApiUsage:
 
 
 def event_usage(store: Store, allocation: int) -> ApiUsage:
-    """Platform events published in the last hour (``HourlyPublishedPlatformEvents``)."""
+    """Platform events published in the last hour (``HourlyPublishedPlatformEvents``); 24 hours of history."""
     return ApiUsage(store, allocation, table="il_event_usage", window_minutes=60,
-                    limit_message="HourlyPublishedPlatformEvents Limit exceeded.", limit_error_code="LIMIT_EXCEEDED")
+                    limit_message="HourlyPublishedPlatformEvents Limit exceeded.", limit_error_code="LIMIT_EXCEEDED",
+                    keep_minutes=_WINDOW_MINUTES)
+
+
+def delivery_usage(store: Store) -> ApiUsage:
+    """Events delivered to subscribers (Pub/Sub API, the console's streams) in the last 24 hours.
+
+    Counted per subscriber, as the platform's delivery allocation counts them, but metered only: nothing is refused.
+    """
+    return ApiUsage(store, 0, table="il_event_delivery")

@@ -164,6 +164,12 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("minute", Integer, primary_key=True),  # minutes since the epoch
             Column("requests", Integer, nullable=False),
         ),
+        # Events delivered to subscribers per minute (metered for the console, not enforced).
+        Table(
+            "il_event_delivery", metadata,
+            Column("minute", Integer, primary_key=True),  # minutes since the epoch
+            Column("requests", Integer, nullable=False),
+        ),
         Table(
             "il_schema", metadata,
             Column("object_name", String(255), primary_key=True),
