@@ -408,6 +408,7 @@ def main() -> None:
 from interlink.cli.callouts import callouts_app, outbound_app, secrets_app, services_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.connect import connect_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.data import data_app  # noqa: E402 - registered after the shared options exist
+from interlink.cli.demo import demo_command  # noqa: E402 - registered after the shared options exist
 from interlink.cli.events import cdc_app, events_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.patterns import patterns_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.pipelines import dlq_app, pipelines_app  # noqa: E402 - registered after the shared options exist
@@ -429,6 +430,7 @@ app.add_typer(saga_app, name="saga")
 app.add_typer(sync_app, name="sync")
 app.add_typer(patterns_app, name="patterns")
 app.command("worker")(worker_command)
+app.command("demo")(demo_command)
 
 if __name__ == "__main__":
     main()
