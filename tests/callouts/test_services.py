@@ -57,7 +57,8 @@ class Billing:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"null")
-                billing.requests.append({"method": "POST", "path": self.path, "body": body})
+                billing.requests.append({"method": "POST", "path": self.path, "body": body,
+                                         "key": self.headers.get("Idempotency-Key")})
                 self._answer(billing.status, {"accountNumber": f"BA-{len(billing.requests):04d}"})
 
             def do_GET(self) -> None:
@@ -136,6 +137,7 @@ def test_rest_actions_call_the_service_at_once(org: Org, billing: Billing) -> No
                          "outputValues": {"responseCode": 201, "201": {"accountNumber": "BA-0001"}}, "version": 1}
     assert answer[1]["isSuccess"] is False and answer[1]["errors"][0]["statusCode"] == "INVALID_INPUT"
     assert len(billing.requests) == 1  # the bad input was never sent
+    assert billing.requests[0]["key"]  # synchronous calls carry an idempotency key too
     got = client.post(f"{base}/billing.getAccount", json={"inputs": [
         {"accountId": "a/7", "expand": True, "X-Tenant": "t1"}]}).json()
     assert got[0]["outputValues"]["200"] == {"id": "a%2F7", "balance": 12.5}

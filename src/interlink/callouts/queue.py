@@ -143,6 +143,10 @@ class CalloutQueue:
         """A synchronous callout (outside a save): (status, the JSON answer); errors raise CalloutFailed."""
         named = self.credential(credential)
         all_headers = dict(headers or {})
+        # Every request carries a key receivers can deduplicate on; a flow that may repeat a synchronous call sets a
+        # stable one itself (headers: {Idempotency-Key: "{!$Record.Id}-activate"}), which is kept.
+        if not any(name.lower() == "idempotency-key" for name in all_headers):
+            all_headers["Idempotency-Key"] = str(uuid.uuid4())
         payload = None
         if body is not None:
             all_headers.setdefault("Content-Type", "application/json")

@@ -26,7 +26,7 @@ from interlink.cli.main import DataDir, StoreUrl, _err, _existing_org  # noqa: E
 
 @callouts_app.command("list")
 def callouts_list(
-    state: Annotated[str | None, typer.Option("--state", help="Queued, Delivered or Dead.")] = None,
+    state: Annotated[str | None, typer.Option("--state", help="Queued, Delivered, Dead or Discarded.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many, newest first.")] = 50,
     data_dir: DataDir = None,
     store: StoreUrl = None,
@@ -36,9 +36,7 @@ def callouts_list(
 
     from interlink.cli.events import _wide_console
 
-    if state is not None and state not in ("Queued", "Delivered", "Dead"):
-        _err(f"[red]error:[/] --state is Queued, Delivered or Dead (not {state!r})")
-        raise typer.Exit(2)
+    _check_state(state)
     with _existing_org(data_dir, store) as org:
         rows = org.callouts.list(state=state, limit=limit)
     table = Table("id", "state", "attempts", "request", "source", "last error", "created")
@@ -70,9 +68,48 @@ def callouts_retry(callout_id: str, data_dir: DataDir = None, store: StoreUrl = 
     _err(f"{callout_id} queued again")
 
 
+@callouts_app.command("discard")
+def callouts_discard(callout_id: str, data_dir: DataDir = None, store: StoreUrl = None) -> None:
+    """Give up on a queued or dead callout (state Discarded); one being sent right now is left alone."""
+    with _existing_org(data_dir, store) as org:
+        if not org.callouts.discard(callout_id):
+            _err(f"[red]error:[/] {callout_id} is not a queued or dead callout")
+            raise typer.Exit(1)
+    _err(f"{callout_id} discarded")
+
+
+def _check_state(state: str | None) -> None:
+    if state is not None and state not in _STATES:
+        _err(f"[red]error:[/] --state is {', '.join(_STATES[:-1])} or {_STATES[-1]} (not {state!r})")
+        raise typer.Exit(2)
+
+
+_STATES = ("Queued", "Delivered", "Dead", "Discarded")
+
+
+@outbound_app.command("retry")
+def outbound_retry(notification_id: str, data_dir: DataDir = None, store: StoreUrl = None) -> None:
+    """Send a waiting or dead outbound-message notification at once."""
+    with _existing_org(data_dir, store) as org:
+        if not org.outbound.retry(notification_id):
+            _err(f"[red]error:[/] {notification_id} is neither waiting nor dead, or is being sent")
+            raise typer.Exit(1)
+    _err(f"{notification_id} queued again")
+
+
+@outbound_app.command("discard")
+def outbound_discard(notification_id: str, data_dir: DataDir = None, store: StoreUrl = None) -> None:
+    """Give up on a queued or dead notification (state Discarded)."""
+    with _existing_org(data_dir, store) as org:
+        if not org.outbound.discard(notification_id):
+            _err(f"[red]error:[/] {notification_id} is not a queued or dead notification")
+            raise typer.Exit(1)
+    _err(f"{notification_id} discarded")
+
+
 @outbound_app.command("list")
 def outbound_list(
-    state: Annotated[str | None, typer.Option("--state", help="Queued, Delivered or Dead.")] = None,
+    state: Annotated[str | None, typer.Option("--state", help="Queued, Delivered, Dead or Discarded.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many, newest first.")] = 50,
     data_dir: DataDir = None,
     store: StoreUrl = None,
@@ -82,6 +119,7 @@ def outbound_list(
 
     from interlink.cli.events import _wide_console
 
+    _check_state(state)
     with _existing_org(data_dir, store) as org:
         rows = org.outbound.list(state=state, limit=limit)
     table = Table("notification", "message", "record", "state", "attempts", "last error", "next attempt")
