@@ -19,6 +19,8 @@ these; nothing else formats error bodies.
     │   ├── InvalidHeaderError          INVALID_HEADER_VALUE       400
     │   ├── QueryTimeout                QUERY_TIMEOUT              400
     │   ├── InvalidQueryLocator         INVALID_QUERY_LOCATOR      400
+    │   ├── RequestTooLarge             EXCEEDED_MAX_SIZE_REQUEST  413 (a body over the surface's limit)
+    │   ├── RequestTimeout              REQUEST_TIMEOUT            408 (a body that arrives too slowly)
     │   ├── BulkJobError                INVALIDJOB                 400 (409: wrong API version for results)
     │   │   ├── InvalidJobState         INVALIDJOBSTATE            400
     │   │   ├── InvalidEntity           INVALIDENTITY              400
@@ -257,6 +259,15 @@ class InsufficientAccess(AuthError):
     grpc_status = "PERMISSION_DENIED"
 
 
+class ApiDisabled(InsufficientAccess):
+    """The user lacks the API Enabled permission."""
+
+    error_code = "API_DISABLED_FOR_ORG"
+
+    def __init__(self, message: str = "API is not enabled for this Organization or Partner") -> None:
+        super().__init__(message)
+
+
 class OAuthError(AuthError):
     """An OAuth 2.0 token-endpoint error; rendered as ``{"error", "error_description"}``."""
 
@@ -267,6 +278,20 @@ class OAuthError(AuthError):
         self.error = error
         self.description = description
         self.http_status = status  # type: ignore[misc]
+
+
+class RequestTooLarge(RequestError):
+    """A request body over its surface's size limit: refused before it is read, or cut off as it arrives."""
+
+    error_code = "EXCEEDED_MAX_SIZE_REQUEST"
+    http_status = 413
+
+
+class RequestTimeout(RequestError):
+    """A request body that did not arrive in time (a slow or stalled client); the connection is then closed."""
+
+    error_code = "REQUEST_TIMEOUT"
+    http_status = 408
 
 
 class RequestLimitExceeded(InterlinkError):
@@ -480,3 +505,15 @@ def all_or_none_rolled_back() -> DmlError:
     """The error of a record that was fine but rolled back because another in its all-or-none call failed."""
     return DmlError("Record rolled back because not all records were valid and the request was using "
                     "AllOrNone header", error_code="ALL_OR_NONE_OPERATION_ROLLED_BACK")
+
+
+class RecordAccessDenied(InterlinkError):
+    """A record the caller's sharing does not let them change (someone else's private record)."""
+
+    error_code = "INSUFFICIENT_ACCESS_OR_READONLY"
+    http_status = 400
+    grpc_status = "PERMISSION_DENIED"
+
+
+def no_record_access() -> InterlinkError:
+    return RecordAccessDenied("insufficient access rights on object id")

@@ -47,6 +47,9 @@ class Settings:
     )
     fiscal_year_start_month: int = _setting(1, "Month (1-12) the fiscal year starts in, for FISCAL_* date literals.")
     soap_login_enabled: bool = _setting(True, "Answer SOAP partner login(); off answers the platform's fault.")
+    lockout_attempts: int = _setting(
+        10, "Consecutive failed password logins that lock a user out (0 = never lock).")
+    lockout_minutes: int = _setting(15, "Minutes a locked-out user stays locked (interlink users unlock ends it).")
     log_level: str = _setting("info", "Log level: debug, info, warning or error.")
     bus: str = _setting(
         "", "Event bus URL: empty for the embedded SQLite log under data_dir, nats://host:port, or memory:// "
@@ -68,6 +71,16 @@ class Settings:
     bulk_daily_query_jobs: int = _setting(10_000, "Bulk API 2.0 query jobs allowed per rolling 24 hours.")
     bulk_batch_size: int = _setting(10_000, "Records per internal batch of a Bulk API 2.0 ingest job.")
     bulk_max_upload_mb: int = _setting(150, "Largest CSV upload (PUT .../batches) in MB.")
+    request_max_body_mb: int = _setting(
+        50, "Largest request body in MB for REST, composite, GraphQL, OData and the console (Bulk uploads: "
+            "bulk_max_upload_mb; OAuth and SOAP login: 64 KB).")
+    request_header_timeout: float = _setting(
+        20.0, "Seconds a client has to send a request's headers before the connection is closed.")
+    request_body_timeout: float = _setting(
+        30.0, "Seconds a request body may take to arrive, plus one more for every request_body_min_rate bytes "
+              "received; a slower body is answered 408 and the connection closed.")
+    request_body_min_rate: int = _setting(
+        500, "Bytes per second that keep a slow upload going (see request_body_timeout).")
     bulk_workers: int = _setting(
         2, "Background threads of a serving process that run Bulk API jobs (0 leaves jobs to other processes).")
     middleware_store: str = _setting(

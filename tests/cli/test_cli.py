@@ -290,3 +290,26 @@ def test_deploy_a_field_together_with_the_flow_that_uses_it(tmp_path: Path) -> N
     assert "Traceback" not in broken.stderr
     refused = cli("users", "list", *dirs[:2], env=project_env, check=False)  # commands that may write refuse
     assert refused.returncode != 0 and "Nope__c" in refused.stderr
+
+
+def test_users_get_profiles_and_permission_sets(tmp_path: Path) -> None:
+    data_dir, project_dir = tmp_path / "org", tmp_path / "project"
+    (project_dir / "metadata" / "permissionSets").mkdir(parents=True)
+    (project_dir / "metadata" / "permissionSets" / "Reader.yaml").write_text(
+        "userPermissions: [ApiEnabled]\nobjectPermissions:\n  Account: read\n")
+    with local_org(data_dir, project_dir=project_dir):
+        pass
+    dirs = ("--data-dir", str(data_dir))
+    created = cli("users", "create", "int@cli.test", "--profile", "Minimum Access - API Only Integrations",
+                  "--permission-set", "Reader", "--password", "Long-Enough-1", *dirs)
+    assert "Created user int@cli.test" in created.stderr
+    assigned = cli("users", "assign", "int@cli.test", "--permission-set", "Reader", *dirs)
+    assert "permission sets Reader" in assigned.stderr
+    unknown = cli("users", "assign", "int@cli.test", "--profile", "Nope", *dirs, check=False)
+    assert unknown.returncode == 2 and "no profile 'Nope'" in unknown.stderr
+    with local_org(data_dir, project_dir=project_dir) as org:
+        user = org.directory.user_by_username("int@cli.test")
+        assert user is not None
+        access = org.access.for_user(user.id)
+        assert access.can(org.store.schema.object("Account"), "read")  # type: ignore[arg-type]
+        assert not access.can(org.store.schema.object("Contact"), "read")  # type: ignore[arg-type]

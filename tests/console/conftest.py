@@ -33,9 +33,12 @@ CHROMIUM = Path("/usr/bin/chromium")
 BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():  # type: ignore[no-untyped-def]
-    """Headless Debian Chromium driven by Playwright (skips with the reason when either is missing)."""
+    """Headless Debian Chromium driven by Playwright (skips with the reason when either is missing).
+
+    Module-scoped: Playwright's sync API keeps an asyncio loop running in the main thread while it is started, and
+    tests that call ``asyncio.run`` (the NATS ones) cannot run in a worker where it still is."""
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (make test installs it: apt-get install chromium)")
     try:

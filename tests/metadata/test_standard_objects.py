@@ -27,7 +27,22 @@ EXPECTED_PREFIXES = {
     "Asset": "02i",
     "Task": "00T",
     "Organization": "00D",
+    "LoginHistory": "0Ya",
+    "SetupAuditTrail": "0Ym",
+    "Profile": "00e",
+    "PermissionSet": "0PS",
+    "PermissionSetAssignment": "0Pa",
+    "PermissionSetGroup": "0PG",
+    "PermissionSetGroupComponent": "0PH",
+    "ObjectPermissions": "110",
+    "FieldPermissions": "01k",
+    "UserRole": "00E",
 }
+# Objects the platform defines without a name field.
+WITHOUT_NAME_FIELD = {"LoginHistory", "SetupAuditTrail", "PermissionSetAssignment", "PermissionSetGroupComponent",
+                      "ObjectPermissions", "FieldPermissions"}
+SETUP_OBJECTS = {"Profile", "PermissionSet", "PermissionSetAssignment", "PermissionSetGroup",
+                 "PermissionSetGroupComponent", "ObjectPermissions", "FieldPermissions"}
 SYSTEM_FIELDS = {"Id", "IsDeleted", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById",
                  "SystemModstamp"}
 
@@ -91,11 +106,12 @@ def test_every_object_has_system_fields_and_one_name_field(objects: dict[str, Ob
     for obj in objects.values():
         assert set(obj.field_names) >= SYSTEM_FIELDS, obj.name
         assert obj.field_names[0] == "Id"
-        assert sum(1 for f in obj.fields if f.name_field) == 1, obj.name
+        assert sum(1 for f in obj.fields if f.name_field) == (obj.name not in WITHOUT_NAME_FIELD), obj.name
 
 
 def test_owner_field_only_where_the_platform_has_one(objects: dict[str, ObjectDef]) -> None:
-    without_owner = {"User", "Organization", "OrderItem", "PricebookEntry", "Product2", "Pricebook2"}
+    without_owner = {"User", "Organization", "OrderItem", "PricebookEntry", "Product2", "Pricebook2", "LoginHistory",
+                     "SetupAuditTrail", "UserRole", *SETUP_OBJECTS}
     for obj in objects.values():
         assert obj.has_field("OwnerId") is (obj.name not in without_owner), obj.name
     owner = _field(objects["Account"], "OwnerId")

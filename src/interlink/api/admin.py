@@ -4,6 +4,7 @@
     GET  /interlink/v1/callouts/{id}
     POST /interlink/v1/callouts/{id}/retry                               queue a dead callout again
     GET  /interlink/v1/outbound[?state=...&limit=N]                      outbound-message notifications
+    GET  /interlink/v1/openapi.json[?version=66.0&objects=A,B]           OpenAPI 3.0 document of the REST API
 
 Authenticated with the same bearer tokens as the data API; errors in the platform's shape.
 """
@@ -16,8 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from interlink.api.app import bearer_token
-from interlink.api.http import error_response, json_response
+from interlink.api import openapi
+from interlink.api.app import bearer_token, supported_versions
+from interlink.api.http import error_response, instance_url, json_response
 from interlink.errors import InterlinkError, InvalidHeaderError, NotFoundError
 
 if TYPE_CHECKING:
@@ -68,7 +70,23 @@ def routes() -> list[Route]:
         state, limit = _filters(request)
         return json_response({"notifications": org.outbound.list(state=state, limit=limit)})
 
+    async def openapi_document(request: Request, org: Org) -> Response:
+        versions = supported_versions(org)
+        version = request.query_params.get("version", versions[-1]).removeprefix("v")
+        if version not in versions:
+            raise NotFoundError(f"API version {version} is not served: {versions[0]} to {versions[-1]}")
+        objects = None
+        if request.query_params.get("objects"):
+            objects = [name.strip() for name in request.query_params["objects"].split(",") if name.strip()]
+            unknown = [name for name in objects if name not in org.store.schema]
+            if unknown:
+                raise NotFoundError(f"No such object: {', '.join(unknown)}")
+        document = openapi.build_document(org.store.schema, request.app.state.data_api.router, version=version,
+                                          server_url=instance_url(request), objects=objects, org_name=org.org_name)
+        return json_response(document)
+
     return [
+        Route("/interlink/v1/openapi.json", guarded(openapi_document), methods=["GET"]),
         Route("/interlink/v1/callouts", guarded(callouts), methods=["GET"]),
         Route("/interlink/v1/callouts/{id}", guarded(callout), methods=["GET"]),
         Route("/interlink/v1/callouts/{id}/retry", guarded(retry), methods=["POST"]),

@@ -17,7 +17,8 @@ import orjson
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.datastructures import QueryParams
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -26,7 +27,14 @@ from interlink.api import bulk as bulk_api
 from interlink.api import collections as collections_api
 from interlink.api import composite as composite_api
 from interlink.api import graphql_api, oauth_routes, query, search, soap_routes, sobjects
-from interlink.api.http import dumps, error_response, instance_url, json_response, unexpected_error_response
+from interlink.api.http import (
+    dumps,
+    error_response,
+    instance_url,
+    json_response,
+    require_api,
+    unexpected_error_response,
+)
 from interlink.api.resources import VERSION_RE, ApiRequest, ResourceRouter, split_path
 from interlink.bus.model import DATA, Selector
 from interlink.errors import InterlinkError, InvalidSession, NotFoundError
@@ -98,8 +106,8 @@ class DataApi:
             api_request = ApiRequest(
                 org=self.org,
                 session=session,
-                context=self.org.context_for(session.user_id, api_version=version, app_id=session.app_id,
-                                             client=_call_client(request)),
+                context=require_api(self.org.context_for(session.user_id, api_version=version,
+                                                         app_id=session.app_id, client=_call_client(request))),
                 version=version,
                 method=request.method.upper(),
                 segments=segments[1:],
@@ -113,6 +121,9 @@ class DataApi:
             response = await handler(api_request)
         except InterlinkError as error:
             response = error_response(error)
+        except ClientDisconnect:
+            log.info("%s %s: the client went away before sending its whole body", request.method, request.url.path)
+            return Response(status_code=400)
         except Exception as exc:
             response = unexpected_error_response(exc)
         response.headers.update(limit_header)
@@ -248,6 +259,7 @@ def health_report(org: Org) -> tuple[str, dict[str, dict[str, object]]]:
 def build_app(org: Org) -> Starlette:
     """The ASGI app serving ``org``."""
     from interlink.api import admin, bulk_v1, cometd, odata  # they build on this module's helpers
+    from interlink.api.guard import RequestGuard
     from interlink.console.app import routes as console_routes
 
     data = DataApi(org)
@@ -297,8 +309,10 @@ def build_app(org: Org) -> Starlette:
         *console_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        InterlinkError: _render_error, 404: _not_found, 405: _not_allowed})
+        InterlinkError: _render_error, 404: _not_found, 405: _not_allowed},
+        middleware=[Middleware(RequestGuard, settings=org.settings)])
     app.state.org = org
+    app.state.data_api = data  # its router describes the REST surface (GET /interlink/v1/openapi.json)
     # Set when the server starts shutting down: long-lived responses (SSE, CometD long polls) end at once.
     app.state.draining = asyncio.Event()
     return app

@@ -31,7 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from interlink.api.app import bearer_token, supported_versions
-from interlink.api.http import unexpected_error_response
+from interlink.api.http import require_api, unexpected_error_response
 from interlink.errors import BulkJobError, InterlinkError, NotFoundError
 from interlink.jobs.classic import NS, ClassicJobs
 from interlink.jobs.model import QUERY_OPERATIONS, Job
@@ -46,6 +46,7 @@ _EXCEPTION_CODES = {
     "INVALIDBATCH": "InvalidBatch", "CLIENTINPUTERROR": "ClientInputError", "EXCEEDEDQUOTA": "ExceededQuota",
     "REQUEST_LIMIT_EXCEEDED": "ExceededQuota", "INVALID_SESSION_ID": "InvalidSessionId", "NOT_FOUND": "InvalidUrl",
     "METHOD_NOT_ALLOWED": "InvalidUrl", "JSON_PARSER_ERROR": "ClientInputError",
+    "EXCEEDED_MAX_SIZE_REQUEST": "ClientInputError", "REQUEST_TIMEOUT": "ClientInputError",
 }
 _TYPES = {"JSON": "application/json", "CSV": "text/csv", "XML": "application/xml"}
 
@@ -151,22 +152,32 @@ def _data(job: Job, data: bytes) -> Response:
 
 
 def _error(call: _Call, error: InterlinkError) -> Response:
+    return error_answer(call.request.headers.get("content-type", ""), error)
+
+
+def error_answer(content_type: str, error: InterlinkError) -> Response:
+    """``error`` as Bulk API 1.0 answers it: ``{exceptionCode, exceptionMessage}`` (XML unless the request is JSON)."""
     code = _EXCEPTION_CODES.get(error.error_code, "InvalidBatch" if error.http_status < 500 else "Unknown")
     body = {"exceptionCode": code, "exceptionMessage": error.message}
-    return call.answer("error", body, status=400 if error.http_status < 500 else 500)
+    status = 400 if error.http_status < 500 else 500
+    if "json" in content_type.lower():
+        return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    return Response(_xml("error", body).encode(), status_code=status, media_type="application/xml")
 
 
 def routes() -> list[Route]:
     async def entry(request: Request) -> Response:
         org: Org = request.app.state.org
-        call = _Call(org, request, await request.body())
+        call = _Call(org, request, b"")
         try:
             version = request.path_params["version"]
             if not _VERSION_RE.match(version) or version not in supported_versions(org):
                 raise NotFoundError()
             session = org.tokens.validate(bearer_token(request))
             org.usage.count()
-            call.context = org.context_for(session.user_id, api_version=version, app_id=session.app_id)
+            call.body = await request.body()  # only once the caller is known
+            call.context = require_api(org.context_for(session.user_id, api_version=version,
+                                                       app_id=session.app_id))
             segments = [s for s in request.path_params["rest"].split("/") if s]
             return await _route(call, org.classic, segments)
         except InterlinkError as error:
@@ -177,4 +188,4 @@ def routes() -> list[Route]:
     return [Route("/services/async/{version}/{rest:path}", entry, methods=["GET", "POST"])]
 
 
-__all__ = ["routes"]
+__all__ = ["error_answer", "routes"]

@@ -299,8 +299,12 @@ def _retrieve(request: ApiRequest, record_ids: list[str], fields: list[str]) -> 
     if not fields:
         raise _missing("fields")
     service = request.org.records
-    obj = service.object(request.params["type"])
-    rows = service.retrieve(obj.name, record_ids, fields)  # an unknown field: 400 INVALID_FIELD
+    obj = request.sobject()
+    for name in fields:  # a field the caller may not read does not exist for them: 400 INVALID_FIELD
+        if obj.field(name) is None:
+            raise InvalidFieldError(f"No such column '{name}' on sobject of type {obj.name}", [name])
+    wanted = [*fields, "OwnerId"] if obj.has_field("OwnerId") else fields
+    rows = [service.visible_row(request.context, obj, row) for row in service.retrieve(obj.name, record_ids, wanted)]
     return json_response([None if row is None else render_record(request, obj, row, fields) for row in rows],
                          pretty=request.pretty)
 
@@ -440,7 +444,7 @@ def _create_tree(request: ApiRequest, nodes: list[_Node]) -> list[_Node]:
 
 async def create_tree(request: ApiRequest) -> Response:
     _since(request, TREE_SINCE)
-    root = request.org.records.object(request.params["type"])
+    root = request.sobject()
     body = parse_json_object(request.body)
     if body.get("records") is None:
         raise _missing("records")

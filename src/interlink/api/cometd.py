@@ -136,7 +136,7 @@ class CometdServer:
         if channel == "/meta/connect":
             return await self._connect(client, message, reply, draining)
         if channel == "/meta/subscribe":
-            return [await self._subscribe(client, message, reply)]
+            return [await self._subscribe(client, message, reply, session)]
         if channel == "/meta/unsubscribe":
             return [await self._unsubscribe(client, message, reply)]
         if channel == "/meta/disconnect":
@@ -168,7 +168,8 @@ class CometdServer:
                      advice={"interval": 0, "timeout": self.hold_ms, "reconnect": "retry"})
         return reply
 
-    async def _subscribe(self, client: _Client, message: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
+    async def _subscribe(self, client: _Client, message: dict[str, Any], reply: dict[str, Any],
+                         session: Session) -> dict[str, Any]:
         name = message.get("subscription")
         reply["subscription"] = name
         if not isinstance(name, str) or not name.startswith("/"):
@@ -179,6 +180,11 @@ class CometdServer:
         except InterlinkError:
             reply.update(successful=False,
                          error=f"400::The channel you requested to subscribe to does not exist {{{name}}}")
+            return reply
+        try:
+            self.org.bus.check_access(topic, self.org.access.for_user(session.user_id))
+        except InterlinkError as error:
+            reply.update(successful=False, error=f"403::{error.message}")
             return reply
         ext = message.get("ext")
         replay_map = ext.get("replay") if isinstance(ext, dict) else None

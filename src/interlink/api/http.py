@@ -84,3 +84,13 @@ def instance_url(request: Request) -> str:
         server = request.scope.get("server") or ("localhost", None)
         host = f"{server[0]}:{server[1]}" if server[1] else str(server[0])
     return f"{request.scope.get('scheme', 'https')}://{host}"
+
+
+def require_api(context: Any) -> Any:
+    """``context`` when its user may use the API (the API Enabled permission), else API_DISABLED_FOR_ORG."""
+    from interlink.errors import ApiDisabled
+
+    access = context.enforced
+    if access is not None and not access.has("ApiEnabled"):
+        raise ApiDisabled()
+    return context

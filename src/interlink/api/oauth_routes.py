@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from interlink.api.http import error_response, instance_url, json_response
 from interlink.errors import InterlinkError, InvalidSession, NotFoundError, OAuthError
+from interlink.security.logins import LoginRefused
 
 if TYPE_CHECKING:
     from interlink.app.org import Org
@@ -55,10 +56,15 @@ def _bearer(request: Request) -> str:
     raise InvalidSession("Bad_OAuth_Token")
 
 
+def client_ip(request: Request) -> str | None:
+    """The address a login came from, for LoginHistory.SourceIp (the peer: proxy headers are not trusted)."""
+    return request.client.host if request.client else None
+
+
 async def token(request: Request) -> Response:
     try:
         form = await _form(request)
-        body = _org(request).oauth.token(form, _basic(request), instance_url(request))
+        body = _org(request).oauth.token(form, _basic(request), instance_url(request), source_ip=client_ip(request))
     except InterlinkError as error:
         return error_response(error)
     return json_response(body, headers={"Cache-Control": "no-cache,must-revalidate,max-age=0,no-store,private"})
@@ -162,11 +168,15 @@ async def authorize(request: Request) -> Response:
                                         "error_description": "response type not supported", "state": state})
     error_html = ""
     if request.method == "POST":
-        user = org.directory.check_password(params.get("username", ""), params.get("password", ""))
-        if user is not None:
+        attempt = org.oauth.attempt(app, client_ip(request), instance_url(request))
+        try:
+            user = org.oauth.logins.password_login(params.get("username", ""), params.get("password", ""), attempt)
+        except LoginRefused:
+            # Locked out or inactive reads the same as a wrong password: nothing to learn for a guesser.
+            error_html = '<p class="error">Please check your username and password.</p>'
+        else:
             code = org.oauth.issue_code(app, user, redirect_uri, params.get("code_challenge"))
             return _redirect(redirect_uri, {"code": code, "state": state})
-        error_html = '<p class="error">Please check your username and password.</p>'
     keep = ("response_type", "client_id", "redirect_uri", "state", "code_challenge", "code_challenge_method",
             "scope")
     hidden = "".join(f'<input type="hidden" name="{k}" value="{html.escape(params[k])}">'

@@ -20,6 +20,7 @@ from interlink.errors import MethodNotAllowed, NotFoundError
 
 if TYPE_CHECKING:
     from interlink.app.org import Org
+    from interlink.metadata.model import ObjectDef, Schema
     from interlink.records.context import Context
     from interlink.security.tokens import Session
 
@@ -54,6 +55,22 @@ class ApiRequest:
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
+    def sobject(self, name: str | None = None) -> ObjectDef:
+        """The object named in the path (or ``name``) as the caller sees it: without the fields they may not read.
+        An object they may not read does not exist for them (NOT_FOUND), as on the platform."""
+        obj = self.org.records.object(name or self.params["type"])
+        access = self.context.enforced
+        if access is None:
+            return obj
+        if not access.can(obj, "read"):
+            raise NotFoundError()
+        return access.object_view(obj)  # type: ignore[no-any-return]
+
+    @property
+    def schema(self) -> Schema:
+        """The org's schema as the caller sees it (describe global, describe)."""
+        return self.org.query.schema_for(self.context)
+
 
 Handler = Callable[[ApiRequest], Awaitable[Response]]
 
@@ -85,6 +102,10 @@ class ResourceRouter:
         self._routes.append(route)
         first = segments[0].lower() if segments and not segments[0].startswith("{") else "*"
         self._by_length.setdefault((len(segments), first), []).append(route)
+
+    def routes(self) -> list[tuple[str, list[str]]]:
+        """Every resource as (pattern, its methods), in the order they were added."""
+        return [("/".join(r.pattern), sorted(r.handlers)) for r in self._routes]
 
     @property
     def top_level(self) -> list[str]:

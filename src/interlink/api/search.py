@@ -75,7 +75,7 @@ def _soql_runner(request: ApiRequest) -> sosl.SoqlRunner | None:
 def run_plan(request: ApiRequest, plan: SearchPlan) -> Response:
     external = getattr(request.org, "external", None)
     result = sosl.execute(request.org.store, plan, _soql_runner(request), request.base_path,
-                          None if external is None else external.search_ids)
+                          None if external is None else external.search_ids, schema=request.schema)
     records = [record for _obj, record in result.records]
     if float(request.version) < _FIRST_WRAPPED_VERSION:
         return json_response(records, pretty=request.pretty)
@@ -88,7 +88,7 @@ def run_plan(request: ApiRequest, plan: SearchPlan) -> Response:
 def _entity_metadata(request: ApiRequest, result: sosl.SearchResult) -> list[dict[str, Any]]:
     entities = []
     for name, fields in result.fields.items():
-        obj = request.org.store.schema.object(name)
+        obj = request.schema.object(name)
         if obj is None:
             continue
         described = []

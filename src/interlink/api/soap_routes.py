@@ -10,6 +10,8 @@ from starlette.routing import Route
 
 from interlink.api import soap
 from interlink.api.http import instance_url
+from interlink.api.oauth_routes import client_ip
+from interlink.security.logins import LOGIN_TYPE_SOAP, LoginAttempt, LoginRefused
 
 if TYPE_CHECKING:
     from interlink.app.org import Org
@@ -27,9 +29,12 @@ async def partner(request: Request) -> Response:
         if unavailable is not None:
             raise unavailable
         username, password = soap.parse_login_request(await request.body())
-        user = org.directory.check_password(username, password)
-        if user is None:
-            raise soap.invalid_login()
+        attempt = LoginAttempt(LOGIN_TYPE_SOAP, "N/A", client_ip(request), instance_url(request),
+                               api_type="SOAP Partner", api_version=version)
+        try:
+            user = org.oauth.logins.password_login(username, password, attempt)
+        except LoginRefused:
+            raise soap.invalid_login() from None  # "...; or user locked out." covers every refusal
         token, _ = org.tokens.mint(user.id, app_id=None)
     except soap.SoapFault as fault:
         return Response(soap.fault_response(fault), status_code=500, media_type=_XML)

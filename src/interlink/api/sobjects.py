@@ -88,10 +88,10 @@ def _http_date_header(request: ApiRequest, name: str) -> datetime | None:
         return None
     try:
         parsed = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 31 Dec 9999 23:59:59 -1200 is past year 9999
         raise InvalidHeaderError(f"{name}: not a valid HTTP date: {raw}", []) from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     return parsed
 
 
@@ -125,7 +125,7 @@ def _check_conditions(request: ApiRequest, row: dict[str, Any]) -> None:
 # -- describe --------------------------------------------------------------------------------------------------
 
 async def describe_global(request: ApiRequest) -> Response:
-    schema = request.org.store.schema
+    schema = request.schema
     _check_schema_conditions(request)
     return json_response(describe.describe_global(schema, request.version), pretty=request.pretty,
                          headers=_schema_headers(request))
@@ -148,21 +148,21 @@ def _check_schema_conditions(request: ApiRequest) -> None:
 
 
 async def sobject_basic_info(request: ApiRequest) -> Response:
-    obj = request.org.records.object(request.params["type"])
+    obj = request.sobject()
     return json_response(describe.basic_info(obj, request.version, []), pretty=request.pretty)
 
 
 async def sobject_describe(request: ApiRequest) -> Response:
-    obj = request.org.records.object(request.params["type"])
+    obj = request.sobject()
     _check_schema_conditions(request)
-    return json_response(describe.describe_sobject(obj, request.org.store.schema, request.version),
+    return json_response(describe.describe_sobject(obj, request.schema, request.version),
                          pretty=request.pretty, headers=_schema_headers(request))
 
 
 # -- create, read, update, delete by id ----------------------------------------------------------------------------
 
 async def create_record(request: ApiRequest) -> Response:
-    obj = request.org.records.object(request.params["type"])
+    obj = request.sobject()
     body = parse_json_object(request.body)
     results = request.org.records.create(request.context, obj.name, [body], all_or_none=True)
     _first_error(results)
@@ -170,10 +170,15 @@ async def create_record(request: ApiRequest) -> Response:
 
 
 async def get_record(request: ApiRequest) -> Response:
-    obj = request.org.records.object(request.params["type"])
+    obj = request.sobject()
     record_id = _path_id(request, obj)
     fields = _fields_param(request)
-    row = request.org.records.retrieve(obj.name, [record_id], fields)[0]
+    for name in fields or ():
+        if obj.field(name) is None:  # a field the caller may not read does not exist for them
+            raise InvalidFieldError(f"No such column '{name}' on sobject of type {obj.name}", [name])
+    row = request.org.records.retrieve(obj.name, [record_id], [*(fields or obj.field_names), "OwnerId"]
+                                       if obj.has_field("OwnerId") else fields or obj.field_names)[0]
+    row = request.org.records.visible_row(request.context, obj, row)  # someone else's private record: 404
     if row is None:
         raise NotFoundError()
     if fields:
@@ -194,7 +199,7 @@ def _path_id(request: ApiRequest, obj: ObjectDef) -> str:
 
 
 async def update_record(request: ApiRequest) -> Response:
-    obj = request.org.records.object(request.params["type"])
+    obj = request.sobject()
     record_id = _path_id(request, obj)
     body = parse_json_object(request.body)
     body_id = next((v for k, v in body.items() if k.lower() == "id"), None)
@@ -210,7 +215,7 @@ async def update_record(request: ApiRequest) -> Response:
 
 
 async def delete_record(request: ApiRequest) -> Response:
-    obj = request.org.records.object(request.params["type"])
+    obj = request.sobject()
     record_id = _path_id(request, obj)
     results = request.org.records.delete(request.context, [record_id], all_or_none=True, object_name=obj.name)
     _first_error(results)
@@ -229,7 +234,7 @@ async def create_by_id_path(request: ApiRequest) -> Response:
 # -- by external id ------------------------------------------------------------------------------------------------
 
 def _external(request: ApiRequest) -> tuple[ObjectDef, str, str]:
-    obj = request.org.records.object(request.params["type"])
+    obj = request.sobject()
     field_name = unquote(request.params["field"])
     fdef = request.org.records.external_id_field(obj, field_name)
     value = unquote_plus(request.params["value"])
@@ -315,7 +320,7 @@ def _window(request: ApiRequest) -> tuple[datetime, datetime]:
 
 
 async def updated_records(request: ApiRequest) -> Response:
-    obj = request.org.records.object(request.params["type"])
+    obj = request.sobject()
     start, end = _window(request)
     changed = request.org.records.changed_between(obj.name, start, end, deleted=False)
     return json_response({"ids": [record_id for record_id, _ in changed],
@@ -323,7 +328,7 @@ async def updated_records(request: ApiRequest) -> Response:
 
 
 async def deleted_records(request: ApiRequest) -> Response:
-    obj = request.org.records.object(request.params["type"])
+    obj = request.sobject()
     start, end = _window(request)
     changed = request.org.records.changed_between(obj.name, start, end, deleted=True)
     earliest = max(request.org.created_at or start, utcnow() - _REPLICATION_WINDOW).replace(second=0,

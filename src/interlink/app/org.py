@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from interlink import ids
 from interlink.app.monitoring import pipeline_monitor
+from interlink.app.permissions import apply_permission_metadata
 from interlink.app.provisioning import apply_identity_metadata
 from interlink.automation.actions import python_action
 from interlink.automation.event_flows import EventFlowRunner
@@ -41,13 +42,15 @@ from interlink.jobs.worker import JobWorker
 from interlink.metadata.loader import LoadedMetadata, load_project
 from interlink.records.context import Context
 from interlink.records.events import EventEmitter
+from interlink.records.field_history import install_field_history
 from interlink.records.hooks import HookRegistry
 from interlink.records.service import RecordService
-from interlink.security.apps import ConnectedApp, Directory
+from interlink.security.access import SETUP_OBJECTS, AccessService
+from interlink.security.apps import ConnectedApp
+from interlink.security.audit import AuditedDirectory, AuditedSecretStore, install_setup_audit
 from interlink.security.limits import ApiUsage
 from interlink.security.oauth import OAuthService
 from interlink.security.passwords import generate_password
-from interlink.security.secrets import SecretStore
 from interlink.security.tokens import TokenService
 from interlink.settings import Settings
 from interlink.soql import search_index
@@ -91,8 +94,9 @@ class Org:
         self.query = QueryEngine(store, fiscal_start_month=settings.fiscal_year_start_month)
         self.cursors = CursorStore(store)
         search_index.install_search_hooks(self.hooks, store)
+        install_field_history(self.hooks, store)
         self.triggers = TriggerRuntime(self.hooks, self.records, self.query)
-        self.secrets = SecretStore(store, settings.data_dir)
+        self.secrets = AuditedSecretStore(store, settings.data_dir)
         self.callouts = CalloutQueue(store, {})
         self.callouts.records = self.records
         self.triggers.services["callouts"] = self.callouts
@@ -104,7 +108,13 @@ class Org:
             "callout": callout_action(self.callouts), "outbound_message": outbound_action(self.outbound),
             "external_service": service_action(self.services, self.callouts),
             "python": python_action(self.triggers, self.python_actions)})
-        self.directory = Directory(store)
+        self.directory = AuditedDirectory(store)
+        install_setup_audit(self.hooks, store, self._setup_actor, deploy_user=ADMIN_USERNAME, directory=self.directory,
+                            secrets=self.secrets)
+        self.access = AccessService(store)
+        # A change to a profile, permission set or assignment (or to a user's profile) applies at once here.
+        self.hooks.register("on_commit", lambda _event: self.access.invalidate(),
+                            objects=[*SETUP_OBJECTS, "User"])
         self.org_id = ""
         self.org_name = settings.org_name
         self.created_at: datetime | None = None
@@ -212,8 +222,14 @@ class Org:
         self.tokens = TokenService(self.store, self.org_id, session_timeout=self.settings.session_timeout,
                                    cache_seconds=self.settings.token_cache_seconds)
         self.oauth = OAuthService(self.store, self.directory, self.tokens, self.org_id)
+        # Login policy: the org's settings, and the API Only User permission (profiles, permission sets) too.
+        self.oauth.logins.configure(lockout_attempts=self.settings.lockout_attempts,
+                                    lockout_minutes=self.settings.lockout_minutes)
+        self.oauth.logins.api_only_permission = lambda user_id: self.access.for_user(user_id).has("ApiUserOnly")
+        if deploy or report.created:
+            report.identity_changes = apply_permission_metadata(self, self.settings.project_dir)
         if deploy:
-            report.identity_changes = apply_identity_metadata(self, self.settings.project_dir)
+            report.identity_changes += apply_identity_metadata(self, self.settings.project_dir)
 
     _sample_metadata = False
 
@@ -347,7 +363,15 @@ class Org:
 
     def context_for(self, user_id: str, *, api_version: str = "66.0", app_id: str | None = None,
                     client: str = "") -> Context:
-        return Context(user_id, self.org_id, api_version, client, app_id)
+        return Context(user_id, self.org_id, api_version, client, app_id, access=self.access.for_user(user_id))
+
+    def _setup_actor(self) -> str | None:
+        """Who a setup change is recorded as: the caller of the open unit of work, else the admin (the CLI)."""
+        uow = self.records.units.current
+        if uow is not None:
+            return uow.context.user_id
+        admin = self.directory.user_by_username(ADMIN_USERNAME)
+        return admin.id if admin is not None else None
 
     def admin_context(self) -> Context:
         admin = self.directory.user_by_username(ADMIN_USERNAME)

@@ -20,8 +20,9 @@ from pathlib import Path
 import uvicorn
 
 from interlink.api.app import build_app
+from interlink.app.http_protocol import protocol_with
 from interlink.app.org import Org
-from interlink.security.tls import TlsPaths, ensure_tls
+from interlink.security.tls import TlsPaths, ensure_tls, require_modern_tls
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,19 @@ class ServerInfo:
     tls: TlsPaths
     pid: int
     grpc_port: int | None = None
+
+
+class TlsConfig(uvicorn.Config):
+    """uvicorn's configuration, with the HTTPS port refusing anything older than TLS 1.2.
+
+    uvicorn builds its ``SSLContext`` in :meth:`load` from the ``ssl_*`` arguments and offers no option for the
+    protocol floor (``ssl_version`` only picks the method); raise it on the context it built.
+    """
+
+    def load(self) -> None:
+        super().load()
+        if self.ssl is not None:
+            require_modern_tls(self.ssl)
 
 
 class _Server(uvicorn.Server):
@@ -92,14 +106,16 @@ async def serve(org: Org, *, on_ready: Callable[[ServerInfo], None] | None = Non
     tls = ensure_tls(settings.data_dir, hosts=_tls_hosts(settings.host))
     app = build_app(org)
     log_level = settings.log_level.lower()
-    https = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, ssl_certfile=str(tls.server_cert),
-                                   ssl_keyfile=str(tls.server_key), log_level=log_level, access_log=False,
-                                   lifespan="on", server_header=False, proxy_headers=False))
+    https = _Server(TlsConfig(app, host=settings.host, port=settings.port, ssl_certfile=str(tls.server_cert),
+                              ssl_keyfile=str(tls.server_key), log_level=log_level, access_log=False,
+                              lifespan="on", server_header=False, proxy_headers=False,
+                              http=protocol_with(settings.request_header_timeout)))
     servers: list[uvicorn.Server] = [https]
     if settings.insecure_http_port:
         servers.append(_Server(uvicorn.Config(app, host=settings.host, port=settings.insecure_http_port,
                                               log_level=log_level, access_log=False, lifespan="off",
-                                              server_header=False)))
+                                              server_header=False,
+                                              http=protocol_with(settings.request_header_timeout))))
 
     loop = asyncio.get_running_loop()
 

@@ -59,7 +59,7 @@ def python_action(runtime: TriggerRuntime, actions: Mapping[str, ActionDef]) -> 
         updates = [(index, values) for index, values in zip(indexes, outputs, strict=True)
                    if values and index not in failed]
         if updates:
-            results = runtime.records.update(event.context, event.object.name,
+            results = runtime.records.update(event.context.without_permissions(), event.object.name,
                                              [{**values, "Id": event.new[index]["Id"]} for index, values in updates])
             for (index, _values), result in zip(updates, results, strict=True):
                 if result.errors:

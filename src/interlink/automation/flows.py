@@ -420,7 +420,8 @@ class FlowRuntime:
         mapping = spec.get("on_success") or {}
         if mapping and event.new[0].get("Id"):
             values = {name: response_value(answer, str(path)) for name, path in mapping.items()}
-            (result,) = self.records.update(event.context, event.object.name, [{**values, "Id": event.new[0]["Id"]}])
+            (result,) = self.records.update(event.context.without_permissions(), event.object.name,
+                                            [{**values, "Id": event.new[0]["Id"]}])
             if result.errors:
                 run.failed[0] = f"{result.errors[0].error_code}: {result.errors[0].message}"
             else:
@@ -487,7 +488,7 @@ class FlowRuntime:
 
     def _action(self, flow: FlowDef, event: SaveEvent, action: Action, indexes: list[int], run: _Run, *,
                 fault_messages: Mapping[int, str] | None = None) -> None:
-        context = event.context
+        context = event.context.without_permissions()  # flows run in system context, as on the platform
         try:
             bodies = [_merge_all(action.values, event, i, (fault_messages or {}).get(i, ""), self.records)
                       for i in indexes]

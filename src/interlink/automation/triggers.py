@@ -281,7 +281,7 @@ class TriggerContext:
         return records
 
     def _context(self) -> Any:
-        return self._event.context
+        return self._event.context.without_permissions()  # triggers run in system context, as Apex does
 
     @staticmethod
     def _dml(results: list[SaveResult]) -> list[str]:

@@ -281,6 +281,31 @@ class EventBus:
             return wanted
         return bounds.head
 
+    def check_access(self, topic: Topic, access: Any, *, publish: bool = False) -> None:
+        """Refuse a user whose permissions (``interlink.security.access.UserAccess``; None: not enforced) do not
+        allow subscribing to (or publishing on) ``topic``, as the platform does: a platform event needs Read (Create
+        to publish) on the event; a change event channel needs View All on its object or View All Data; the
+        all-changes and custom channels need View All Data."""
+        if access is None:
+            return
+        if not access.has("ApiEnabled"):
+            raise PubSubPermissionDenied("API access is not enabled for this user (the API Enabled permission)")
+        if topic.event_object is not None:
+            operation = "create" if publish else "read"
+            if not access.can(topic.event_object, operation):
+                raise PubSubPermissionDenied(f"You don't have permission to {'publish' if publish else 'subscribe'} "
+                                             f"to {topic.name}: {operation.title()} access on "
+                                             f"{topic.event_object.name} is needed")
+            return
+        if access.has("ViewAllData"):
+            return
+        local = topic.name.rsplit("/", 1)[-1]
+        obj = self._object_for_change_event(local)
+        if obj is not None and access.object(obj).view_all:
+            return
+        raise PubSubPermissionDenied(f"You don't have permission to subscribe to {topic.name}: View All Data"
+                                     + (f" or View All on {obj.name}" if obj is not None else "") + " is needed")
+
     def latest_replay_id(self, topic: Topic) -> int:
         return self.backend.bounds(topic.selector).head
 

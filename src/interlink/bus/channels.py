@@ -63,7 +63,7 @@ def member_from_spec(channel: str, raw: Any, schema: Schema, source: str, *, ori
     if unknown:
         raise MetadataError(f"{source}: unknown key(s) {', '.join(sorted(unknown))} in a channel member")
     obj = schema.object(raw["entity"])
-    if obj is None or not obj.is_stored:
+    if obj is None or not obj.is_stored or obj.history_of:  # history objects have no change events
         raise MetadataError(f"{source}: {raw['entity']} is not an object that can capture changes")
     enriched = raw.get("enrichedFields") or []
     if not isinstance(enriched, list) or any(not isinstance(f, str) or not obj.has_field(f) for f in enriched):

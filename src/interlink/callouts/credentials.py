@@ -28,6 +28,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import logging
 import os
 import re
 import ssl
@@ -37,9 +38,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urljoin, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urljoin, urlsplit
 
 from interlink.errors import ConfigurationError, MetadataError
+
+log = logging.getLogger(__name__)
 
 PROTOCOLS = ("none", "basic", "header", "bearer", "oauth_client_credentials", "oauth_jwt_bearer", "aws_sigv4")
 DEFAULT_TIMEOUT, MAX_TIMEOUT = 10.0, 120.0
@@ -60,15 +63,17 @@ class NamedCredential:
     secrets: Callable[[str], str | None] | None = field(default=None, compare=False, repr=False)
 
     def endpoint(self, path: str) -> str:
-        """The URL of ``path`` under this credential; a path that would leave it is refused."""
+        """The URL of ``path`` under this credential; a path that would leave it is refused (and logged)."""
         base = self.url.rstrip("/") + "/"
         if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", path) or path.startswith("//"):
-            raise CalloutRefused(f"callout:{self.name} takes a path, not a URL ({path!r})")
+            raise _refused(CalloutRefused(f"callout:{self.name} takes a path, not a URL ({path!r})"))
         target = urljoin(base, path.lstrip("/"))
         base_parts, target_parts = urlsplit(base), urlsplit(target)
+        # A ".." the receiver would decode ("%2e%2e", "..%2f", "..\\") climbs out as surely as a plain one.
+        segments = unquote(path.split("?", 1)[0]).replace("\\", "/").split("/")
         if (target_parts.scheme, target_parts.netloc) != (base_parts.scheme, base_parts.netloc) or \
-                not target_parts.path.startswith(base_parts.path) or "/../" in f"/{path}/":
-            raise CalloutRefused(f"{path!r} leaves the endpoint of callout:{self.name} ({self.url})")
+                not target_parts.path.startswith(base_parts.path) or ".." in segments:
+            raise _refused(CalloutRefused(f"{path!r} leaves the endpoint of callout:{self.name} ({self.url})"))
         return target
 
     def auth_headers(self, method: str = "GET", url: str = "", body: bytes | None = None,
@@ -124,6 +129,11 @@ class CalloutRefused(ConfigurationError):
     """A callout the org may not make (unknown credential, a URL outside it, a missing secret)."""
 
     error_code = "CALLOUT_NOT_ALLOWED"
+
+
+def _refused(error: CalloutRefused) -> CalloutRefused:
+    log.warning("refused a callout: %s", error.message)
+    return error
 
 
 def sigv4_headers(method: str, url: str, headers: dict[str, str], body: bytes, *, access_key: str, secret_key: str,

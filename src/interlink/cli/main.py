@@ -263,6 +263,12 @@ def users_create(
     email: Annotated[str | None, typer.Option(help="Email (defaults to the username).")] = None,
     password: Annotated[str | None, typer.Option(envvar="INTERLINK_NEW_USER_PASSWORD",
                                                  help="Password (generated and printed when omitted).")] = None,
+    api_only: Annotated[bool, typer.Option("--api-only", help="An integration user: every API, never the "
+                                                               "console.")] = False,
+    profile: Annotated[str | None, typer.Option("--profile", help="Profile name (default: Standard User).")]
+    = None,
+    permission_set: Annotated[list[str] | None, typer.Option("--permission-set", help="Assign this permission set "
+                                                                                      "(repeatable).")] = None,
     data_dir: DataDir = None,
     store: StoreUrl = None,
 ) -> None:
@@ -275,9 +281,44 @@ def users_create(
     with _existing_org(data_dir, store) as org:
         user_id, chosen = create_user(org, username, last_name=last_name, first_name=first_name, email=email,
                                       password=password)
-        _err(f"Created user {username} ({user_id})")
+        if api_only:
+            org.oauth.logins.set_api_only(user_id, True)
+        if profile or permission_set:
+            from interlink.app.permissions import assign
+
+            assign(org, user_id, profile=profile, permission_sets=list(permission_set or []))
+        _err(f"Created {'API-only ' if api_only else ''}user {username} ({user_id})")
         if password is None:
             _err(f"Password: {chosen}")
+
+
+@users_app.command("assign")
+def users_assign(
+    username: Annotated[str, typer.Argument(help="The user.")],
+    profile: Annotated[str | None, typer.Option("--profile", help="Give the user this profile.")] = None,
+    permission_set: Annotated[list[str] | None, typer.Option("--permission-set", help="Assign this permission set "
+                                                                                      "(repeatable).")] = None,
+    group: Annotated[list[str] | None, typer.Option("--group", help="Assign this permission set group "
+                                                                    "(repeatable).")] = None,
+    exact: Annotated[bool, typer.Option("--exact", help="Remove the user's other assignments.")] = False,
+    data_dir: DataDir = None,
+    store: StoreUrl = None,
+) -> None:
+    """Set a user's profile and permission set (group) assignments (docs/permissions.md)."""
+    from interlink.app.permissions import assign
+    from interlink.errors import ConfigurationError
+
+    with _existing_org(data_dir, store) as org:
+        user = org.directory.user_by_username(username)
+        if user is None:
+            raise ConfigurationError(f"no user {username!r}")
+        assign(org, user.id, profile=profile, permission_sets=list(permission_set or []), groups=list(group or []),
+               exact=exact)
+        rows = org.query.execute("SELECT PermissionSet.Name, PermissionSetGroup.DeveloperName FROM "
+                                 f"PermissionSetAssignment WHERE AssigneeId = '{user.id}'", org.admin_context()).records
+        held = sorted((r.get("PermissionSet") or {}).get("Name") or (r.get("PermissionSetGroup") or {}).get(
+            "DeveloperName") or "" for r in rows)
+        _err(f"{username}: permission sets {', '.join(held) or '(none)'}")
 
 
 @users_app.command("list")
@@ -289,9 +330,11 @@ def users_list(data_dir: DataDir = None, store: StoreUrl = None) -> None:
     from interlink.app.setup_users import list_users
 
     with _existing_org(data_dir, store) as org:
-        table = Table("Id", "Username", "Name", "Active")
+        table = Table("Id", "Username", "Name", "Active", "API only", "Locked")
         for row in list_users(org):
-            table.add_row(row["Id"], row["Username"], row.get("Name") or "", "yes" if row.get("IsActive") else "no")
+            state = org.oauth.logins.state(row["Id"])
+            table.add_row(row["Id"], row["Username"], row.get("Name") or "", "yes" if row.get("IsActive") else "no",
+                          "yes" if state.api_only else "no", "yes" if org.oauth.logins.is_locked(row["Id"]) else "no")
         Console().print(table)
 
 
@@ -321,6 +364,8 @@ def apps_create(
     certificate: Annotated[Path | None, typer.Option(help="PEM certificate for the JWT bearer flow.")] = None,
     callback_url: Annotated[str | None, typer.Option(help="Redirect URI(s) for the web-server flow, "
                                                           "comma-separated.")] = None,
+    rotate_refresh_tokens: Annotated[bool, typer.Option(
+        "--rotate-refresh-tokens", help="Each refresh returns a new refresh token and revokes the old one.")] = False,
     data_dir: DataDir = None,
     store: StoreUrl = None,
 ) -> None:
@@ -336,7 +381,7 @@ def apps_create(
             run_as_id = user.id
         pem = certificate.read_text() if certificate else None
         created = org.directory.create_app(name, run_as_user_id=run_as_id, certificate_pem=pem,
-                                           callback_url=callback_url)
+                                           callback_url=callback_url, rotate_refresh_tokens=rotate_refresh_tokens)
         typer.echo(f"consumer_key={created.consumer_key}")
         typer.echo(f"consumer_secret={created.consumer_secret}")
 
@@ -354,11 +399,11 @@ def apps_list(data_dir: DataDir = None, store: StoreUrl = None,
             for item in org.directory.apps():
                 typer.echo(f"{item.name}\tconsumer_key={item.consumer_key}\tconsumer_secret={item.consumer_secret}")
             return
-        table = Table("Name", "Consumer key", "Run as", "JWT cert")
+        table = Table("Name", "Consumer key", "Run as", "JWT cert", "Rotates refresh tokens")
         for item in org.directory.apps():
             run_as = org.directory.user_by_id(item.run_as_user_id) if item.run_as_user_id else None
             table.add_row(item.name, item.consumer_key, run_as.username if run_as else "-",
-                          "yes" if item.certificate_pem else "no")
+                          "yes" if item.certificate_pem else "no", "yes" if item.rotate_refresh_tokens else "no")
         table.columns[1].overflow = "fold"
         Console(width=max(160, Console().width)).print(table)
 
@@ -405,6 +450,7 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+from interlink.cli.audit import audit_command  # noqa: E402 - registered after the shared options exist
 from interlink.cli.callouts import callouts_app, outbound_app, secrets_app, services_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.connect import connect_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.data import data_app  # noqa: E402 - registered after the shared options exist
@@ -413,6 +459,13 @@ from interlink.cli.events import cdc_app, events_app  # noqa: E402 - registered 
 from interlink.cli.patterns import patterns_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.pipelines import dlq_app, pipelines_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.sagas import saga_app  # noqa: E402 - registered after the shared options exist
+from interlink.cli.security import (  # noqa: E402 - registered after the shared options exist
+    apps_update,
+    users_api_only,
+    users_logins,
+    users_revoke,
+    users_unlock,
+)
 from interlink.cli.sync import sync_app  # noqa: E402 - registered after the shared options exist
 from interlink.cli.worker import worker_command  # noqa: E402 - registered after the shared options exist
 
@@ -430,6 +483,12 @@ app.add_typer(saga_app, name="saga")
 app.add_typer(sync_app, name="sync")
 app.add_typer(patterns_app, name="patterns")
 app.command("worker")(worker_command)
+app.command("audit")(audit_command)
+users_app.command("unlock")(users_unlock)
+users_app.command("revoke")(users_revoke)
+users_app.command("api-only")(users_api_only)
+users_app.command("logins")(users_logins)
+apps_app.command("update")(apps_update)
 app.command("demo")(demo_command)
 
 if __name__ == "__main__":

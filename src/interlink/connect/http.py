@@ -19,6 +19,7 @@ message names the source.
 
 from __future__ import annotations
 
+import logging
 import re
 import ssl
 from collections.abc import Mapping
@@ -29,6 +30,8 @@ import httpx
 from interlink.callouts.credentials import CalloutRefused, NamedCredential
 from interlink.connect.base import DataSource
 from interlink.errors import ConfigurationError, ExternalObjectError
+
+log = logging.getLogger(__name__)
 
 MAX_TIMEOUT = 120.0
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
@@ -76,8 +79,10 @@ class SourceHttp:
         except httpx.InvalidURL:
             target = None
         if target is None or not target.is_absolute_url or not _under(self._base, target):
-            raise ExternalObjectError(f"{self.source.name}: refused to call {path_or_url[:300]}: it is not under the "
-                                      f"data source's URL {self.base_url}")
+            refused = ExternalObjectError(f"{self.source.name}: refused to call {path_or_url[:300]}: it is not under "
+                                          f"the data source's URL {self.base_url}")
+            log.warning("%s", refused.message)
+            raise refused
         if params:
             url += ("&" if target.query else "?") + encode_query(params)
         return url

@@ -14,6 +14,10 @@ from starlette.staticfiles import StaticFiles
 from interlink.console import session
 from interlink.console.render import STATIC, is_secure, org_of, page, render, with_headers
 from interlink.console.session import ConsoleUser
+from interlink.security.logins import STATUS_API_ONLY, LoginRefused
+
+API_ONLY_MESSAGE = ("This user is an API-only (integration) user: it can use the APIs but cannot log in to the "
+                    "console.")
 
 
 def _safe_next(target: str | None) -> str:
@@ -49,9 +53,13 @@ async def login_submit(request: Request) -> Response:
     if not session.login_csrf_ok(request, str(form.get("csrf", ""))):
         return _login_form(request, error="Your login form expired; please try again.", status=403,
                            username=username)
-    token = session.login(org, username, str(form.get("password", "")))
-    if token is None:
-        return _login_form(request, error="Please check your username and password.", status=401,
+    try:
+        token = session.login(org, username, str(form.get("password", "")), request)
+    except LoginRefused as refused:
+        # A locked-out or inactive user reads like a wrong password; only a right password of an API-only
+        # user learns why it cannot come in.
+        message = API_ONLY_MESSAGE if refused.status == STATUS_API_ONLY else "Please check your username and password."
+        return _login_form(request, error=message, status=403 if refused.status == STATUS_API_ONLY else 401,
                            username=username)
     response = RedirectResponse(_safe_next(str(form.get("next", "")) or None), 303)
     session.set_session_cookie(response, token, secure=is_secure(request))
@@ -70,7 +78,7 @@ async def logout(request: Request, user: ConsoleUser) -> Response:
 @page
 async def home(request: Request, user: ConsoleUser) -> Response:
     org = org_of(request)
-    objects = sorted((obj for obj in org.store.schema if not obj.is_event),
+    objects = sorted((obj for obj in org.query.schema_for(user.context) if not obj.is_event),
                      key=lambda obj: obj.label.lower())
     return render(request, "home.html", user, section="/console/", objects=objects,
                   store_backend=org.store.backend, bus_backend=org.bus.backend.name or "sqlite")

@@ -28,11 +28,18 @@ from interlink.soql.engine import DEFAULT_URL_PREFIX, QueryPage
 SECTION = "/console/objects"
 
 
-def object_or_404(request: Request, name: str) -> ObjectDef:
-    obj = org_of(request).store.schema.object(name)
+def object_or_404(request: Request, name: str, user: ConsoleUser) -> ObjectDef:
+    """The object as ``user`` may see it (without the fields they may not read); 404 when it does not exist for
+    them."""
+    obj = visible_schema(request, user).object(name)
     if obj is None:
         raise NotFoundError(f"There is no object called {name} in this org.")
     return obj
+
+
+def visible_schema(request: Request, user: ConsoleUser) -> Any:
+    """The org's schema without what ``user`` may not read (the query engine's view of it)."""
+    return org_of(request).query.schema_for(user.context)
 
 
 def kind_label(obj: ObjectDef) -> str:
@@ -47,7 +54,7 @@ def kind_label(obj: ObjectDef) -> str:
 async def objects_index(request: Request, user: ConsoleUser) -> Response:
     org = org_of(request)
     rows: list[dict[str, Any]] = []
-    for obj in sorted(org.store.schema, key=lambda o: (o.label_plural or o.label).lower()):
+    for obj in sorted(visible_schema(request, user), key=lambda o: (o.label_plural or o.label).lower()):
         count: int | None = None
         if obj.is_stored and obj.queryable:
             try:
@@ -119,7 +126,7 @@ class _WithoutFilters:
 @page
 async def list_view(request: Request, user: ConsoleUser) -> Response:
     org = org_of(request)
-    obj = object_or_404(request, request.path_params["object"])
+    obj = object_or_404(request, request.path_params["object"], user)
     if obj.is_event:
         return render(request, "object_list.html", user, section=SECTION, obj=obj, kind=kind_label(obj),
                       event=True)

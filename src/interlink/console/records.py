@@ -53,7 +53,7 @@ def _record_target(request: Request) -> tuple[ObjectDef, str]:
     """The object and normalized Id of ``{id}`` in the path; NOT_FOUND for anything that is not a record's Id."""
     raw = request.path_params["id"]
     record_id = ids.normalize(raw)
-    obj = org_of(request).store.schema.by_prefix(record_id[:3]) if record_id else None
+    obj = org_of(request).store.object_for_id(record_id) if record_id else None
     if record_id is None or obj is None or obj.is_event:
         raise NotFoundError(f"No record has the id {raw}.")
     return obj, record_id
@@ -279,8 +279,8 @@ def _render_form(request: Request, user: ConsoleUser, obj: ObjectDef, *, creatin
                   modified=modified)
 
 
-def _creatable_object(request: Request) -> ObjectDef:
-    obj = object_or_404(request, request.path_params["object"])
+def _creatable_object(request: Request, user: ConsoleUser) -> ObjectDef:
+    obj = object_or_404(request, request.path_params["object"], user)
     if obj.is_event:
         raise NotFoundError(f"{obj.label} is a platform event: publish events from Event streams, not as records.")
     return obj
@@ -288,7 +288,7 @@ def _creatable_object(request: Request) -> ObjectDef:
 
 @page
 async def new_form(request: Request, user: ConsoleUser) -> Response:
-    obj = _creatable_object(request)
+    obj = _creatable_object(request, user)
     values = {f.name: default_form_value(f) for f in _editable(obj, creating=True)}
     for key, value in request.query_params.items():
         fdef = obj.field(key)
@@ -299,7 +299,7 @@ async def new_form(request: Request, user: ConsoleUser) -> Response:
 
 @page
 async def create(request: Request, user: ConsoleUser) -> Response:
-    obj = _creatable_object(request)
+    obj = _creatable_object(request, user)
     form = await _form_lists(request)
     fields = _editable(obj, creating=True)
     entered = _entered(fields, form)

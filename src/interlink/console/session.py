@@ -22,6 +22,7 @@ from starlette.responses import Response
 from interlink.errors import InterlinkError, InvalidSession
 from interlink.records.context import Context
 from interlink.security.apps import UserRecord
+from interlink.security.logins import BROWSER_APPLICATION, LOGIN_TYPE_APPLICATION, LoginAttempt
 from interlink.security.tokens import Session
 
 if TYPE_CHECKING:
@@ -62,11 +63,17 @@ def csrf_token(session_token: str) -> str:
     return hmac.new(session_token.encode(), b"interlink-console-csrf", hashlib.sha256).hexdigest()
 
 
-def login(org: Org, username: str, password: str) -> str | None:
-    """A new console session token for valid credentials of an active user, else None."""
-    user = org.directory.check_password(username.strip(), password)
-    if user is None or not user.is_active:
-        return None
+def login(org: Org, username: str, password: str, request: Request | None = None) -> str:
+    """A new console session token, through the org's login policy (lockout, API-only users, login history).
+
+    Raises :class:`~interlink.security.logins.LoginRefused` (its ``status`` says why) when the policy refuses.
+    """
+    attempt = LoginAttempt(
+        LOGIN_TYPE_APPLICATION, BROWSER_APPLICATION,
+        source_ip=request.client.host if request is not None and request.client else None,
+        login_url=f"{request.url.scheme}://{request.url.netloc}" if request is not None else None,
+        browser=(request.headers.get("user-agent") or None) if request is not None else None)
+    user = org.oauth.logins.password_login(username.strip(), password, attempt)
     token, _ = org.tokens.mint(user.id, scope=SCOPE)
     return token
 

@@ -73,13 +73,9 @@ class TooManyStreams(InterlinkError):
 
 
 def check_can_read(org: Org, user: ConsoleUser, topic: Topic) -> None:
-    """The one place a console user's right to read a topic's events is checked (every stream and page calls it).
-
-    Every user may read every topic today, as every API client may. When event permissions arrive (read access to
-    the event's entity, as the platform requires of subscribers), this raises for a user without it, and every
-    console stream follows.
-    """
-    del org, user, topic
+    """The one place a console user's right to read a topic's events is checked (every stream and page calls it):
+    the same rule as the Pub/Sub API's (:meth:`interlink.bus.bus.EventBus.check_access`)."""
+    org.bus.check_access(topic, user.context.enforced)
 
 
 # -- replay positions -----------------------------------------------------------------------------------------

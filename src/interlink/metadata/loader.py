@@ -17,6 +17,7 @@ import yaml
 
 from interlink.errors import MetadataError
 from interlink.ids import BASE62
+from interlink.metadata.history import history_objects
 from interlink.metadata.model import FieldDef, ObjectDef, Schema
 from interlink.metadata.sfdx import find_package_directories, load_sfdx_objects_with_warnings
 from interlink.metadata.spec import Spec, build_object, merge_specs
@@ -92,6 +93,12 @@ def load_project(project_dir: Path, deployed: Schema | None = None,
 
     _assign_key_prefixes(specs, deployed, retired_prefixes)
     objects = [build_object(spec, sources[name][-1]) for name, spec in specs.items()]
+    for history in history_objects(objects):  # AccountHistory, Invoice__History, ... (enableHistory)
+        if history.name.lower() in specs:
+            raise MetadataError(f"{sources[history.name.lower()][-1]}: {history.name} is the history object of "
+                                f"{history.history_of} and cannot be defined")
+        sources[history.name.lower()] = sources[history.history_of.lower()]
+        objects.append(history)
     schema = Schema(objects)
     _check_references(schema, sources)
     channels = [(path.stem, data, str(path)) for folder in
@@ -104,7 +111,8 @@ def _add(specs: dict[str, Spec], sources: dict[str, list[str]], spec: Spec, sour
     name = str(spec.get("name", ""))
     key = name.lower()
     existing = specs.get(key)
-    is_extension = set(spec) <= {"name", "fields", "label", "labelPlural", "description", "changeDataCapture"}
+    is_extension = set(spec) <= {"name", "fields", "label", "labelPlural", "description", "changeDataCapture",
+                                 "enableHistory"}
     if existing is None:
         if not name.endswith(("__c", "__e", "__x")):
             raise MetadataError(f"{source}: {name} is not a standard object; custom objects end in __c "
@@ -165,12 +173,12 @@ def _assign_key_prefixes(specs: dict[str, Spec], deployed: Schema | None, retire
 
 
 def _check_references(schema: Schema, sources: dict[str, list[str]]) -> None:
-    prefixes: dict[str, str] = {}
+    prefixes: dict[str, ObjectDef] = {}
     for obj in schema:
-        if obj.key_prefix in prefixes:
+        first = prefixes.setdefault(obj.key_prefix, obj)
+        if first is not obj and not (first.history_of and obj.history_of):  # history objects all share 017
             raise MetadataError(f"{sources[obj.name.lower()][-1]}: key prefix {obj.key_prefix} of {obj.name} is "
-                                f"already used by {prefixes[obj.key_prefix]}")
-        prefixes[obj.key_prefix] = obj.name
+                                f"already used by {first.name}")
         for fdef in obj.reference_fields:
             for target in fdef.reference_to:
                 if target not in schema:

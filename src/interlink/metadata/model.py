@@ -165,6 +165,8 @@ class FieldDef:
     # The parent field a lookup matches on: None for Id (a lookup), ``ExternalId`` for an external lookup,
     # a unique external-id field for an indirect lookup.
     reference_target_field: str | None = None
+    # Field history tracking (``trackHistory``): changes are written to the object's history object.
+    track_history: bool = False
 
     @property
     def nillable(self) -> bool:
@@ -216,6 +218,13 @@ class ObjectDef:
     # External objects (``Name__x``): the data source and the remote table (entity set) that hold the rows.
     data_source: str = ""
     external_name: str = ""
+    # Field history: this object keeps a history object (``enableHistory``) ...
+    enable_history: bool = False
+    # Record-level sharing default (organization-wide default): Private, Read, ReadWrite or ControlledByParent;
+    # "" is ReadWrite.
+    sharing_model: str = ""
+    # ... or is one: the object whose tracked fields it records (AccountHistory -> Account).
+    history_of: str = ""
     _by_lower: Mapping[str, FieldDef] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -242,6 +251,11 @@ class ObjectDef:
     def is_stored(self) -> bool:
         """Whether the org keeps this object's records in a table (neither an event nor an external object)."""
         return self.kind == "object"
+
+    @property
+    def tracked_fields(self) -> list[FieldDef]:
+        """The fields whose changes go to the history object (none unless history is enabled)."""
+        return [f for f in self.fields if f.track_history] if self.enable_history else []
 
     @property
     def field_names(self) -> list[str]:
@@ -271,12 +285,14 @@ class Schema:
     def __init__(self, objects: Iterable[ObjectDef], version: str = "") -> None:
         self._objects: dict[str, ObjectDef] = {}
         self._by_prefix: dict[str, ObjectDef] = {}
+        self._sharing: dict[str, list[ObjectDef]] = {}  # every history object has the prefix 017
         for obj in objects:
             lowered = obj.name.lower()
             if lowered in self._objects:
                 raise ValueError(f"object defined twice: {obj.name}")
             self._objects[lowered] = obj
             self._by_prefix[obj.key_prefix] = obj
+            self._sharing.setdefault(obj.key_prefix, []).append(obj)
         self.version = version
         self._children = self._index_children()
 
@@ -295,6 +311,10 @@ class Schema:
 
     def by_prefix(self, prefix: str) -> ObjectDef | None:
         return self._by_prefix.get(prefix)
+
+    def objects_with_prefix(self, prefix: str) -> list[ObjectDef]:
+        """Every object whose ids start with ``prefix``: one, except for the history objects (``017``)."""
+        return list(self._sharing.get(prefix, ()))
 
     def children_of(self, name: str) -> list[ChildRelationship]:
         return list(self._children.get(name.lower(), ()))

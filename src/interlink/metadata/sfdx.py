@@ -30,6 +30,7 @@ from typing import Any
 from xml.parsers import expat
 
 from interlink.errors import MetadataError
+from interlink.metadata.history import HISTORY_STANDARD_OBJECTS
 from interlink.metadata.spec import Spec, build_field
 from interlink.xmlsafe import XmlDeclarationError, check_untrusted_xml
 
@@ -178,11 +179,19 @@ def _load_object_dir(obj_dir: Path, warnings: list[str]) -> tuple[Spec, str] | N
         spec = _object_spec(object_file, name, warnings)
         spec["fields"] = fields
         return spec, str(object_file)
-    # Standard object (whether or not its .object-meta.xml is in source: that file only carries
-    # settings Interlink does not model), or more fields of a custom object defined elsewhere.
-    if not fields:
+    # Standard object (whether or not its .object-meta.xml is in source: of that file only <enableHistory>
+    # is read), or more fields of a custom object defined elsewhere.
+    extension: Spec = {"name": name, "fields": fields}
+    if not custom and object_file.is_file():
+        enable_history = _bool(_parse(object_file, "CustomObject"), "enableHistory", object_file)
+        if enable_history is not None and name in HISTORY_STANDARD_OBJECTS:
+            extension["enableHistory"] = enable_history
+        elif enable_history:
+            warnings.append(f"{object_file}: enableHistory ignored: Interlink keeps field history for custom "
+                            f"objects and {', '.join(sorted(HISTORY_STANDARD_OBJECTS))}")
+    if not fields and "enableHistory" not in extension:
         return None
-    return {"name": name, "fields": fields}, str(obj_dir)
+    return extension, str(obj_dir)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,6 +273,12 @@ def _object_spec(path: Path, name: str, warnings: list[str]) -> Spec:
         spec["nameField"] = _name_field_spec(name_elem, path)
     if _text(root, "sharingModel") == "ControlledByParent":
         spec["owner"] = False  # master-detail children have no owner
+    enable_history = _bool(root, "enableHistory", path)
+    if enable_history:
+        spec["enableHistory"] = True
+    sharing = _text(root, "sharingModel")
+    if sharing in ("Private", "Read", "ReadWrite", "ControlledByParent"):
+        spec["sharingModel"] = sharing
     if _text(root, "customSettingsType") is not None:
         warnings.append(f"{path}: {name} is a custom setting; it is loaded as a plain custom object")
     return spec
@@ -302,6 +317,8 @@ def _field_spec(path: Path, object_name: str, warnings: list[str]) -> dict[str, 
     where = f"{path}: {object_name}.{name}"
 
     if not name.endswith("__c"):
+        if _bool(root, "trackHistory", path) and object_name in HISTORY_STANDARD_OBJECTS:
+            return {"name": name, "trackHistory": True}  # field history on a standard field (Industry, OwnerId)
         warnings.append(f"{where} ignored: standard fields cannot be changed from source")
         return None
     if _text(root, "formula") is not None:
@@ -343,6 +360,8 @@ def _field_spec(path: Path, object_name: str, warnings: list[str]) -> dict[str, 
     description = _text(root, "description")
     if description is not None:
         spec["description"] = description
+    if _bool(root, "trackHistory", path):
+        spec["trackHistory"] = True
     help_text = _text(root, "inlineHelpText")
     if help_text is not None:
         spec["helpText"] = help_text

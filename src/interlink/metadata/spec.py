@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from interlink.errors import MetadataError
+from interlink.metadata.history import build_history_object, check_history
 from interlink.metadata.model import (
     TYPE_ALIASES,
     FieldDef,
@@ -50,12 +51,14 @@ _FIELD_KEYS = {
     "caseSensitive", "defaultValue", "values", "restricted", "referenceTo", "relationshipName",
     "childRelationshipName", "cascadeDelete", "displayFormat", "startNumber", "nameField", "createable",
     "updateable", "description", "helpText", "visibleLines", "externalName", "referenceTargetField",
+    "trackHistory",
 }
 _OBJECT_KEYS = {
     "name", "label", "labelPlural", "keyPrefix", "description", "nameField", "fields", "standard",
     "owner", "createable", "updateable", "deletable", "queryable", "searchable", "publishBehavior",
-    "changeDataCapture", "dataSource", "externalName", "externalKey",
+    "changeDataCapture", "dataSource", "externalName", "externalKey", "enableHistory", "sharingModel",
 }
+SHARING_MODELS = ("Private", "Read", "ReadWrite", "ControlledByParent")
 PUBLISH_BEHAVIORS = ("PublishImmediately", "PublishAfterCommit")
 # Fields every platform event has (describe order), set by the bus when the event is published.
 EVENT_SYSTEM_FIELDS = ("ReplayId", "CreatedDate", "CreatedById", "EventUuid")
@@ -118,6 +121,10 @@ def build_field(raw: Mapping[str, Any], source: str, path: tuple[object, ...], *
     if not isinstance(name, str) or not _API_NAME.match(name):
         raise MetadataError(f"{_where(source, *path, 'name')}: a field needs an API name, got {name!r}")
     type_name = str(raw.get("type", "")).replace("_", "").lower()
+    if "type" not in raw:
+        raise MetadataError(f"{_where(source, *path, 'type')}: field {name} has no type (an entry without one may "
+                            "only change a field the object already has, such as {name: Industry, trackHistory: "
+                            "true})")
     if type_name not in TYPE_ALIASES:
         known = ", ".join(sorted(TYPE_ALIASES))
         raise MetadataError(f"{_where(source, *path, 'type')}: unknown field type {raw.get('type')!r} (known: {known})")
@@ -228,6 +235,7 @@ def build_field(raw: Mapping[str, Any], source: str, path: tuple[object, ...], *
         help_text=str(raw.get("helpText", "")),
         external_name=external_name,
         reference_target_field=str(target_field) if target_field else None,
+        track_history=_as_bool(raw.get("trackHistory", False), source, *path, "trackHistory"),
     )
 
 
@@ -281,7 +289,7 @@ def _event_system_fields() -> list[FieldDef]:
 
 def _build_event(spec: Mapping[str, Any], source: str, name: str, key_prefix: str) -> ObjectDef:
     """A platform event: custom fields only (no Id, owner or name field), plus the event system fields."""
-    for key in ("nameField", "owner", "changeDataCapture"):
+    for key in ("nameField", "owner", "changeDataCapture", "enableHistory"):
         if key in spec:
             raise MetadataError(f"{_where(source, key)}: platform events have no {key}")
     behavior = str(spec.get("publishBehavior", "PublishImmediately"))
@@ -297,6 +305,8 @@ def _build_event(spec: Mapping[str, Any], source: str, name: str, key_prefix: st
         if not fdef.name.endswith("__c"):
             raise MetadataError(f"{_where(source, 'fields', index, 'name')}: platform event fields are custom "
                                 f"(end in __c): {fdef.name}")
+        if fdef.track_history:
+            raise MetadataError(f"{_where(source, 'fields', index, 'trackHistory')}: platform events keep no history")
         if fdef.type not in _EVENT_FIELD_TYPES:
             raise MetadataError(f"{_where(source, 'fields', index, 'type')}: platform event fields are checkbox, "
                                 f"date, datetime, number, text or long text; got {fdef.type.value}")
@@ -334,7 +344,7 @@ EXTERNAL_SYSTEM_FIELDS = ("Id", "ExternalId", "DisplayUrl")
 def _build_external(spec: Mapping[str, Any], source: str, name: str, key_prefix: str) -> ObjectDef:
     """An external object: Id, ExternalId (the remote key) and DisplayUrl, plus custom fields mapped to remote
     columns; its rows live in the data source named by ``dataSource``."""
-    for key in ("owner", "changeDataCapture", "publishBehavior"):
+    for key in ("owner", "changeDataCapture", "publishBehavior", "enableHistory"):
         if key in spec:
             raise MetadataError(f"{_where(source, key)}: external objects have no {key}")
     data_source = spec.get("dataSource")
@@ -350,6 +360,9 @@ def _build_external(spec: Mapping[str, Any], source: str, name: str, key_prefix:
     declared: list[FieldDef] = []
     for index, raw in enumerate(raw_fields):
         fdef = build_field(raw, source, ("fields", index), custom_object=True)
+        if fdef.track_history:
+            raise MetadataError(f"{_where(source, 'fields', index, 'trackHistory')}: external objects keep no "
+                                "history")
         if fdef.name.lower() in seen:
             raise MetadataError(f"{source}: field {fdef.name} is declared twice (or is a system field)")
         seen.add(fdef.name.lower())
@@ -379,6 +392,8 @@ def build_object(spec: Mapping[str, Any], source: str = "<spec>") -> ObjectDef:
     """
     if not isinstance(spec, Mapping):
         raise MetadataError(f"{source}: an object is a mapping of keys")
+    if "historyOf" in spec:
+        return build_history_object(spec, source)
     unknown = set(spec) - _OBJECT_KEYS
     if unknown:
         raise MetadataError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -404,6 +419,15 @@ def build_object(spec: Mapping[str, Any], source: str = "<spec>") -> ObjectDef:
     owner = _as_bool(spec.get("owner", True), source, "owner")
 
     raw_fields = _raw_fields(spec, source)
+    track_owner = False
+    for index, raw in enumerate(list(raw_fields)):
+        # {name: OwnerId, trackHistory: true}: the one system field that can be tracked.
+        if isinstance(raw, Mapping) and str(raw.get("name", "")).lower() == "ownerid" and "type" not in raw:
+            if set(raw) - {"name", "trackHistory"} or not owner:
+                raise MetadataError(f"{_where(source, 'fields', index)}: OwnerId is a system field; only its "
+                                    "trackHistory can be set")
+            track_owner = _as_bool(raw.get("trackHistory", False), source, "fields", index, "trackHistory")
+            raw_fields = [r for r in raw_fields if r is not raw]
 
     declared: list[FieldDef] = []
     name_spec = spec.get("nameField")
@@ -422,6 +446,8 @@ def build_object(spec: Mapping[str, Any], source: str = "<spec>") -> ObjectDef:
                                     required=True, name_field=True))
 
     system = _system_fields(name, owner)
+    if track_owner:
+        system = [f.with_changes(track_history=True) if f.name == "OwnerId" else f for f in system]
     system_names = {f.name.lower() for f in system}
     seen: set[str] = set()
     for fdef in declared:
@@ -435,7 +461,10 @@ def build_object(spec: Mapping[str, Any], source: str = "<spec>") -> ObjectDef:
         raise MetadataError(f"{source}: more than one name field")
 
     label = str(spec.get("label") or _label_from_name(name))
-    return ObjectDef(
+    tracks = track_owner or any(f.track_history for f in declared)
+    # Most standard objects (Case, Asset, ...) have no history switch of their own: tracking a field enables it.
+    enable_history = _as_bool(spec.get("enableHistory", tracks and standard), source, "enableHistory")
+    obj = ObjectDef(
         name=name,
         label=label,
         label_plural=str(spec.get("labelPlural") or label + "s"),
@@ -449,7 +478,19 @@ def build_object(spec: Mapping[str, Any], source: str = "<spec>") -> ObjectDef:
         searchable=_as_bool(spec.get("searchable", True), source, "searchable"),
         description=str(spec.get("description", "")),
         change_data_capture=_as_bool(spec.get("changeDataCapture", False), source, "changeDataCapture"),
+        enable_history=enable_history,
+        sharing_model=_sharing_model(spec.get("sharingModel"), source),
     )
+    check_history(obj, source)
+    return obj
+
+
+def _sharing_model(value: Any, source: str) -> str:
+    if value in (None, ""):
+        return ""
+    if value not in SHARING_MODELS:
+        raise MetadataError(f"{_where(source, 'sharingModel')}: one of {', '.join(SHARING_MODELS)}, got {value!r}")
+    return str(value)
 
 
 def merge_specs(base: Mapping[str, Any], extension: Mapping[str, Any], source: str) -> Spec:
@@ -460,15 +501,18 @@ def merge_specs(base: Mapping[str, Any], extension: Mapping[str, Any], source: s
     for index, raw in enumerate(_field_list(extension.get("fields", []))):
         fname = str(raw.get("name", ""))
         if fname.lower() in names:
-            base_fields = [raw if str(f.get("name", "")).lower() == fname.lower() else f for f in base_fields]
+            # A full definition replaces the field; an entry without a type only changes some of its keys.
+            base_fields = [(raw if "type" in raw else {**f, **raw}) if str(f.get("name", "")).lower() == fname.lower()
+                           else f for f in base_fields]
         else:
-            if base.get("standard") and not fname.endswith("__c"):
+            if base.get("standard") and not fname.endswith("__c") and not (fname.lower() == "ownerid"
+                                                                         and "type" not in raw):
                 raise MetadataError(f"{_where(source, 'fields', index, 'name')}: fields added to a standard "
                                     f"object must be custom (end in __c): {fname}")
             base_fields.append(dict(raw))
             names.add(fname.lower())
     merged["fields"] = base_fields
-    for key in ("label", "labelPlural", "description", "changeDataCapture"):
+    for key in ("label", "labelPlural", "description", "changeDataCapture", "enableHistory", "sharingModel"):
         if key in extension:
             merged[key] = extension[key]
     return merged
@@ -528,11 +572,16 @@ def field_to_spec(fdef: FieldDef) -> dict[str, Any]:
         spec["externalName"] = fdef.external_name
     if fdef.reference_target_field:
         spec["referenceTargetField"] = fdef.reference_target_field
+    if fdef.track_history:
+        spec["trackHistory"] = True
     return spec
 
 
 def object_to_spec(obj: ObjectDef) -> Spec:
     """The spec that rebuilds ``obj`` exactly through :func:`build_object`."""
+    if obj.history_of:
+        return {"name": obj.name, "historyOf": obj.history_of, "keyPrefix": obj.key_prefix, "label": obj.label,
+                "labelPlural": obj.label_plural}
     if obj.is_event:
         event: Spec = {"name": obj.name, "label": obj.label, "labelPlural": obj.label_plural,
                        "keyPrefix": obj.key_prefix, "publishBehavior": obj.publish_behavior,
@@ -564,6 +613,9 @@ def object_to_spec(obj: ObjectDef) -> Spec:
         "owner": obj.has_field("OwnerId"),
         "fields": [field_to_spec(f) for f in declared],
     }
+    owner_field = obj.field("OwnerId")
+    if owner_field is not None and owner_field.track_history:
+        spec["fields"].append({"name": "OwnerId", "trackHistory": True})
     for key, value in (("createable", obj.createable), ("updateable", obj.updateable),
                        ("deletable", obj.deletable), ("queryable", obj.queryable),
                        ("searchable", obj.searchable)):
@@ -573,4 +625,8 @@ def object_to_spec(obj: ObjectDef) -> Spec:
         spec["description"] = obj.description
     if obj.change_data_capture:
         spec["changeDataCapture"] = True
+    if obj.enable_history:
+        spec["enableHistory"] = True
+    if obj.sharing_model:
+        spec["sharingModel"] = obj.sharing_model
     return spec

@@ -61,7 +61,10 @@ def parse_datetime(text: str) -> datetime:
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     value = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
                      int((fraction or "0")[:6].ljust(6, "0")))
-    value -= _offset(zone)
+    try:
+        value -= _offset(zone)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError(text) from None
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
@@ -130,7 +133,10 @@ def parse_value(fdef: FieldDef, raw: Any) -> Any:
             raise _deserialize_error(fdef, "date", raw) from None
     if ftype is FieldType.DATETIME:
         if isinstance(raw, int | float) and not isinstance(raw, bool):
-            return datetime.fromtimestamp(raw / 1000, UTC).replace(tzinfo=None)
+            try:
+                return datetime.fromtimestamp(raw / 1000, UTC).replace(tzinfo=None)
+            except (OverflowError, OSError, ValueError):  # epoch milliseconds past year 9999
+                raise _deserialize_error(fdef, "datetime", raw) from None
         if not isinstance(raw, str):
             raise _deserialize_error(fdef, "datetime", raw)
         try:

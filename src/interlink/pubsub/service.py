@@ -107,10 +107,13 @@ class PubSubService(pb_grpc.PubSubServicer):
         rpc_id = str(uuid.uuid4())
 
         async def work() -> pb.TopicInfo:
-            self._session(context)
+            session = self._session(context)
             topic = self.bus.topic(request.topic_name)
-            return pb.TopicInfo(topic_name=topic.name, tenant_guid=self.org.org_id, can_publish=topic.can_publish,
-                                can_subscribe=True, schema_id=topic.schema_id, rpc_id=rpc_id)
+            access = self.org.access.for_user(session.user_id)
+            return pb.TopicInfo(topic_name=topic.name, tenant_guid=self.org.org_id,
+                                can_publish=topic.can_publish and _allowed(self.bus, topic, access, publish=True),
+                                can_subscribe=_allowed(self.bus, topic, access), schema_id=topic.schema_id,
+                                rpc_id=rpc_id)
 
         return await self._guard(context, rpc_id, work)  # type: ignore[no-any-return]
 
@@ -144,6 +147,8 @@ class PubSubService(pb_grpc.PubSubServicer):
         size = sum(len(e.payload) for e in request.events)
         if size > MAX_PUBLISH_BYTES:
             raise PubSubInvalidRequest(f"A PublishRequest carries at most 3 MB of events; this one has {size} bytes")
+        if name:
+            self.bus.check_access(self.bus.topic(name), self.org.access.for_user(session.user_id), publish=True)
         topic, outcomes = await self.bus.publish_encoded(
             name, [(e.id, e.schema_id, e.payload) for e in request.events], session.user_id)
         results = []
@@ -186,7 +191,7 @@ class PubSubService(pb_grpc.PubSubServicer):
                         context: grpc.aio.ServicerContext) -> AsyncIterator[pb.FetchResponse]:
         rpc_id = str(uuid.uuid4())
         try:
-            self._session(context)
+            session = self._session(context)
             iterator = request_iterator.__aiter__()
             try:
                 first = await iterator.__anext__()
@@ -195,6 +200,7 @@ class PubSubService(pb_grpc.PubSubServicer):
             if not first.topic_name:
                 raise PubSubInvalidRequest("The first FetchRequest must name the topic")
             topic = self.bus.topic(first.topic_name)
+            self.bus.check_access(topic, self.org.access.for_user(session.user_id))
             preset = int(first.replay_preset)
             if preset not in (LATEST, EARLIEST, CUSTOM):
                 raise PubSubInvalidRequest(f"Unknown replay preset {preset}")
@@ -218,7 +224,7 @@ class PubSubService(pb_grpc.PubSubServicer):
                                context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ManagedFetchResponse]:
         rpc_id = str(uuid.uuid4())
         try:
-            self._session(context)
+            session = self._session(context)
             iterator = request_iterator.__aiter__()
             try:
                 first = await iterator.__anext__()
@@ -226,6 +232,7 @@ class PubSubService(pb_grpc.PubSubServicer):
                 return
             subscription = self._managed_subscription(first.subscription_id, first.developer_name)
             topic = self.bus.topic(subscription.topic)
+            self.bus.check_access(topic, self.org.access.for_user(session.user_id))
             if subscription.committed_replay_id:
                 after = self.bus.start_after(topic, CUSTOM, subscription.committed_replay_id)
             else:
@@ -351,6 +358,14 @@ class PubSubService(pb_grpc.PubSubServicer):
         return response
 
 
+def _allowed(bus: Any, topic: Any, access: Any, *, publish: bool = False) -> bool:
+    try:
+        bus.check_access(topic, access, publish=publish)
+    except InterlinkError:
+        return False
+    return True
+
+
 async def start_server(org: Org, host: str, port: int, *, server_cert: bytes, server_key: bytes,
                        keepalive_seconds: float) -> tuple[grpc.aio.Server, int]:
     """Start the Pub/Sub API on ``host:port`` (0 picks a free port) over TLS; returns (server, bound port)."""
@@ -359,6 +374,8 @@ async def start_server(org: Org, host: str, port: int, *, server_cert: bytes, se
                                       ("grpc.max_send_message_length", 16 * 1024 * 1024),
                                       ("grpc.so_reuseport", 0)])
     pb_grpc.add_PubSubServicer_to_server(PubSubService(org, keepalive_seconds=keepalive_seconds), server)
+    # gRPC's Python API has no protocol-floor option; its TLS stack refuses TLS 1.0/1.1 by default, like the
+    # HTTPS port (tests/security/test_tls_versions.py proves it on a live server).
     credentials = grpc.ssl_server_credentials([(server_key, server_cert)])
     try:
         bound = server.add_secure_port(f"{host}:{port}", credentials)

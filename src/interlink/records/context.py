@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -23,12 +24,28 @@ class Context:
     system_mode: bool = False
     attributes: dict[str, str] = field(default_factory=dict, compare=False)
     api: str = "rest"  # which API the change came through (rest, bulkapi, soap), for change events' changeOrigin
+    # The caller's permissions (interlink.security.access.UserAccess) when they are enforced: None for trusted
+    # internal callers (the CLI's admin, bootstrap). System mode ignores them.
+    access: Any = field(default=None, compare=False, repr=False)
 
     def with_version(self, api_version: str) -> Context:
         return Context(self.user_id, self.org_id, api_version, self.client, self.app_id, self.system_mode,
-                       self.attributes, self.api)
+                       self.attributes, self.api, self.access)
 
     def as_system(self) -> Context:
         """The same caller in system mode: read-only fields and objects become writable (bootstrap, automation)."""
         return Context(self.user_id, self.org_id, self.api_version, self.client, self.app_id, True, self.attributes,
-                       self.api)
+                       self.api, self.access)
+
+    def without_permissions(self) -> Context:
+        """The same caller with their permissions not enforced (not system mode: read-only fields stay read-only).
+        Triggers and flows work this way, as on the platform (system context)."""
+        if self.access is None:
+            return self
+        return Context(self.user_id, self.org_id, self.api_version, self.client, self.app_id, self.system_mode,
+                       self.attributes, self.api, None)
+
+    @property
+    def enforced(self) -> Any:
+        """The permissions to enforce on this call (None: none, for system mode and trusted callers)."""
+        return None if self.system_mode else self.access

@@ -19,6 +19,7 @@ from interlink.errors import (
     InvalidCrossReference,
     InvalidTypeError,
     NotFoundError,
+    no_record_access,
 )
 from interlink.metadata.model import ObjectDef
 from interlink.records import prepare
@@ -64,6 +65,12 @@ class RecordLifecycle:
             for index in indexes:
                 results[index].errors.append(InvalidTypeError(f"entity type {obj.name} does not support delete"))
             return
+        try:
+            self.as_caller(context, obj, "delete")  # type: ignore[attr-defined]
+        except InterlinkError as error:
+            for index in indexes:
+                results[index].errors.append(error)
+            return
         if obj.is_external:
             self._external(obj).delete(obj, [normalized[i] for i in indexes], results, indexes, action)
             return
@@ -76,6 +83,8 @@ class RecordLifecycle:
             if row is None:
                 results[index].errors.append(NotFoundError() if action != "undelete" else InvalidCrossReference(
                     "invalid cross reference id", []))
+            elif context.enforced is not None and not context.enforced.can_edit_row(obj, row):
+                results[index].errors.append(no_record_access())
             elif action == "delete" and row.get("IsDeleted"):
                 results[index].errors.append(EntityIsDeleted("entity is deleted", []))
             elif action == "undelete" and not row.get("IsDeleted"):

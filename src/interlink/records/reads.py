@@ -140,9 +140,11 @@ class RecordReads:
             raise InvalidTypeError(f"entity type {obj.name} does not support replication: it is an external "
                                    "object, its changes are in its data source", [])
         table = self.store.table(obj.name)
-        query = (select(table.c.Id, table.c.SystemModstamp)
-                 .where(table.c.SystemModstamp >= start, table.c.SystemModstamp < end)
+        # History rows never change once written: they have no SystemModstamp, their CreatedDate is one.
+        stamp = table.c.SystemModstamp if "SystemModstamp" in table.c else table.c.CreatedDate
+        query = (select(table.c.Id, stamp)
+                 .where(stamp >= start, stamp < end)
                  .where(table.c.IsDeleted.is_(True) if deleted else table.c.IsDeleted.is_not(True))
-                 .order_by(table.c.SystemModstamp, table.c.Id))
+                 .order_by(stamp, table.c.Id))
         with self.store.read() as conn:
-            return [(row.Id, row.SystemModstamp) for row in conn.execute(query)]
+            return [(row[0], row[1]) for row in conn.execute(query)]

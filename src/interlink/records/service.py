@@ -38,6 +38,7 @@ from interlink.errors import (
     PreconditionFailed,
     UnableToLockRow,
     all_or_none_rolled_back,
+    no_record_access,
 )
 from interlink.metadata.model import FieldDef, ObjectDef
 from interlink.metadata.values import parse_value
@@ -81,7 +82,7 @@ class RecordService(RecordReads, RecordLifecycle):
         return obj
 
     def object_for_id(self, record_id: str) -> ObjectDef:
-        obj = self.store.schema.by_prefix(record_id[:3])
+        obj = self.store.object_for_id(record_id)  # history objects share 017: the one whose table has the id
         if obj is None:
             raise MalformedIdError(f"invalid id: {record_id}", ["Id"])
         return obj
@@ -107,6 +108,7 @@ class RecordService(RecordReads, RecordLifecycle):
                all_or_none: bool = False, record_ids: Sequence[str] | None = None) -> list[SaveResult]:
         """Insert records. ``record_ids`` pre-assigns ids (bootstrap and migration tools only)."""
         obj = self.object(object_name)
+        view = self.as_caller(context, obj, "create")
         if obj.is_event:
             if self.events is None:
                 raise InvalidTypeError(f"entity type {obj.name} needs the event bus, which is not running", [])
@@ -121,7 +123,7 @@ class RecordService(RecordReads, RecordLifecycle):
         parents: dict[int, list[prepare.ParentRef]] = {}
         for index, values in enumerate(records):
             try:
-                parsed, refs = prepare.resolve(obj, values, creating=True, system_mode=context.system_mode)
+                parsed, refs = prepare.resolve(view, values, creating=True, system_mode=context.system_mode)
                 if record_ids is not None:
                     parsed["Id"] = ids.to_18(record_ids[index])
                 if obj.is_external:
@@ -144,6 +146,7 @@ class RecordService(RecordReads, RecordLifecycle):
         obj = self.object(object_name)
         if not obj.updateable and not context.system_mode:
             raise InvalidTypeError(f"entity type {obj.name} does not support update", [])
+        view = self.as_caller(context, obj, "edit")
         results = [SaveResult() for _ in records]
         prepared: dict[int, dict[str, Any]] = {}
         parents: dict[int, list[prepare.ParentRef]] = {}
@@ -156,7 +159,7 @@ class RecordService(RecordReads, RecordLifecycle):
                                    error_code="MISSING_ARGUMENT")
                 targets[index] = self.check_id(obj, raw_id)
                 results[index].id = targets[index]
-                parsed, refs = prepare.resolve(obj, values, creating=False, system_mode=context.system_mode)
+                parsed, refs = prepare.resolve(view, values, creating=False, system_mode=context.system_mode)
                 prepared[index], parents[index] = parsed, refs
             except InterlinkError as error:
                 results[index].errors.append(error)
@@ -176,7 +179,7 @@ class RecordService(RecordReads, RecordLifecycle):
         matches several records fails with DUPLICATE_EXTERNAL_ID carrying the matching ids.
         """
         obj = self.object(object_name)
-        fdef = self.external_id_field(obj, external_field)
+        fdef = self.external_id_field(self.as_caller(context, obj, "read"), external_field)
         results = [SaveResult() for _ in records]
         keys: dict[int, Any] = {}
         keys_missing: list[int] = []
@@ -232,6 +235,27 @@ class RecordService(RecordReads, RecordLifecycle):
                     results[index] = result
             scope.finish(results)
         return scope.results
+
+    def visible_row(self, context: Context, obj: ObjectDef, row: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``row`` when the caller's record-level sharing lets them see it, else None (as if it did not exist)."""
+        access = context.enforced
+        if row is None or access is None or access.can_see_row(obj, row):
+            return row
+        return None
+
+    def as_caller(self, context: Context, obj: ObjectDef, operation: str) -> ObjectDef:
+        """``obj`` as the caller may use it for ``operation`` (read, create, edit, delete): the caller's view of its
+        fields (unreadable ones gone, uneditable ones read-only). An object the caller cannot read does not exist
+        for them (INVALID_TYPE); one they cannot change is INSUFFICIENT_ACCESS_OR_READONLY."""
+        access = context.enforced
+        if access is None:
+            return obj
+        if not access.can(obj, "read"):
+            raise InvalidTypeError(f"sObject type '{obj.name}' is not supported. If you are attempting to use a "
+                                   "custom object, be sure to append the '__c' after the entity name. Please "
+                                   "reference your WSDL or the describe call for the appropriate names.", [])
+        access.require(obj, operation)
+        return access.object_view(obj)  # type: ignore[no-any-return]
 
     def _external(self, obj: ObjectDef) -> Any:
         if self.external is None:
@@ -316,7 +340,7 @@ class RecordService(RecordReads, RecordLifecycle):
                 old_rows: dict[int, dict[str, Any]] = {}
                 if operation == "update":
                     old_rows = self._load_for_update(uow, obj, table, targets, results, prepared,
-                                                     if_unmodified_since)
+                                                     if_unmodified_since, context.enforced)
                 self._resolve_parents(uow, parents, prepared, results)
                 for index in list(prepared):
                     if results[index].errors:
@@ -343,7 +367,7 @@ class RecordService(RecordReads, RecordLifecycle):
 
     def _load_for_update(self, uow: UnitOfWork, obj: ObjectDef, table: Table, targets: dict[int, str],
                          results: list[SaveResult], prepared: dict[int, dict[str, Any]],
-                         if_unmodified_since: datetime | None) -> dict[int, dict[str, Any]]:
+                         if_unmodified_since: datetime | None, access: Any = None) -> dict[int, dict[str, Any]]:
         wanted = {targets[i] for i in prepared}
         query = select(table).where(table.c.Id.in_(wanted))
         if self.store.backend == "postgresql":
@@ -356,6 +380,8 @@ class RecordService(RecordReads, RecordLifecycle):
                 results[index].errors.append(NotFoundError())
             elif row.get("IsDeleted"):
                 results[index].errors.append(EntityIsDeleted("entity is deleted", []))
+            elif access is not None and not access.can_edit_row(obj, row):
+                results[index].errors.append(no_record_access())
             elif if_unmodified_since is not None and row["LastModifiedDate"] > if_unmodified_since:
                 results[index].errors.append(PreconditionFailed(
                     "The requested resource has been modified since the If-Unmodified-Since date"))

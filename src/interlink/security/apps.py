@@ -27,6 +27,7 @@ class ConnectedApp:
     certificate_pem: str | None
     run_as_user_id: str | None
     callback_url: str | None = None
+    rotate_refresh_tokens: bool = False  # each refresh_token grant replaces the refresh token (see tokens.py)
 
     def secret_matches(self, secret: str | None) -> bool:
         return secret is not None and hmac.compare_digest(secret.encode(), self.consumer_secret.encode())
@@ -47,6 +48,11 @@ class UserRecord:
 @functools.cache
 def _equalizer_hash() -> str:
     return hash_password("timing-equalizer")
+
+
+def spend_password_check(password: str) -> None:
+    """Spend the time of a real password check, so usernames and lockouts can't be probed by timing."""
+    verify_password(password, _equalizer_hash())
 
 
 class Directory:
@@ -88,32 +94,44 @@ class Directory:
             raise ConfigurationError("passwords need at least 8 characters")
         table = self._store.system["il_user_credential"]
         hashed = hash_password(password)  # scrypt is deliberately slow: hash once
+        login_state = self._store.system["il_user_login"]
         with self._store.write() as conn:
             changed = conn.execute(update(table).where(table.c.user_id == user_id).values(
                 password_hash=hashed, failed_attempts=0, updated_at=utcnow())).rowcount
             if not changed:
                 conn.execute(table.insert().values(user_id=user_id, password_hash=hashed, failed_attempts=0,
                                                    updated_at=utcnow()))
+            # A new password also ends a lockout, as an administrator's password reset does on the platform.
+            conn.execute(update(login_state).where(login_state.c.user_id == user_id)
+                         .values(failed_logins=0, locked_until=None, updated_at=utcnow()))
 
     def check_password(self, username: str, password: str) -> UserRecord | None:
-        """The user when ``username``/``password`` match an active user, else None."""
+        """The user when ``username``/``password`` match an active user, else None.
+
+        Only a check: it neither counts failures nor records history. Logins go through
+        :class:`interlink.security.logins.LoginPolicy`.
+        """
         user = self.user_by_username(username)
         if user is None or not user.is_active:
-            # Spend the same time as a real check so usernames can't be probed by timing.
-            verify_password(password, _equalizer_hash())
+            spend_password_check(password)
             return None
+        return user if self.password_matches(user.id, password) else None
+
+    def password_matches(self, user_id: str, password: str) -> bool:
+        """Whether ``password`` is the user's (always one full scrypt check, even without a stored password)."""
         table = self._store.system["il_user_credential"]
         with self._store.read() as conn:
-            stored = conn.execute(select(table.c.password_hash).where(table.c.user_id == user.id)).scalar()
-        if stored is None or not verify_password(password, stored):
-            return None
-        return user
+            stored = conn.execute(select(table.c.password_hash).where(table.c.user_id == user_id)).scalar()
+        if stored is None:
+            spend_password_check(password)
+            return False
+        return verify_password(password, stored)
 
     # -- connected apps ----------------------------------------------------------------------------------------
 
     def create_app(self, name: str, *, run_as_user_id: str | None = None, certificate_pem: str | None = None,
                    consumer_key: str | None = None, consumer_secret: str | None = None,
-                   callback_url: str | None = None) -> ConnectedApp:
+                   callback_url: str | None = None, rotate_refresh_tokens: bool = False) -> ConnectedApp:
         table = self._store.system["il_connected_app"]
         app = ConnectedApp(
             id=ids.new_id(CONNECTED_APP_PREFIX),
@@ -123,6 +141,7 @@ class Directory:
             certificate_pem=certificate_pem,
             run_as_user_id=run_as_user_id,
             callback_url=callback_url,
+            rotate_refresh_tokens=rotate_refresh_tokens,
         )
         with self._store.write() as conn:
             if conn.execute(select(table.c.id).where(table.c.name == name)).first() is not None:
@@ -133,41 +152,62 @@ class Directory:
                 id=app.id, name=app.name, consumer_key=app.consumer_key, consumer_secret=app.consumer_secret,
                 certificate_pem=certificate_pem, run_as_user_id=run_as_user_id, created_at=utcnow(),
                 callback_url=callback_url))
+            if rotate_refresh_tokens:
+                self._set_policy(conn, app.id, rotate_refresh_tokens=True)
         return app
 
     def update_app(self, name: str, **values: Any) -> ConnectedApp:
         table = self._store.system["il_connected_app"]
-        allowed = {"certificate_pem", "run_as_user_id", "callback_url", "consumer_secret"}
+        allowed = {"certificate_pem", "run_as_user_id", "callback_url", "consumer_secret", "rotate_refresh_tokens"}
         unknown = set(values) - allowed
         if unknown:
             raise ConfigurationError(f"cannot change {', '.join(sorted(unknown))} of a connected app")
+        policy = {key: values.pop(key) for key in ("rotate_refresh_tokens",) if key in values}
         with self._store.write() as conn:
-            if not conn.execute(update(table).where(table.c.name == name).values(**values)).rowcount:
+            app_id = conn.execute(select(table.c.id).where(table.c.name == name)).scalar()
+            if app_id is None:
                 raise ConfigurationError(f"no connected app named {name!r}")
+            if values:
+                conn.execute(update(table).where(table.c.id == app_id).values(**values))
+            if policy:
+                self._set_policy(conn, app_id, **policy)
         app = self.app_by_name(name)
         assert app is not None
         return app
 
+    def _set_policy(self, conn: Any, app_id: str, *, rotate_refresh_tokens: bool) -> None:
+        policy = self._store.system["il_connected_app_policy"]
+        if not conn.execute(update(policy).where(policy.c.app_id == app_id)
+                            .values(rotate_refresh_tokens=bool(rotate_refresh_tokens))).rowcount:
+            conn.execute(policy.insert().values(app_id=app_id, rotate_refresh_tokens=bool(rotate_refresh_tokens)))
+
+    def _select_apps(self):  # type: ignore[no-untyped-def]
+        table = self._store.system["il_connected_app"]
+        policy = self._store.system["il_connected_app_policy"]
+        return select(table, policy.c.rotate_refresh_tokens).select_from(
+            table.outerjoin(policy, policy.c.app_id == table.c.id))
+
     def app_by_key(self, consumer_key: str) -> ConnectedApp | None:
         table = self._store.system["il_connected_app"]
         with self._store.read() as conn:
-            row = conn.execute(select(table).where(table.c.consumer_key == consumer_key)).first()
+            row = conn.execute(self._select_apps().where(table.c.consumer_key == consumer_key)).first()
         return self._app(row)
 
     def app_by_name(self, name: str) -> ConnectedApp | None:
         table = self._store.system["il_connected_app"]
         with self._store.read() as conn:
-            row = conn.execute(select(table).where(table.c.name == name)).first()
+            row = conn.execute(self._select_apps().where(table.c.name == name)).first()
         return self._app(row)
 
     def apps(self) -> list[ConnectedApp]:
         table = self._store.system["il_connected_app"]
         with self._store.read() as conn:
-            return [a for a in (self._app(r) for r in conn.execute(select(table).order_by(table.c.name))) if a]
+            rows = conn.execute(self._select_apps().order_by(table.c.name))
+            return [a for a in (self._app(r) for r in rows) if a]
 
     @staticmethod
     def _app(row: Any) -> ConnectedApp | None:
         if row is None:
             return None
         return ConnectedApp(row.id, row.name, row.consumer_key, row.consumer_secret, row.certificate_pem,
-                            row.run_as_user_id, row.callback_url)
+                            row.run_as_user_id, row.callback_url, bool(row.rotate_refresh_tokens))

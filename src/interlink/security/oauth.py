@@ -4,6 +4,8 @@ Grants: ``password``, ``client_credentials`` (the app's run-as user), ``refresh_
 ``authorization_code`` (web-server flow, optional PKCE) and the JWT bearer assertion
 (``urn:ietf:params:oauth:grant-type:jwt-bearer``, RS256, verified with the app's certificate).
 Errors are RFC 6749 ``{"error", "error_description"}`` bodies with HTTP 400 (401 for bad clients).
+Every grant that logs a user in passes the org's :class:`~interlink.security.logins.LoginPolicy` (lockout,
+login history); an app with refresh-token rotation gets a new refresh token with each refresh.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy import select, update
 
 from interlink.errors import InvalidSession, OAuthError
 from interlink.security.apps import ConnectedApp, Directory, UserRecord
+from interlink.security.logins import LOGIN_TYPE_OAUTH, LoginAttempt, LoginPolicy, LoginRefused
 from interlink.security.tokens import TokenService, token_hash
 from interlink.store.database import Store, utcnow
 
@@ -34,15 +37,25 @@ _JWT_SKEW_SECONDS = 300
 
 
 class OAuthService:
-    def __init__(self, store: Store, directory: Directory, tokens: TokenService, org_id: str) -> None:
+    def __init__(self, store: Store, directory: Directory, tokens: TokenService, org_id: str, *,
+                 logins: LoginPolicy | None = None) -> None:
         self._store = store
         self.directory = directory
         self.tokens = tokens
         self.org_id = org_id
+        # The login gate of every surface (OAuth, SOAP login, the console) lives here, next to the tokens.
+        self.logins = logins or LoginPolicy(store, directory)
+
+    @staticmethod
+    def attempt(app: ConnectedApp, source_ip: str | None, instance_url: str, *,
+                uses_password: bool = True) -> LoginAttempt:
+        """An OAuth login through ``app`` (LoginHistory: Remote Access 2.0, the app's name)."""
+        return LoginAttempt(LOGIN_TYPE_OAUTH, app.name, source_ip, instance_url, uses_password=uses_password)
 
     # -- the token endpoint ------------------------------------------------------------------------------------
 
-    def token(self, form: Mapping[str, str], basic: tuple[str, str] | None, instance_url: str) -> dict[str, Any]:
+    def token(self, form: Mapping[str, str], basic: tuple[str, str] | None, instance_url: str, *,
+              source_ip: str | None = None) -> dict[str, Any]:
         """Answer a POST to ``/services/oauth2/token`` (form fields + optional Basic client auth)."""
         grant = form.get("grant_type")
         if not grant:
@@ -51,27 +64,22 @@ class OAuthService:
         client_secret = form.get("client_secret") or (basic[1] if basic else None)
         if grant == "password":
             app = self._client(client_id, client_secret, secret_required=True)
-            user = self._user_by_password(form.get("username", ""), form.get("password", ""))
+            user = self._user_by_password(form.get("username", ""), form.get("password", ""),
+                                          self.attempt(app, source_ip, instance_url))
             return self.token_response(user, app, instance_url)
         if grant == "client_credentials":
             app = self._client(client_id, client_secret, secret_required=True)
             if not app.run_as_user_id:
                 raise OAuthError("invalid_grant", "no client credentials user enabled")
             user = self.directory.user_by_id(app.run_as_user_id)
-            if user is None or not user.is_active:
+            if user is None:
                 raise OAuthError("invalid_grant", "no client credentials user enabled")
+            self._admit(user, self.attempt(app, source_ip, instance_url, uses_password=False),
+                        "no client credentials user enabled")
             return self.token_response(user, app, instance_url)
         if grant == "refresh_token":
-            app = self._client(client_id, client_secret, secret_required=False)
-            refresh = form.get("refresh_token", "")
-            try:
-                user_id, app_id = self.tokens.refresh_owner(refresh)
-            except InvalidSession:
-                raise OAuthError("invalid_grant", "expired access/refresh token") from None
-            user = self.directory.user_by_id(user_id)
-            if app_id != app.id or user is None or not user.is_active:
-                raise OAuthError("invalid_grant", "expired access/refresh token")
-            return self.token_response(user, app, instance_url, parent=refresh)
+            return self._refresh(form.get("refresh_token", ""),
+                                 self._client(client_id, client_secret, secret_required=False), instance_url)
         if grant == "authorization_code":
             app = self._client(client_id, client_secret, secret_required=not form.get("code_verifier"))
             user = self._redeem_code(app, form.get("code", ""), form.get("redirect_uri", ""),
@@ -83,6 +91,8 @@ class OAuthService:
             return response
         if grant == JWT_BEARER:
             user, app = self._jwt_user(form.get("assertion", ""), instance_url)
+            self._admit(user, self.attempt(app, source_ip, instance_url, uses_password=False),
+                        "user hasn't approved this consumer")
             response = self.token_response(user, app, instance_url)
             for key in ("signature", "issued_at"):
                 response.pop(key, None)
@@ -119,11 +129,41 @@ class OAuthService:
             raise OAuthError("invalid_client", "invalid client credentials")
         return app
 
-    def _user_by_password(self, username: str, password: str) -> UserRecord:
-        user = self.directory.check_password(username, password)
-        if user is None:
-            raise OAuthError("invalid_grant", "authentication failure")
-        return user
+    def _user_by_password(self, username: str, password: str, attempt: LoginAttempt) -> UserRecord:
+        try:
+            return self.logins.password_login(username, password, attempt)
+        except LoginRefused:
+            # Wrong password, locked out, inactive: the platform answers them all alike.
+            raise OAuthError("invalid_grant", "authentication failure") from None
+
+    def _admit(self, user: UserRecord, attempt: LoginAttempt, description: str) -> None:
+        """The login policy's check for a user a grant identified without a password."""
+        try:
+            self.logins.check(user, attempt)
+        except LoginRefused:
+            raise OAuthError("invalid_grant", description) from None
+
+    def _refresh(self, refresh: str, app: ConnectedApp, instance_url: str) -> dict[str, Any]:
+        """The refresh_token grant: a new access token, and with rotation on a new refresh token too."""
+        expired = OAuthError("invalid_grant", "expired access/refresh token")
+        try:
+            user_id, app_id = self.tokens.refresh_owner(refresh)
+        except InvalidSession:
+            # A replaced (rotated) token presented again: revoke everything issued in its family.
+            self.tokens.reject_reused(refresh)
+            raise expired from None
+        user = self.directory.user_by_id(user_id)
+        if app_id != app.id or user is None or not user.is_active:
+            raise expired
+        if not app.rotate_refresh_tokens:
+            return self.token_response(user, app, instance_url, parent=refresh)
+        try:
+            replacement = self.tokens.rotate(refresh)
+        except InvalidSession:
+            raise expired from None
+        response = self.token_response(user, app, instance_url, parent=replacement)
+        response["refresh_token"] = replacement
+        return response
 
     # -- web-server flow ---------------------------------------------------------------------------------------
 
@@ -192,7 +232,7 @@ class OAuthService:
         if expires + _JWT_SKEW_SECONDS < time.time():
             raise OAuthError("invalid_grant", "expired authorization code")
         user = self.directory.user_by_username(str(claims.get("sub", "")))
-        if user is None or not user.is_active:
+        if user is None:
             raise OAuthError("invalid_grant", "user hasn't approved this consumer")
         return user, app
 

@@ -558,10 +558,21 @@ def _update_ca_certificates() -> str:
 # --------------------------------------------------------------------------------------------
 
 
+#: The oldest protocol any Interlink TLS port accepts. TLS 1.0 and 1.1 are refused in the handshake, as the
+#: platform has done since 2017 (the gRPC port's BoringSSL has the same floor by default; tests prove both).
+MINIMUM_TLS_VERSION = ssl.TLSVersion.TLSv1_2
+
+
+def require_modern_tls(context: ssl.SSLContext) -> ssl.SSLContext:
+    """Raise ``context``'s floor to TLS 1.2, whatever the Python build or OpenSSL configuration defaults to."""
+    if context.minimum_version < MINIMUM_TLS_VERSION:  # MINIMUM_SUPPORTED (-2) included
+        context.minimum_version = MINIMUM_TLS_VERSION
+    return context
+
+
 def server_ssl_context(paths: TlsPaths) -> ssl.SSLContext:
     """A TLS 1.2+ server context presenting the local server certificate."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context = require_modern_tls(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
     context.load_cert_chain(certfile=str(paths.server_cert), keyfile=str(paths.server_key))
     return context
 
@@ -575,11 +586,13 @@ def client_ssl_context(paths: TlsPaths) -> ssl.SSLContext:
 
 __all__ = [
     "DEFAULT_HOSTS",
+    "MINIMUM_TLS_VERSION",
     "TlsPaths",
     "ca_export_lines",
     "client_ssl_context",
     "ensure_tls",
     "install_ca",
+    "require_modern_tls",
     "server_ssl_context",
     "uninstall_ca",
 ]

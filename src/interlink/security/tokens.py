@@ -5,6 +5,10 @@ as SHA-256 hashes. Validation is on the hot path of every request, so a process 
 validated for ``token_cache_seconds`` before asking the store again; revocation in the same process
 takes effect at once, in another process within that window. Access tokens expire after
 ``session_timeout`` seconds without use, like a platform session.
+
+Refresh tokens of an app with rotation on are single-use: :meth:`TokenService.rotate` revokes the one presented
+and mints its successor in the same *family*. Presenting a replaced token again means it leaked (or a client
+raced itself), so :meth:`TokenService.reject_reused` revokes the whole family, access tokens included.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Connection, or_, select, update
 
 from interlink.errors import InvalidSession
 from interlink.store.database import Store, utcnow
@@ -88,8 +92,11 @@ class TokenService:
             return cached.session
         row = self._load(hashed)
         now = utcnow()
-        if (row is None or row.kind != "access" or row.revoked or now - row.last_used_at > self._timeout
-                or not self._user_active(row.user_id)):
+        if row is not None and not row.revoked and not self._user_active(row.user_id):
+            # A deactivated user's sessions end for good: reactivating the user does not bring them back.
+            self.revoke_user(row.user_id)
+            raise InvalidSession()
+        if row is None or row.kind != "access" or row.revoked or now - row.last_used_at > self._timeout:
             with self._lock:
                 self._cache.pop(hashed, None)
             raise InvalidSession()
@@ -122,6 +129,72 @@ class TokenService:
             raise InvalidSession("expired access/refresh token")
         return row.user_id, row.app_id
 
+    def rotate(self, refresh_token: str) -> str:
+        """Replace a live refresh token by a new one of the same family (user, app, scope); returns the new token.
+
+        The old token is revoked in the same transaction that checks it is live, so of two concurrent refreshes
+        with one token only one wins; the loser is treated as a reuse (INVALID_SESSION_ID, family revoked).
+        The access tokens already issued from the old token keep working until they expire.
+        """
+        hashed = token_hash(refresh_token)
+        family_table = self._store.system["il_refresh_family"]
+        replacement = secrets.token_urlsafe(64)
+        now = utcnow()
+        with self._store.write() as conn:
+            row = conn.execute(select(self._table).where(self._table.c.token_hash == hashed)).first()
+            if row is None or row.kind != "refresh":
+                raise InvalidSession("expired access/refresh token")
+            family = self._family(conn, hashed)
+            won = conn.execute(update(self._table).where(self._table.c.token_hash == hashed)
+                               .where(self._table.c.revoked.is_(False)).values(revoked=True)).rowcount
+            if not won:
+                self._revoke_family(conn, family or hashed)
+                revoked = True
+            else:
+                revoked = False
+                if family is None:
+                    family = hashed
+                    conn.execute(family_table.insert().values(token_hash=hashed, family_hash=family, created_at=now))
+                conn.execute(self._table.insert().values(
+                    token_hash=token_hash(replacement), kind="refresh", user_id=row.user_id, app_id=row.app_id,
+                    parent_hash=None, issued_at=now, last_used_at=now, expires_at=None, revoked=False,
+                    scope=row.scope))
+                conn.execute(family_table.insert().values(token_hash=token_hash(replacement), family_hash=family,
+                                                          created_at=now))
+        with self._lock:
+            self._cache.clear()
+        if revoked:
+            raise InvalidSession("expired access/refresh token")
+        return replacement
+
+    def reject_reused(self, refresh_token: str) -> bool:
+        """A revoked refresh token was presented: if rotation replaced it, revoke its whole family.
+
+        Returns True when a family was revoked. Tokens that never took part in rotation are left alone.
+        """
+        hashed = token_hash(refresh_token)
+        with self._store.read() as conn:  # most bad tokens are simply unknown: no write transaction for them
+            family = self._family(conn, hashed)
+        if family is None:
+            return False
+        with self._store.write() as conn:
+            self._revoke_family(conn, family)
+        with self._lock:
+            self._cache.clear()
+        return True
+
+    def _family(self, conn: Connection, hashed: str) -> str | None:
+        table = self._store.system["il_refresh_family"]
+        return conn.execute(select(table.c.family_hash).where(table.c.token_hash == hashed)).scalar()
+
+    def _revoke_family(self, conn: Connection, family: str) -> None:
+        """Revoke every refresh token of ``family`` and every access token issued from one of them."""
+        table = self._store.system["il_refresh_family"]
+        members = select(table.c.token_hash).where(table.c.family_hash == family)
+        conn.execute(update(self._table).where(or_(self._table.c.token_hash.in_(members),
+                                                   self._table.c.parent_hash.in_(members)))
+                     .values(revoked=True))
+
     def revoke(self, token: str) -> bool:
         """Revoke an access or refresh token (a refresh token takes its access tokens along)."""
         hashed = token_hash(token)
@@ -133,10 +206,17 @@ class TokenService:
             self._cache.clear()
         return bool(count)
 
-    def revoke_user(self, user_id: str) -> int:
+    def revoke_user(self, user_id: str, *, scope: str | None = None) -> int:
+        """Revoke a user's live tokens (API sessions, refresh tokens, console sessions); returns how many.
+
+        ``scope`` limits it to the tokens of one scope (``console``: the console's sessions).
+        """
+        statement = (update(self._table).where(self._table.c.user_id == user_id)
+                     .where(self._table.c.revoked.is_(False)))
+        if scope is not None:
+            statement = statement.where(self._table.c.scope == scope)
         with self._store.write() as conn:
-            count = conn.execute(update(self._table).where(self._table.c.user_id == user_id)
-                                 .values(revoked=True)).rowcount
+            count = conn.execute(statement.values(revoked=True)).rowcount
         with self._lock:
             self._cache.clear()
         return int(count or 0)

@@ -63,11 +63,12 @@ from interlink.soql.compiled import (
 from interlink.soql.conditions import _Scope
 from interlink.soql.functions import AGGREGATE_FUNCTIONS, DATE_FUNCTIONS
 from interlink.soql.records import MAX_FIELDS_MACRO_LIMIT, MAX_OFFSET, _check_clauses, _check_paging, _compile_records
-from interlink.soql.scope import MAX_RELATIONSHIP_DEPTH, _Compiler, positioned
+from interlink.soql.scope import MAX_RELATIONSHIP_DEPTH, RowFilter, _Compiler, positioned
 
 
 def compile_query(query: ast.Query, schema: Schema, tables: Mapping[str, Table], *, include_deleted: bool = False,
-                  user_id: str | None = None, fiscal_start_month: int = 1) -> CompiledQuery:
+                  user_id: str | None = None, fiscal_start_month: int = 1,
+                  row_filter: RowFilter | None = None) -> CompiledQuery:
     """Compile ``query`` against ``schema`` and its ``tables`` (keyed by lower-cased object name).
 
     ``include_deleted`` (queryAll) or the query's ``ALL ROWS`` keeps records in the recycle bin; otherwise
@@ -76,7 +77,7 @@ def compile_query(query: ast.Query, schema: Schema, tables: Mapping[str, Table],
     and NUMBER_OUTSIDE_VALID_RANGE errors as the platform does.
     """
     compiler = _Compiler(schema, tables, include_deleted=include_deleted or query.all_rows, text=query.text,
-                         user_id=user_id)
+                         user_id=user_id, row_filter=row_filter)
     obj = compiler.object_for(query.object)
     notes = _check_clauses(compiler, query)
     limit, offset = _check_paging(compiler, query)

@@ -326,7 +326,7 @@ class _Scope(_FunctionScope):
             raise self.c.fail(MalformedQueryError, f"The selected field '{path.text}' in a semi-join or anti-join "
                               "subquery must be an Id or a reference field", path)
         where = [selected.expr.is_not(None)]
-        live = scope.live(root, obj) if not sub.all_rows else None
+        live = scope.live(root, obj) if not sub.all_rows else scope.visible(root, obj)
         if live is not None:
             where.append(live)
         if sub.where is not None:

@@ -45,8 +45,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
-from interlink.errors import ExternalObjectUnsupported, QueryTimeout
-from interlink.metadata.model import ObjectDef
+from interlink.errors import ExternalObjectUnsupported, MalformedQueryError, QueryTimeout
+from interlink.metadata.model import ObjectDef, Schema
 from interlink.metadata.values import wire_plan
 from interlink.records.context import Context
 from interlink.soql import ast
@@ -288,6 +288,11 @@ def _converters(obj: ObjectDef) -> dict[str, Any]:
 # -- the engine ----------------------------------------------------------------------------------------------
 
 
+def _row_filter(context: Context | None) -> Any:
+    access = None if context is None else context.enforced
+    return None if access is None else access.row_filter
+
+
 class QueryEngine:
     """Parses, compiles (cached) and runs SOQL against a :class:`Store`.
 
@@ -311,17 +316,23 @@ class QueryEngine:
 
     # -- plans ------------------------------------------------------------------------------------------------
 
+    def schema_for(self, context: Context | None) -> Schema:
+        """The schema ``context``'s user sees: without the objects and fields they may not read."""
+        access = None if context is None else context.enforced
+        return self.store.schema if access is None else access.schema(self.store.schema)
+
     def compile(self, soql: str, context: Context, *, include_deleted: bool = False) -> CompiledQuery:
         """The compiled plan for ``soql`` (from the cache when possible)."""
-        plan = self._plan(soql, context.user_id, include_deleted)
+        plan = self._plan(soql, context, include_deleted)
         if plan.compiled is None:
             assert plan.external is not None
             raise ExternalObjectUnsupported(f"{plan.external.object.name} is an external object: this operation "
                                             "reads stored records only (use the REST query resource)")
         return plan.compiled
 
-    def _plan(self, soql: str, user_id: str, include_deleted: bool) -> _Plan:
-        schema = self.store.schema
+    def _plan(self, soql: str, context: Context, include_deleted: bool) -> _Plan:
+        schema = self.schema_for(context)
+        user_id = context.user_id
         key = (soql, user_id, schema.version, include_deleted)
         with self._lock:
             plan = self._cache.get(key)
@@ -337,7 +348,8 @@ class QueryEngine:
             plan = _Plan(None, external=_external.compile_external(query, schema, root))
         else:
             compiled = compile_query(query, schema, self.store.tables, include_deleted=include_deleted,
-                                     user_id=user_id, fiscal_start_month=self.fiscal_start_month)
+                                     row_filter=_row_filter(context), user_id=user_id,
+                                     fiscal_start_month=self.fiscal_start_month)
             plan = _Plan(compiled)
             if compiled.kind != "count":
                 plan.paged = compiled.statement.limit(bindparam("il_limit")).offset(bindparam("il_offset"))
@@ -364,7 +376,7 @@ class QueryEngine:
         """
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        plan = self._plan(soql, context.user_id, include_deleted)
+        plan = self._plan(soql, context, include_deleted)
         page = self._run(plan, offset, batch_size, url_prefix, total_size, context, None)
         if not page.done:
             page.locator = QueryLocator(soql, context.user_id, include_deleted, batch_size, url_prefix,
@@ -373,8 +385,7 @@ class QueryEngine:
 
     def fetch_more(self, locator: QueryLocator, context: Context | None = None) -> QueryPage:
         """The page a locator points at (queryMore). The plan comes from the cache, or is compiled again."""
-        plan = self._plan(locator.soql, locator.user_id if context is None else context.user_id,
-                          locator.include_deleted)
+        plan = self._plan(locator.soql, context or Context(locator.user_id, ""), locator.include_deleted)
         page = self._run(plan, locator.offset, locator.batch_size, locator.url_prefix, locator.total_size,
                          context or Context(locator.user_id, ""), locator.state)
         if not page.done:
@@ -514,7 +525,7 @@ class QueryEngine:
             select=tuple(ast.SelectItem(ast.FieldPath((name,))) for name in dict.fromkeys(["Id", target, *names])),
             object=parent.name, where=ast.InList(ast.FieldPath((target,)), tuple(keys)))
         if parent.is_external:  # an external lookup: the parents come from their own data source
-            plan = _external.compile_external(query, self.store.schema, parent)
+            plan = _external.compile_external(query, self.schema_for(context), parent)
             records: list[dict[str, Any]] = []
             offset, state = 0, None
             while True:
@@ -527,7 +538,8 @@ class QueryEngine:
                     break
                 state = page.state
         else:
-            compiled = compile_query(query, self.store.schema, self.store.tables, user_id=context.user_id,
+            compiled = compile_query(query, self.schema_for(context), self.store.tables,
+                                     row_filter=_row_filter(context), user_id=context.user_id,
                                      fiscal_start_month=self.fiscal_start_month)
             assert compiled.shape is not None
             with self.store.read() as conn, self._deadline(conn):
@@ -583,7 +595,8 @@ class QueryEngine:
         match = ast.InList(ast.FieldPath((lookup,)), tuple(keys))
         where: ast.Condition = match if sub.where is None else ast.And((match, sub.where))
         query = dataclasses.replace(sub, select=select, where=where, limit=None, offset=None)
-        compiled = compile_query(query, self.store.schema, self.store.tables, user_id=context.user_id,
+        compiled = compile_query(query, self.schema_for(context), self.store.tables, row_filter=_row_filter(context),
+                                     user_id=context.user_id,
                                  fiscal_start_month=self.fiscal_start_month)
         assert compiled.shape is not None
         params = compiled.parameters(self.today()) if compiled.date_params else {}
@@ -626,6 +639,20 @@ class QueryEngine:
 
     @contextmanager
     def _deadline(self, conn: Connection) -> Iterator[None]:
+        try:
+            with self._deadline_of(conn):
+                yield
+        except DBAPIError as exc:
+            text = str(exc.orig).lower()
+            # A WHERE clause with thousands of conditions: the database refuses to build it (SQLite's expression depth
+            # limit, PostgreSQL's stack depth limit). The caller gets the query error, not a 500.
+            if "expression tree is too large" in text or "stack depth limit exceeded" in text:
+                raise MalformedQueryError("The query is too complex: it has too many conditions nested in its WHERE "
+                                          "clause; split it into several queries or use IN (...) lists") from None
+            raise
+
+    @contextmanager
+    def _deadline_of(self, conn: Connection) -> Iterator[None]:
         if self.timeout_seconds is None:
             yield
             return

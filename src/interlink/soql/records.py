@@ -255,7 +255,7 @@ class _RecordsBuilder:
         fk = table.c[relationship.field]
         parent_index = columns.add(fk)
         where: list[ColumnElement[bool]] = [fk.in_(bindparam("parent_ids", expanding=True))]
-        live = scope.live(table, child_obj) if not sub.all_rows else None
+        live = scope.live(table, child_obj) if not sub.all_rows else scope.visible(table, child_obj)
         if live is not None:
             where.append(live)
         if sub.where is not None:

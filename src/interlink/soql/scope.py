@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -44,6 +44,8 @@ from interlink.soql.compiled import Converter, DateParam
 from interlink.soql.dates import UnknownDateLiteral, resolve
 
 MAX_RELATIONSHIP_DEPTH = 5
+# The caller's record-level sharing: (table or alias, object) -> the condition on its rows, None for all of them.
+RowFilter = Callable[[FromClause, ObjectDef], "ColumnElement[bool] | None"]
 
 
 # -- errors --------------------------------------------------------------------------------------------------
@@ -134,10 +136,11 @@ class _Compiler:
     """State shared by a query and its subqueries: schema, tables, bind-parameter and alias counters."""
 
     def __init__(self, schema: Schema, tables: Mapping[str, Table], *, include_deleted: bool, text: str,
-                 user_id: str | None) -> None:
+                 user_id: str | None, row_filter: RowFilter | None = None) -> None:
         self.schema = schema
         self.tables = tables
         self.include_deleted = include_deleted
+        self.row_filter = row_filter
         self.text = text
         self.user_id = user_id
         self.date_params: list[DateParam] = []
@@ -240,9 +243,17 @@ class _PathScope:
     # -- from clause ----------------------------------------------------------------------------------------
 
     def live(self, table: FromClause, obj: ObjectDef) -> ColumnElement[bool] | None:
+        """The rows of ``table`` a query sees: not in the recycle bin (unless queryAll / ALL ROWS), and shared with
+        the caller (see :meth:`visible`)."""
+        visible = self.visible(table, obj)
         if self.c.include_deleted or not obj.has_field("IsDeleted"):
-            return None
-        return table.c.IsDeleted.is_not(True)
+            return visible
+        live = table.c.IsDeleted.is_not(True)
+        return live if visible is None else and_(live, visible)
+
+    def visible(self, table: FromClause, obj: ObjectDef) -> ColumnElement[bool] | None:
+        """The caller's record-level sharing on ``table`` (None: every row), recycle bin or not."""
+        return None if self.c.row_filter is None else self.c.row_filter(table, obj)
 
     def from_clause(self, keys: set[tuple[str, ...]] | None = None) -> FromClause:
         """The root joined with every parent path (or only those in ``keys`` and their ancestors)."""

@@ -33,7 +33,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from interlink import ids
 from interlink.errors import InterlinkError, InvalidTypeError, MalformedQueryError, MalformedSearchError
-from interlink.metadata.model import ObjectDef
+from interlink.metadata.model import ObjectDef, Schema
 from interlink.soql import search_index
 from interlink.soql.search_index import AllOf, AnyOf, Expr, Hit, IndexQuery, Scope, Terms, Without
 from interlink.store.database import Store
@@ -569,8 +569,8 @@ SoqlRunner = Callable[[str], list[dict[str, Any]]]
 ExternalSearch = Callable[[ObjectDef, str, int], list[str]]
 
 
-def _object(store: Store, name: str, external: bool) -> ObjectDef:
-    obj = store.schema.object(name)
+def _object(schema: Schema, name: str, external: bool) -> ObjectDef:
+    obj = schema.object(name)
     if obj is None:
         raise InvalidTypeError(f"sObject type '{name}' is not supported. If you are attempting to use a custom "
                                "object, be sure to append the '__c' after the entity name. Please reference your "
@@ -595,7 +595,7 @@ def search_text(expr: Expr) -> str:
 
 
 def execute(store: Store, plan: SearchPlan, run_soql: SoqlRunner | None, base_path: str,
-            external_search: ExternalSearch | None = None) -> SearchResult:
+            external_search: ExternalSearch | None = None, schema: Schema | None = None) -> SearchResult:
     """Run ``plan``: look up the index, then shape each object's hits through SOQL (fields, WHERE, ORDER BY,
     LIMIT/OFFSET). Objects come in RETURNING order (without RETURNING: best hit first), records in order of
     relevance unless ORDER BY says otherwise; at most ``LIMIT`` (default and cap 2000) records in all.
@@ -603,10 +603,11 @@ def execute(store: Store, plan: SearchPlan, run_soql: SoqlRunner | None, base_pa
     Searchable external objects named in RETURNING are searched at their data source (``external_search``);
     without RETURNING only the org's own index is searched, as on the platform."""
     overall = min(plan.limit if plan.limit is not None else MAX_LIMIT, MAX_LIMIT)
+    schema = store.schema if schema is None else schema  # the caller's view: what they may not read is not there
     specs: list[tuple[ObjectDef, Returning]] = []
     seen: set[str] = set()
     for spec in plan.returning:
-        obj = _object(store, spec.object_name, external_search is not None)
+        obj = _object(schema, spec.object_name, external_search is not None)
         if obj.name in seen:
             raise MalformedSearchError(f"duplicate entity in RETURNING: {obj.name}")
         seen.add(obj.name)
@@ -614,7 +615,10 @@ def execute(store: Store, plan: SearchPlan, run_soql: SoqlRunner | None, base_pa
             raise MalformedSearchError("OFFSET is only allowed when RETURNING names one object")
         specs.append((obj, spec))
     stored = tuple(o.name for o, _ in specs if not o.is_external)
-    hits = search_index.search(store, IndexQuery(plan.expr, plan.scope, stored if specs else None,
+    only: tuple[str, ...] | None = stored if specs else None
+    if not specs and schema is not store.schema:  # default RETURNING: only the objects the caller may read
+        only = tuple(o.name for o in schema if o.is_stored and search_index.searchable(o))
+    hits = search_index.search(store, IndexQuery(plan.expr, plan.scope, only,
                                                  _hits_needed(specs, overall))) if stored or not specs else []
     by_object: dict[str, list[Hit]] = {}
     for hit in hits:
@@ -625,7 +629,7 @@ def execute(store: Store, plan: SearchPlan, run_soql: SoqlRunner | None, base_pa
             by_object[obj.name] = [Hit(obj.name, record_id, float(-rank)) for rank, record_id in enumerate(found)]
     if not specs:  # default RETURNING: every object with hits, Id only, the best hit's object first
         for name in by_object:
-            obj = store.schema.object(name)
+            obj = schema.object(name)
             if obj is not None:
                 specs.append((obj, Returning(obj.name)))
     records: list[tuple[ObjectDef, dict[str, Any]]] = []

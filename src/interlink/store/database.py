@@ -12,7 +12,7 @@ import contextlib
 import contextvars
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, Ope
 from sqlalchemy.pool import NullPool
 
 from interlink.errors import ConfigurationError, DestructiveChangeError
-from interlink.metadata.model import Schema
+from interlink.metadata.model import ObjectDef, Schema
 from interlink.metadata.spec import build_object, object_to_spec
 from interlink.store.migrate import Plan, apply_plan, plan_changes
 from interlink.store.tables import build_metadata
@@ -120,6 +120,9 @@ class Store:
         self._all_readers: list[Any] = []
         self.schema = Schema([])
         self._system_metadata, self.tables, self.system = build_metadata(self.schema)
+        # Called inside a deploy's transaction once its DDL ran: (connection, plan, deployed or None, target).
+        # The setup audit trail records deploys here, so a deploy that fails leaves no trace.
+        self.deploy_listeners: list[Callable[[Connection, Plan, Schema | None, Schema], None]] = []
         # The open write transaction of the current thread *or asyncio task*: a contextvar, so two requests
         # interleaving on one event loop never join each other's transaction.
         self._current_write: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
@@ -250,6 +253,19 @@ class Store:
     def table(self, object_name: str) -> Table:
         return self.tables[object_name.lower()]
 
+    def object_for_id(self, record_id: str) -> ObjectDef | None:
+        """The object a record id belongs to, by its key prefix; when several objects share the prefix (the history
+        objects' ``017``), the one whose table holds the id."""
+        candidates = self.schema.objects_with_prefix(record_id[:3])
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else None
+        with self.read() as conn:
+            for obj in candidates:
+                table = self.tables.get(obj.name.lower())
+                if table is not None and conn.execute(select(table.c.Id).where(table.c.Id == record_id)).first():
+                    return obj
+        return None
+
     # -- deploy ----------------------------------------------------------------------------------------------
 
     def plan(self, target: Schema) -> Plan:
@@ -271,6 +287,8 @@ class Store:
             if not plan:
                 return plan
             apply_plan(conn, plan, deployed, target)
+            for listener in self.deploy_listeners:
+                listener(conn, plan, deployed, target)
             dropped = [deployed.object(c.object_name) for c in plan.changes
                        if deployed is not None and c.kind == "drop_table"]
             self._retire_prefixes(conn, {obj.key_prefix for obj in dropped if obj is not None})

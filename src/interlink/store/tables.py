@@ -99,7 +99,8 @@ def object_indexes(obj: ObjectDef, table: Table) -> list[Index]:
                                  unique=fdef.unique))
         elif fdef.type is FieldType.REFERENCE:
             indexes.append(Index(index_name(obj, fdef, "ref"), column))
-    indexes.append(Index(f"ix_{obj.name}_systemmodstamp".lower()[:63], table.c.SystemModstamp))
+    if "SystemModstamp" in table.c:  # history objects have none
+        indexes.append(Index(f"ix_{obj.name}_systemmodstamp".lower()[:63], table.c.SystemModstamp))
     return indexes
 
 
@@ -153,6 +154,30 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("code_challenge", String(128)),
             Column("expires_at", DateTime, nullable=False),
             Column("used", Boolean, nullable=False, default=False),
+        ),
+        # Login policy state per user: consecutive failed password logins, the lockout, the API-only flag.
+        # (New tables rather than new columns: Store.open creates missing tables in an existing org.)
+        Table(
+            "il_user_login", metadata,
+            Column("user_id", String(18), primary_key=True),
+            Column("failed_logins", Integer, nullable=False, default=0),
+            Column("locked_until", DateTime),
+            Column("api_only", Boolean, nullable=False, default=False),
+            Column("updated_at", DateTime, nullable=False),
+        ),
+        # A connected app's OAuth policies beyond il_connected_app's columns.
+        Table(
+            "il_connected_app_policy", metadata,
+            Column("app_id", String(18), primary_key=True),
+            Column("rotate_refresh_tokens", Boolean, nullable=False, default=False),
+        ),
+        # Refresh tokens that rotation replaced or minted, by family (the hash of the family's first token), so
+        # the reuse of a replaced token can revoke every token of its family.
+        Table(
+            "il_refresh_family", metadata,
+            Column("token_hash", String(64), primary_key=True),
+            Column("family_hash", String(64), nullable=False, index=True),
+            Column("created_at", DateTime, nullable=False),
         ),
         Table(
             "il_api_usage", metadata,

@@ -150,7 +150,10 @@ def _datetime(text: str) -> datetime:
     if zone and zone.upper() != "Z":
         digits = zone[1:].replace(":", "")
         offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-        value = value - offset if zone[0] == "+" else value + offset
+        try:
+            value = value - offset if zone[0] == "+" else value + offset
+        except OverflowError:  # 9999-12-31T23:59:59-12:00 is after year 9999 in UTC
+            raise MalformedQueryError(f"Invalid date and time in $filter: {text}", ["$filter"]) from None
     return value
 
 
@@ -450,7 +453,11 @@ def _is_bool_literal(node: Any) -> bool:
 def translate_filter(text: str, entity_set: EntitySet, model: ServiceModel) -> str:
     """The SOQL condition (without ``WHERE``) for the ``$filter`` expression ``text`` over ``entity_set``."""
     tree = _parse(text, "filter", "$filter")
-    return _Translator(model, entity_set).condition(tree.children[0])
+    try:
+        return _Translator(model, entity_set).condition(tree.children[0])
+    except RecursionError:  # hundreds of nested and/or: more than any query needs (and than SOQL would run)
+        raise MalformedQueryError("$filter is nested too deeply: combine fewer conditions (use in for lists)",
+                                  ["$filter"]) from None
 
 
 def translate_orderby(text: str, entity_set: EntitySet, model: ServiceModel) -> list[str]:

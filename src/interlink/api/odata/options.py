@@ -115,6 +115,9 @@ def split_top_level(text: str, separator: str) -> list[str]:
     return [p for p in parts if p]
 
 
+MAX_ROWS_OPTION = 2**31 - 1  # larger $top and $skip values mean the same as this one
+
+
 def non_negative(params: Mapping[str, str], name: str) -> int | None:
     """``$top``/``$skip`` as an integer (None when absent); 400 for anything but a non-negative whole number."""
     raw = params.get(name)
@@ -122,7 +125,8 @@ def non_negative(params: Mapping[str, str], name: str) -> int | None:
         return None
     if not raw.strip().isdigit():
         raise MalformedQueryError(f"{name} must be a non-negative whole number, not '{raw}'", [name])
-    return int(raw.strip())
+    # Past any real table either way; the database refuses integers beyond 64 bits.
+    return min(int(raw.strip()), MAX_ROWS_OPTION)
 
 
 def _boolean_option(params: Mapping[str, str], name: str) -> bool:

@@ -36,7 +36,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from interlink.api.app import bearer_token
-from interlink.api.http import instance_url, parse_json_object
+from interlink.api.http import instance_url, parse_json_object, require_api
 from interlink.api.odata import atom, csdl
 from interlink.api.odata.config import MAX_PAGE_SIZE, ODataConfig
 from interlink.api.odata.model import ChildNav, EntitySet, ParentNav, ServiceModel
@@ -122,8 +122,8 @@ class ODataService:
             tunneled = request.headers.get("x-http-method")
             if method == "POST" and tunneled:
                 method = tunneled.strip().upper()  # OData 2.0 clients tunnel MERGE, PUT and DELETE through POST
-            context = self.org.context_for(session.user_id, api_version=self.org.settings.api_max_version,
-                                           app_id=session.app_id)
+            context = require_api(self.org.context_for(session.user_id, api_version=self.org.settings.api_max_version,
+                                                       app_id=session.app_id))
             call = _Call(request, version, context, self.model(), method, request.query_params, use_atom)
             return await self._dispatch(call, request.path_params.get("rest", ""))
         except InterlinkError as error:
