@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from interlink.app.provisioning import documents
 from interlink.errors import InterlinkError, MetadataError
-from interlink.metadata.loader import read_yaml_files
 from interlink.security.access import (
     ADMIN_PROFILE,
     API_ONLY_PROFILE,
@@ -176,15 +176,8 @@ def _quote(value: str) -> str:
 
 
 def _documents(folder: Path, allowed: set[str]) -> list[tuple[str, dict[str, Any], Path]]:
-    found = []
-    for path, data in read_yaml_files(folder):
-        if not isinstance(data, Mapping):
-            raise MetadataError(f"{path}: expected a mapping of keys")
-        unknown = set(data) - allowed
-        if unknown:
-            raise MetadataError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
-        found.append((str(data.get("name") or path.stem), dict(data), path))
-    return found
+    """(name, mapping, path) of each file; the name is the ``name`` key or the file's stem."""
+    return [(str(data.get("name") or path.stem), data, path) for data, path in documents(folder, allowed)]
 
 
 def _grants(org: Org, data: Mapping[str, Any], path: Path) -> tuple[set[str], dict[str, ObjectAccess],

@@ -39,7 +39,8 @@ _USER_KEYS = {"username", "lastName", "firstName", "email", "passwordEnv", "acti
 _APP_KEYS = {"name", "runAs", "certificate", "callbackUrl", "consumerKey", "consumerSecretEnv"}
 
 
-def _documents(folder: Path, allowed: set[str], required: str) -> list[tuple[dict[str, Any], Path]]:
+def documents(folder: Path, allowed: set[str], required: str | None = None) -> list[tuple[dict[str, Any], Path]]:
+    """The YAML mappings in ``folder`` with their paths; unknown keys and a missing ``required`` key are errors."""
     found = []
     for path, data in read_yaml_files(folder):
         if not isinstance(data, Mapping):
@@ -47,7 +48,7 @@ def _documents(folder: Path, allowed: set[str], required: str) -> list[tuple[dic
         unknown = set(data) - allowed
         if unknown:
             raise MetadataError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
-        if not data.get(required):
+        if required and not data.get(required):
             raise MetadataError(f"{path}: {required} is required")
         found.append((dict(data), path))
     return found
@@ -69,7 +70,7 @@ def apply_identity_metadata(org: Org, project_dir: Path) -> list[str]:
 
     changes: list[str] = []
     context = org.admin_context().as_system()
-    for data, path in _documents(project_dir / "metadata" / "users", _USER_KEYS, "username"):
+    for data, path in documents(project_dir / "metadata" / "users", _USER_KEYS, "username"):
         username = str(data["username"])
         password = _secret(data, "passwordEnv", path)
         existing = org.directory.user_by_username(username)
@@ -93,7 +94,7 @@ def apply_identity_metadata(org: Org, project_dir: Path) -> list[str]:
         if password is not None:
             org.directory.set_password(existing.id, password)
 
-    for data, path in _documents(project_dir / "metadata" / "connectedApps", _APP_KEYS, "name"):
+    for data, path in documents(project_dir / "metadata" / "connectedApps", _APP_KEYS, "name"):
         name = str(data["name"])
         run_as_id = None
         if data.get("runAs"):

@@ -51,6 +51,16 @@ def _open(settings: Settings, *, deploy: bool = False, lenient_project: bool = F
     return Org.open(settings, deploy=deploy, lenient_project=lenient_project)
 
 
+def user_named(org: Org, username: str) -> Any:
+    """The user called ``username`` (a UserRecord); a clear error (exit 2) when there is none."""
+    from interlink.errors import ConfigurationError
+
+    user = org.directory.user_by_username(username)
+    if user is None:
+        raise ConfigurationError(f"no user {username!r}")
+    return user
+
+
 def _err(message: str) -> None:
     from rich.console import Console
 
@@ -306,12 +316,9 @@ def users_assign(
 ) -> None:
     """Set a user's profile and permission set (group) assignments (docs/permissions.md)."""
     from interlink.app.permissions import assign
-    from interlink.errors import ConfigurationError
 
     with _existing_org(data_dir, store) as org:
-        user = org.directory.user_by_username(username)
-        if user is None:
-            raise ConfigurationError(f"no user {username!r}")
+        user = user_named(org, username)
         assign(org, user.id, profile=profile, permission_sets=list(permission_set or []), groups=list(group or []),
                exact=exact)
         rows = org.query.execute("SELECT PermissionSet.Name, PermissionSetGroup.DeveloperName FROM "
@@ -347,13 +354,8 @@ def users_password(
     store: StoreUrl = None,
 ) -> None:
     """Set a user's password."""
-    from interlink.errors import ConfigurationError
-
     with _existing_org(data_dir, store) as org:
-        user = org.directory.user_by_username(username)
-        if user is None:
-            raise ConfigurationError(f"no user {username!r}")
-        org.directory.set_password(user.id, password)
+        org.directory.set_password(user_named(org, username).id, password)
         _err(f"Password set for {username}")
 
 

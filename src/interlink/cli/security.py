@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from interlink.cli.main import DataDir, StoreUrl, _err, _existing_org
+from interlink.cli.main import DataDir, StoreUrl, _err, _existing_org, user_named
 
 if TYPE_CHECKING:
     from interlink.app.org import Org
@@ -20,12 +20,7 @@ UsernameArg = Annotated[str, typer.Argument(help="Username.")]
 
 
 def _user(org: Org, username: str) -> UserRecord:
-    from interlink.errors import ConfigurationError
-
-    user = org.directory.user_by_username(username)
-    if user is None:
-        raise ConfigurationError(f"no user {username!r}")
-    return user
+    return user_named(org, username)  # type: ignore[no-any-return]
 
 
 def users_unlock(username: UsernameArg, data_dir: DataDir = None, store: StoreUrl = None) -> None:
