@@ -4,7 +4,8 @@ API, "creates the order", and calls back over REST to store the order number on 
     python examples/erp/subscriber.py [--data-dir .interlink]
 
 It finds the local org through ``<data dir>/run/server.json`` and the CA bundle, and mints a token with
-``interlink token``. Close an opportunity as Closed Won (the sample flow publishes the event) and watch.
+``interlink token``. Close an opportunity as Closed Won (the sample flow publishes the event) and watch. It prints
+``erp: subscribed … after replay id N`` when the org first answers (its first keep-alive, or the first events).
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ TOPIC = "/event/Order_Request__e"
 
 def handle_orders(url: str, grpc_target: str, org_id: str, token: str, ca_bundle: str, *,
                   requests: Iterator[Any] | None = None, on_order: Callable[[dict[str, Any]], None] | None = None,
-                  limit: int | None = None) -> int:
+                  limit: int | None = None, on_subscribed: Callable[[int], None] | None = None) -> int:
     """Receive order requests and call back with an order number; returns how many were handled.
 
     ``requests`` replaces the default request stream (tests pass one they can end); ``limit`` stops after that many.
+    ``on_subscribed`` gets the replay id the subscription starts after, from the org's first answer (a keep-alive or
+    the first events).
     """
     rest = httpx.Client(base_url=f"{url}/services/data/v66.0", headers={"Authorization": f"Bearer {token}"},
                         verify=ssl.create_default_context(cafile=ca_bundle), timeout=20)
@@ -56,6 +59,11 @@ def handle_orders(url: str, grpc_target: str, org_id: str, token: str, ca_bundle
     handled = 0
     try:
         for response in stub.Subscribe(requests or forever(), metadata=metadata):
+            if on_subscribed is not None:
+                first = response.events[0].replay_id if response.events else None
+                start = int.from_bytes(first or response.latest_replay_id, "big") - (1 if first else 0)
+                on_subscribed(start)
+                on_subscribed = None
             for event in response.events:
                 order = fastavro.schemaless_reader(io.BytesIO(event.event.payload), schema)
                 handled += 1
@@ -84,8 +92,9 @@ def main() -> None:
     info = json.loads((Path(options.data_dir) / "run" / "server.json").read_text())
     token = subprocess.run([sys.executable, "-m", "interlink.cli.main", "token", "--data-dir", options.data_dir],
                            capture_output=True, text=True, check=True).stdout.strip()
-    print(f"erp: subscribed to {TOPIC} on localhost:{info['grpc_port']}", flush=True)
-    handle_orders(info["url"], f"localhost:{info['grpc_port']}", info["org_id"], token, info["ca_bundle"])
+    print(f"erp: subscribing to {TOPIC} on localhost:{info['grpc_port']}", flush=True)
+    handle_orders(info["url"], f"localhost:{info['grpc_port']}", info["org_id"], token, info["ca_bundle"],
+                  on_subscribed=lambda after: print(f"erp: subscribed to {TOPIC} after replay id {after}", flush=True))
 
 
 if __name__ == "__main__":

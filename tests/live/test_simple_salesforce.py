@@ -250,6 +250,19 @@ def test_request_limit_exceeded_is_refused_request(tmp_path: Path) -> None:
     assert time.monotonic() - stopping < 8
 
 
+def test_sigterm_is_prompt_after_the_keep_alive_timeout_closed_a_connection(tmp_path: Path) -> None:
+    with live_server(tmp_path / "idle") as server:
+        session = trusted_session(server)
+        assert session.get(f"{server.url}/services/data/").status_code == 200
+        # The server closes the idle connection after its keep-alive timeout (5 s) and waits for the client's TLS
+        # close_notify, which a pooled connection nobody reads never sends (asyncio would wait 30 s).
+        time.sleep(6)
+        stopping = time.monotonic()
+    assert server.process.returncode == 0, server.log()[-2000:]
+    assert time.monotonic() - stopping < 8
+    session.close()
+
+
 # -- external ids on a deployed custom object --------------------------------------------------------------------
 
 def test_custom_object_is_described(psf: Salesforce) -> None:

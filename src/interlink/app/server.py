@@ -60,15 +60,21 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # uvicorn closes idle keep-alive connections; over TLS, close() then waits for the client's
         # close_notify (asyncio's 30 s ssl_shutdown_timeout), which a pooled client connection never sends.
-        # Abort the connections that are already closing instead of stalling the exit.
-        async def reap() -> None:
-            await asyncio.sleep(0.5)
+        # Abort the connections that are already closing instead of stalling the exit: those the keep-alive
+        # timeout closed before (now, since a second close() detaches asyncio's TLS transport from its socket, and
+        # abort() then does nothing), and those uvicorn closes below.
+        def reap() -> None:
             for connection in list(self.server_state.connections):
                 transport = getattr(connection, "transport", None)
                 if transport is not None and transport.is_closing():
                     transport.abort()
 
-        reaper = asyncio.create_task(reap())
+        async def reap_later() -> None:
+            await asyncio.sleep(0.5)
+            reap()
+
+        reap()
+        reaper = asyncio.create_task(reap_later())
         try:
             await super().shutdown(sockets)
         finally:

@@ -13,21 +13,31 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from interlink.cli.example_systems import (
+    SYSTEMS,
+    ExamplesError,
+    Processes,
+    compose_project,
+    find_examples,
+    free_port,
+    start_systems,
+    system_urls,
+    tail,
+    wait_systems,
+)
 
 if TYPE_CHECKING:
     from interlink.cli.demo_scenarios import Scenario, Stage
@@ -39,131 +49,7 @@ PATTERNS = ("request-reply", "fire-and-forget", "batch-sync", "call-in", "ui-upd
 PASS, FAIL, SKIPPED = "PASS", "FAIL", "SKIPPED"
 COLOURS = {PASS: "green", FAIL: "red", SKIPPED: "yellow"}
 ADMIN = "admin@interlink.local"
-# The example systems the project talks to, by the port examples/project names for each (rewritten to free ports).
-SYSTEMS = {
-    "billing": (8701, "billing/service.py", "/api"),
-    "listener": (8702, "outbound/listener.py", "/erp"),
-    "erp": (8703, "erp/odata_service.py", ""),
-}
-NEEDED = ("project/metadata", "sync/pipelines", "sync/make_source_db.py", "printers/metadata", "printers/fleet.py",
-          "erp/subscriber.py", *(script for _port, script, _path in SYSTEMS.values()))
-
-
-class DemoError(Exception):
-    """The demo could not set up (examples missing, the org did not start): exit 2 or 1 with the message."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def find_examples(option: Path | None) -> Path:
-    """``--examples-dir``, else ``./examples``, else the repository's ``examples/`` next to ``src/``."""
-    candidates = [option] if option is not None else [Path.cwd() / "examples",
-                                                      Path(__file__).resolve().parents[3] / "examples"]
-    for candidate in candidates:
-        if candidate is not None and (candidate / "project").is_dir():
-            missing = [item for item in NEEDED if not (candidate / item).exists()]
-            if missing:
-                raise DemoError(f"{candidate} lacks {', '.join(missing)}: is it Interlink's examples/ directory?", 2)
-            return candidate.resolve()
-    where = str(option) if option is not None else f"{Path.cwd() / 'examples'} or {candidates[1]}"
-    raise DemoError(f"no examples/ directory at {where}: run the demo from a checkout of Interlink, or pass "
-                    "--examples-dir PATH", 2)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def compose_project(examples: Path, target: Path, ports: dict[str, int]) -> None:
-    """``examples/project`` plus the org-side files of ``sync/`` and ``printers/``, pointed at ``ports``."""
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(examples / "project", target, ignore=shutil.ignore_patterns("__pycache__"))
-    for overlay in ("sync", "printers"):
-        for folder in ("metadata", "pipelines", "actions", "triggers"):
-            source = examples / overlay / folder
-            for path in sorted(source.rglob("*")) if source.is_dir() else []:
-                if path.is_dir() or "__pycache__" in path.parts:
-                    continue
-                destination = target / folder / path.relative_to(source)
-                if destination.exists():
-                    raise DemoError(f"{path} and {examples / 'project' / folder / path.relative_to(source)} both "
-                                    "define the same file", 2)
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, destination)
-    for path in target.rglob("*.yaml"):
-        text = path.read_text()
-        changed = text
-        for name, (port, _script, _path) in SYSTEMS.items():
-            changed = re.sub(rf"//127\.0\.0\.1:{port}(?!\d)", f"//127.0.0.1:{ports[name]}", changed)
-        if changed != text:
-            path.write_text(changed)
-
-
-def _clean_env() -> dict[str, str]:
-    from interlink.cli.demo_wire import clean_env
-
-    return clean_env()
-
-
-def _die_with_parent() -> None:
-    """Children of a demo that does not --keep get SIGTERM if the demo itself is killed (Linux)."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-@dataclass
-class Processes:
-    """The subprocesses the demo started (the org and the example systems), stopped together."""
-
-    keep: bool
-    started: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def start(self, name: str, argv: list[str], log: Path,
-              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
-            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**_clean_env(), **(env or {})},
-                                       start_new_session=self.keep,
-                                       preexec_fn=None if self.keep or os.name != "posix" else _die_with_parent)
-        self.started[name] = process
-        return process
-
-    def stop(self) -> None:
-        for process in reversed(self.started.values()):
-            if process.poll() is None:
-                process.terminate()
-        for process in self.started.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_port(name: str, process: subprocess.Popen[bytes], port: int, log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise DemoError(f"{name} exited {process.returncode}:\n{_tail(log)}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-        if time.monotonic() > deadline:
-            raise DemoError(f"{name} did not listen on port {port} within {timeout:g} s:\n{_tail(log)}")
-        time.sleep(0.05)
-
-
-def _tail(log: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+DemoError = ExamplesError  # the demo could not set up: exit 2 or 1 with the message
 
 
 def _running_server(data_dir: Path) -> int | None:
@@ -201,20 +87,22 @@ def start_org(processes: Processes, data_dir: Path, project: Path, log: Path, pa
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
-            raise DemoError(f"interlink up exited {process.returncode}:\n{_tail(log)}")
+            raise DemoError(f"interlink up exited {process.returncode}:\n{tail(log)}")
         with contextlib.suppress(OSError, ValueError):
             info = json.loads(info_path.read_text())
             if info.get("pid") == process.pid:
                 return OrgInfo(info["url"], info["ca_bundle"], info.get("grpc_port"), info.get("org_id", ""),
                                data_dir)
         if time.monotonic() > deadline:
-            raise DemoError(f"interlink up did not start within {timeout:g} s:\n{_tail(log)}")
+            raise DemoError(f"interlink up did not start within {timeout:g} s:\n{tail(log)}")
         time.sleep(0.1)
 
 
 def mint_token(data_dir: Path) -> str:
+    from interlink.cli.demo_wire import clean_env
+
     done = subprocess.run([sys.executable, "-m", "interlink.cli.main", "token", "--data-dir", str(data_dir)],
-                          capture_output=True, text=True, timeout=120, check=False, env=_clean_env())
+                          capture_output=True, text=True, timeout=120, check=False, env=clean_env())
     if done.returncode != 0:
         raise DemoError(f"interlink token failed: {done.stderr.strip()}")
     return done.stdout.strip()
@@ -382,20 +270,16 @@ def _demo(chosen: list[str], *, json_output: bool, keep: bool, data_dir: Path | 
     out = _console(stderr=json_output)
     processes = Processes(keep)
     ports = {name: free_port() for name in SYSTEMS}
-    systems = {name: f"http://127.0.0.1:{ports[name]}{path}" for name, (_p, _s, path) in SYSTEMS.items()}
+    systems = system_urls(ports)
     logs = {name: work / "logs" / f"{name}.log" for name in (*SYSTEMS, "org")}
     started = time.monotonic()
     reports: list[Report] = []
     try:
         compose_project(examples, work / "project", ports)
-        arguments = {"billing": ["--fail-every", str(billing_fail_every)] if billing_fail_every else [],
-                     "listener": [], "erp": ["--seed", "120"]}
-        for name, (_port, script, _path) in SYSTEMS.items():
-            processes.start(name, [sys.executable, "-u", str(examples / script), "--port", str(ports[name]),
-                                   *arguments[name]], logs[name])
+        start_systems(processes, examples, ports, logs, {"erp": ["--seed", "120"], "billing": [
+            "--fail-every", str(billing_fail_every)] if billing_fail_every else []})
         org = start_org(processes, root, work / "project", logs["org"], password)
-        for name in SYSTEMS:
-            _wait_port(name, processes.started[name], ports[name], logs[name])
+        wait_systems(processes, ports, logs)
         with _stdout_router() as router:
             wire = Wire(org, mint_token(root), lambda: None)
             stage = Stage(wire, org, examples, work, work / "project", systems, logs, router, timeout, password)

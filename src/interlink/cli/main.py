@@ -16,6 +16,7 @@ import typer
 
 if TYPE_CHECKING:
     from interlink.app.org import Org
+    from interlink.cli.up_examples import ExampleRun
     from interlink.settings import Settings
 
 app = typer.Typer(
@@ -87,8 +88,39 @@ def up(
     = None,
     bus: Annotated[str | None, typer.Option(
         envvar="INTERLINK_BUS", help="Event bus: nats://host:port, or empty for the embedded SQLite log.")] = None,
+    with_examples: Annotated[bool, typer.Option(
+        "--with-examples", help="Also start the example remote systems of every integration pattern (examples/) "
+                                "on a project made from them, with sample data; prints where to look.")] = False,
+    free_example_ports: Annotated[bool, typer.Option(
+        "--free-example-ports", help="With --with-examples: free ports for the example systems, not 8701-8704 "
+                                     "(used anyway when one of those is taken).")] = False,
 ) -> None:
     """Start the org: HTTPS REST API, OAuth 2.0, SOAP login and the Pub/Sub API, embedded store and bus by default."""
+    settings = _settings(host=host, port=port, insecure_http_port=insecure_http_port, store=store,
+                         data_dir=data_dir, project_dir=project_dir, sample_data=sample_data, log_level=log_level,
+                         grpc_port=grpc_port, bus=bus)
+    if not with_examples:
+        _serve_org(settings)
+        return
+    from rich.markup import escape
+
+    from interlink.cli.example_systems import ExamplesError
+    from interlink.cli.up_examples import start_examples
+
+    try:
+        settings, examples = start_examples(settings, project_dir=project_dir, sample_data=sample_data,
+                                            free_ports=free_example_ports)
+    except ExamplesError as error:
+        _err(f"[red]error:[/] {escape(str(error))}")
+        raise typer.Exit(error.exit_code) from None
+    try:
+        _serve_org(settings, examples)
+    finally:
+        examples.stop()
+
+
+def _serve_org(settings: Settings, examples: ExampleRun | None = None) -> None:
+    """``interlink up``: open (and deploy) the org, seed it, serve it until SIGINT/SIGTERM."""
     import asyncio
     import logging
 
@@ -96,9 +128,6 @@ def up(
     from interlink.app.sample_data import seed_sample_data
     from interlink.app.server import ServerInfo, serve
 
-    settings = _settings(host=host, port=port, insecure_http_port=insecure_http_port, store=store,
-                         data_dir=data_dir, project_dir=project_dir, sample_data=sample_data, log_level=log_level,
-                         grpc_port=grpc_port, bus=bus)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     org = _open(settings, deploy=True)
     report = org.bootstrap
@@ -117,6 +146,8 @@ def up(
                 _err(f"  [bold]Sample users' password {seeded.generated_password}[/]  (maya.manager@, alex.rep@, "
                      "sam.rep@, noor.manager@, jordan.rep@interlink.local; shown once; set "
                      "INTERLINK_SAMPLE_PASSWORD to choose it)")
+    if examples is not None:
+        examples.seed(org)
 
     def ready(info: ServerInfo) -> None:
         token = org.mint_token(ADMIN_USERNAME)
@@ -141,6 +172,8 @@ def up(
                      f"                curl --cacert {info.tls.bundle} -H \"Authorization: Bearer $SF_TOKEN\" "
                      f"{info.url}/services/data/v{settings.api_max_version}/sobjects/Account/describe")
         _err("\n".join(lines))
+        if examples is not None:
+            examples.org_ready(org, info, report.admin_password)
 
     try:
         asyncio.run(serve(org, on_ready=ready))
