@@ -1,15 +1,17 @@
-# Interlink: `make run` starts a ready org; `make test` runs the whole suite; `make bench` runs bench/.
+# Interlink: `make run` starts a ready org with the example systems; `make test` runs the whole suite; `make bench`
+# runs bench/.
 # Each target creates .venv and installs what it needs on a fresh machine.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-RUN_ARGS ?= --sample-data
+RUN_ARGS ?= --sample-data --with-examples
 
 .PHONY: run test lint bench clean help browser screenshots
 
 help:
-	@echo "make run    - set up .venv and start an org with sample data (HTTPS on 127.0.0.1:8443)"
+	@echo "make run    - set up .venv and start an org with sample data (HTTPS on 127.0.0.1:8443) and the example"
+	@echo "             remote systems of every pattern (8701-8704); prints where to look"
 	@echo "make test   - install test extras and run ruff + the whole test suite"
 	@echo "make bench  - run the benchmarks in bench/ (prints ratios against baselines)"
 	@echo "make screenshots - save a PNG of each console page under docs/screenshots/ (headless Chromium)"

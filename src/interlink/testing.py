@@ -159,13 +159,18 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
 
 @contextlib.contextmanager
 def live_server(data_dir: Path, *, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
-                timeout: float = 30) -> Iterator[LiveServer]:
-    """Start ``interlink up --port 0`` in ``data_dir`` and wait until it serves; stop it afterwards."""
+                timeout: float = 30, ready_file: str | None = None) -> Iterator[LiveServer]:
+    """Start ``interlink up --port 0`` in ``data_dir`` and wait until it serves; stop it afterwards.
+
+    ``ready_file`` (relative to ``data_dir``) is a file the server writes when it is ready beyond serving, e.g.
+    ``examples/systems.json`` with ``--with-examples``: it is waited for too."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "server.log"
     info_path = data_dir / "run" / "server.json"
-    with contextlib.suppress(OSError):
-        info_path.unlink()
+    waited = [info_path, *([data_dir / ready_file] if ready_file else [])]
+    for path in waited:
+        with contextlib.suppress(OSError):
+            path.unlink()
     merged = {**os.environ, "INTERLINK_ADMIN_PASSWORD": ADMIN_PASSWORD, "INTERLINK_PROJECT_DIR": str(data_dir),
               "INTERLINK_GRPC_PORT": "0", **(env or {})}
     with log_path.open("wb") as log:
@@ -177,7 +182,7 @@ def live_server(data_dir: Path, *, extra_args: tuple[str, ...] = (), env: dict[s
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"interlink up exited {process.returncode}:\n{log_path.read_text()}")
-            if info_path.exists():
+            if all(path.exists() for path in waited):
                 try:
                     info = json.loads(info_path.read_text())
                     break

@@ -106,8 +106,10 @@ def read_server_file(data_dir: Path) -> dict[str, object] | None:
         return None
 
 
-async def serve(org: Org, *, on_ready: Callable[[ServerInfo], None] | None = None) -> None:
-    """Serve ``org`` until SIGINT/SIGTERM; calls ``on_ready`` once every port accepts connections."""
+async def serve(org: Org, *, on_ready: Callable[[ServerInfo], None] | None = None,
+                on_stop: Callable[[], None] | None = None) -> None:
+    """Serve ``org`` until SIGINT/SIGTERM; calls ``on_ready`` once every port accepts connections, and ``on_stop``
+    (which must not block) when a signal asks it to stop, before it closes its connections."""
     settings = org.settings
     tls = ensure_tls(settings.data_dir, hosts=_tls_hosts(settings.host))
     app = build_app(org)
@@ -130,9 +132,14 @@ async def serve(org: Org, *, on_ready: Callable[[ServerInfo], None] | None = Non
         for server in servers:
             server.should_exit = True
 
+    def stop_signalled() -> None:
+        if on_stop is not None:
+            on_stop()
+        stop()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, stop)
+            loop.add_signal_handler(signum, stop_signalled)
 
     grpc_server = None
     grpc_port: int | None = None

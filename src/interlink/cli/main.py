@@ -176,7 +176,7 @@ def _serve_org(settings: Settings, examples: ExampleRun | None = None) -> None:
             examples.org_ready(org, info, report.admin_password)
 
     try:
-        asyncio.run(serve(org, on_ready=ready))
+        asyncio.run(serve(org, on_ready=ready, on_stop=examples.stop_clients if examples is not None else None))
     finally:
         org.close()
 
