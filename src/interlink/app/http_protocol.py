@@ -3,7 +3,8 @@
 uvicorn closes a keep-alive connection that stays idle after an answer, but nothing bounds a client that sends its
 request headers a byte at a time (slow-loris): any data received cancels the idle timer, and a new connection has
 no timer at all. Here a connection must deliver complete request headers within ``header_timeout`` seconds of
-opening, or of its previous answer; otherwise it is answered 408 and closed, and the refusal is logged.
+opening, or of the first byte of its next request; otherwise it is answered 408 and closed, and the refusal is
+logged. An idle kept-alive connection is left to uvicorn's keep-alive timeout.
 
 The same deadline bounds how long the server goes on reading (and discarding) the rest of a body it refused
 before reading it. The TLS handshake has asyncio's own 60-second limit; request bodies are bounded by
@@ -39,11 +40,15 @@ class HeaderDeadlineProtocol(H11Protocol):
         super().data_received(data)
         if self.cycle is not cycle:  # h11 produced a new request: its headers are complete
             self._disarm()
+        elif self._header_deadline is None and self.conn.trailing_data[0] and not self.transport.is_closing():
+            self._arm()  # the first bytes of the next request on a kept-alive connection: its headers are due
 
     def on_response_complete(self) -> None:
         self._answered = True
         super().on_response_complete()
-        if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+        # An idle kept-alive connection is uvicorn's to close (timeout_keep_alive); only a client still sending the
+        # body of a request refused before reading it is held to the deadline here.
+        if not self.transport.is_closing() and self.conn.their_state is h11.SEND_BODY:
             self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:

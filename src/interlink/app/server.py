@@ -26,6 +26,11 @@ from interlink.security.tls import TlsPaths, ensure_tls, require_modern_tls
 
 log = logging.getLogger(__name__)
 
+# How long an idle keep-alive connection stays open. uvicorn's default (5 s) equals the poll interval of common Bulk
+# clients (simple-salesforce waits 5 s between job checks), so a pooled connection was often reused just as the
+# server closed it ("Remote end closed connection without response"). Load balancers commonly keep 60 s.
+KEEP_ALIVE_SECONDS = 65
+
 
 @dataclass(frozen=True)
 class ServerInfo:
@@ -117,12 +122,13 @@ async def serve(org: Org, *, on_ready: Callable[[ServerInfo], None] | None = Non
     https = _Server(TlsConfig(app, host=settings.host, port=settings.port, ssl_certfile=str(tls.server_cert),
                               ssl_keyfile=str(tls.server_key), log_level=log_level, access_log=False,
                               lifespan="on", server_header=False, proxy_headers=False,
+                              timeout_keep_alive=KEEP_ALIVE_SECONDS,
                               http=protocol_with(settings.request_header_timeout)))
     servers: list[uvicorn.Server] = [https]
     if settings.insecure_http_port:
         servers.append(_Server(uvicorn.Config(app, host=settings.host, port=settings.insecure_http_port,
                                               log_level=log_level, access_log=False, lifespan="off",
-                                              server_header=False,
+                                              server_header=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,
                                               http=protocol_with(settings.request_header_timeout))))
 
     loop = asyncio.get_running_loop()
