@@ -35,7 +35,7 @@ from starlette.responses import Response
 
 from interlink.api.http import json_response, parse_json_object
 from interlink.api.resources import ApiRequest, ResourceRouter
-from interlink.api.sobjects import render_record
+from interlink.api.sobjects import caller_columns, render_record
 from interlink.errors import (
     InterlinkError,
     InvalidFieldError,
@@ -300,11 +300,8 @@ def _retrieve(request: ApiRequest, record_ids: list[str], fields: list[str]) -> 
         raise _missing("fields")
     service = request.org.records
     obj = request.sobject()
-    for name in fields:  # a field the caller may not read does not exist for them: 400 INVALID_FIELD
-        if obj.field(name) is None:
-            raise InvalidFieldError(f"No such column '{name}' on sobject of type {obj.name}", [name])
-    wanted = [*fields, "OwnerId"] if obj.has_field("OwnerId") else fields
-    rows = [service.visible_row(request.context, obj, row) for row in service.retrieve(obj.name, record_ids, wanted)]
+    rows = [service.visible_row(request.context, obj, row)
+            for row in service.retrieve(obj.name, record_ids, caller_columns(request, obj, fields))]
     return json_response([None if row is None else render_record(request, obj, row, fields) for row in rows],
                          pretty=request.pretty)
 

@@ -67,6 +67,19 @@ def render_record(request: ApiRequest, obj: ObjectDef, row: dict[str, Any],
     return body
 
 
+def caller_columns(request: ApiRequest, obj: ObjectDef, fields: list[str] | None) -> list[str] | None:
+    """The columns to read for ``fields`` (None: every field) of ``obj`` as the caller sees it (:meth:`ApiRequest.
+    sobject`): a field they may not read does not exist for them (INVALID_FIELD); with their permissions enforced,
+    only the fields they may read, plus OwnerId for the sharing check."""
+    for name in fields or ():
+        if obj.field(name) is None:
+            raise InvalidFieldError(f"No such column '{name}' on sobject of type {obj.name}", [name])
+    if request.context.enforced is None:
+        return fields
+    columns = list(fields or obj.field_names)
+    return [*columns, "OwnerId"] if obj.has_field("OwnerId") else columns
+
+
 def _first_error(results: list[SaveResult]) -> None:
     for result in results:
         if len(result.errors) == 1:
@@ -173,11 +186,7 @@ async def get_record(request: ApiRequest) -> Response:
     obj = request.sobject()
     record_id = _path_id(request, obj)
     fields = _fields_param(request)
-    for name in fields or ():
-        if obj.field(name) is None:  # a field the caller may not read does not exist for them
-            raise InvalidFieldError(f"No such column '{name}' on sobject of type {obj.name}", [name])
-    row = request.org.records.retrieve(obj.name, [record_id], [*(fields or obj.field_names), "OwnerId"]
-                                       if obj.has_field("OwnerId") else fields or obj.field_names)[0]
+    row = request.org.records.retrieve(obj.name, [record_id], caller_columns(request, obj, fields))[0]
     row = request.org.records.visible_row(request.context, obj, row)  # someone else's private record: 404
     if row is None:
         raise NotFoundError()

@@ -112,9 +112,9 @@ class Org:
         install_setup_audit(self.hooks, store, self._setup_actor, deploy_user=ADMIN_USERNAME, directory=self.directory,
                             secrets=self.secrets)
         self.access = AccessService(store)
-        # A change to a profile, permission set or assignment (or to a user's profile) applies at once here.
+        # A change to a profile, permission set, assignment, role or user applies at once here.
         self.hooks.register("on_commit", lambda _event: self.access.invalidate(),
-                            objects=[*SETUP_OBJECTS, "User"])
+                            objects=[*SETUP_OBJECTS, "User", "UserRole"])
         self.org_id = ""
         self.org_name = settings.org_name
         self.created_at: datetime | None = None

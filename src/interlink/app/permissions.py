@@ -46,6 +46,7 @@ from interlink.security.access import (
     parse_field_permission,
     parse_object_permissions,
 )
+from interlink.soql.render import quote
 
 if TYPE_CHECKING:
     from interlink.app.org import Org
@@ -99,7 +100,7 @@ class _Writer:
     def permission_set(self, name: str, label: str, description: str, system: set[str], *,
                        profile_id: str | None = None) -> str:
         found = self.rows("SELECT Id, Label, Description, " + ", ".join(f"Permissions{p}" for p in SYSTEM_PERMISSIONS)
-                          + f" FROM PermissionSet WHERE Name = '{_quote(name)}'")
+                          + f" FROM PermissionSet WHERE Name = {quote(name)}")
         values: dict[str, Any] = {"Label": label, "Description": description or None}
         values.update({f"Permissions{p}": p in system for p in SYSTEM_PERMISSIONS})
         if not found:
@@ -161,7 +162,7 @@ class _Writer:
 
     def profile(self, name: str, description: str, system: set[str]) -> tuple[str, str]:
         """(profile id, its owned permission set id), created when missing."""
-        found = self.rows(f"SELECT Id FROM Profile WHERE Name = '{_quote(name)}'")
+        found = self.rows(f"SELECT Id FROM Profile WHERE Name = {quote(name)}")
         if found:
             profile_id = str(found[0]["Id"])
         else:
@@ -169,10 +170,6 @@ class _Writer:
                                         f"profile {name}")
         set_id = self.permission_set(f"X{profile_id[:15]}", name, description, system, profile_id=profile_id)
         return profile_id, set_id
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _documents(folder: Path, allowed: set[str]) -> list[tuple[str, dict[str, Any], Path]]:
@@ -267,7 +264,7 @@ def apply_permission_metadata(org: Org, project_dir: Path) -> list[str]:
 
 
 def _apply_group(writer: _Writer, name: str, data: Mapping[str, Any], path: Path) -> None:
-    found = writer.rows(f"SELECT Id, MasterLabel FROM PermissionSetGroup WHERE DeveloperName = '{_quote(name)}'")
+    found = writer.rows(f"SELECT Id, MasterLabel FROM PermissionSetGroup WHERE DeveloperName = {quote(name)}")
     label = str(data.get("label") or name)
     if found:
         group_id = str(found[0]["Id"])
@@ -279,7 +276,7 @@ def _apply_group(writer: _Writer, name: str, data: Mapping[str, Any], path: Path
         writer.changes.append(f"created permission set group {name}")
     wanted: dict[str, str] = {}
     for set_name in data.get("permissionSets") or []:
-        rows = writer.rows(f"SELECT Id FROM PermissionSet WHERE Name = '{_quote(str(set_name))}'")
+        rows = writer.rows(f"SELECT Id FROM PermissionSet WHERE Name = {quote(str(set_name))}")
         if not rows:
             raise MetadataError(f"{path}: permissionSets: no permission set {set_name}")
         wanted[str(rows[0]["Id"])] = str(set_name)
@@ -306,7 +303,7 @@ def assign(org: Org, user_id: str, *, profile: str | None = None, permission_set
     """Set a user's profile and permission set (group) assignments by name; ``exact`` removes other assignments."""
     writer = _Writer(org)
     if profile is not None:
-        rows = writer.rows(f"SELECT Id FROM Profile WHERE Name = '{_quote(profile)}'")
+        rows = writer.rows(f"SELECT Id FROM Profile WHERE Name = {quote(profile)}")
         if not rows:
             raise MetadataError(f"no profile {profile!r} (see metadata/profiles/ and the built-in ones)")
         writer.update("User", [{"Id": user_id, "ProfileId": rows[0]["Id"]}], f"profile {profile}")
@@ -315,12 +312,12 @@ def assign(org: Org, user_id: str, *, profile: str | None = None, permission_set
     held = {r["PermissionSetId"] or r["PermissionSetGroupId"]: r["Id"] for r in existing}
     wanted: dict[str, dict[str, str]] = {}
     for name in permission_sets or []:
-        rows = writer.rows(f"SELECT Id FROM PermissionSet WHERE Name = '{_quote(name)}' AND IsOwnedByProfile = false")
+        rows = writer.rows(f"SELECT Id FROM PermissionSet WHERE Name = {quote(name)} AND IsOwnedByProfile = false")
         if not rows:
             raise MetadataError(f"no permission set {name!r}")
         wanted[str(rows[0]["Id"])] = {"PermissionSetId": str(rows[0]["Id"])}
     for name in groups or []:
-        rows = writer.rows(f"SELECT Id FROM PermissionSetGroup WHERE DeveloperName = '{_quote(name)}'")
+        rows = writer.rows(f"SELECT Id FROM PermissionSetGroup WHERE DeveloperName = {quote(name)}")
         if not rows:
             raise MetadataError(f"no permission set group {name!r}")
         wanted[str(rows[0]["Id"])] = {"PermissionSetGroupId": str(rows[0]["Id"])}

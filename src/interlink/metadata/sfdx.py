@@ -31,7 +31,7 @@ from xml.parsers import expat
 
 from interlink.errors import MetadataError
 from interlink.metadata.history import HISTORY_STANDARD_OBJECTS
-from interlink.metadata.spec import Spec, build_field
+from interlink.metadata.spec import SHARING_MODELS, Spec, build_field
 from interlink.xmlsafe import XmlDeclarationError, check_untrusted_xml
 
 __all__ = [
@@ -277,7 +277,7 @@ def _object_spec(path: Path, name: str, warnings: list[str]) -> Spec:
     if enable_history:
         spec["enableHistory"] = True
     sharing = _text(root, "sharingModel")
-    if sharing in ("Private", "Read", "ReadWrite", "ControlledByParent"):
+    if sharing in SHARING_MODELS:
         spec["sharingModel"] = sharing
     if _text(root, "customSettingsType") is not None:
         warnings.append(f"{path}: {name} is a custom setting; it is loaded as a plain custom object")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -97,7 +96,7 @@ class UserAccess:
         self.fingerprint = fingerprint
         self.everything = "ModifyAllData" in system
         self._schemas: dict[int, tuple[Schema, Schema]] = {}
-        self._views: dict[int, ObjectDef] = {}
+        self._views: dict[int, tuple[ObjectDef, ObjectDef]] = {}
         self._lock = threading.Lock()
 
     def has(self, permission: str) -> bool:
@@ -167,8 +166,8 @@ class UserAccess:
             return obj
         with self._lock:
             cached = self._views.get(id(obj))
-            if cached is not None and cached.name == obj.name:
-                return cached
+            if cached is not None and cached[0] is obj:
+                return cached[1]
         fields: list[FieldDef] = []
         for fdef in obj.fields:
             read, edit = self.field(obj, fdef)
@@ -181,7 +180,7 @@ class UserAccess:
         view = replace(obj, fields=tuple(fields), createable=obj.createable and access.create,
                        updateable=obj.updateable and access.edit, deletable=obj.deletable and access.delete)
         with self._lock:
-            self._views[id(obj)] = view
+            self._views[id(obj)] = (obj, view)
         return view
 
     def schema(self, schema: Schema) -> Schema:
@@ -344,20 +343,10 @@ class AccessService:
             return frozenset(r.Id for r in conn.execute(select(users.c.Id).where(users.c.UserRoleId.in_(below))))
 
 
-#: Organization-wide defaults: Private (owners and the role hierarchy above them), Read (everyone reads, owners
-#: and the hierarchy edit), ReadWrite (everyone), ControlledByParent (as the master record; treated as ReadWrite).
-SHARING_MODELS = ("Private", "Read", "ReadWrite", "ControlledByParent")
-
-
 def sharing_model(obj: ObjectDef) -> str:
-    return getattr(obj, "sharing_model", "") or "ReadWrite"
-
-
-def describe_permissions(access: ObjectAccess) -> str:
-    """``read, create, edit`` — for messages and the CLI."""
-    names = [name for name, granted in zip(("read", "create", "edit", "delete", "viewAll", "modifyAll"),
-                                           access.as_tuple(), strict=True) if granted]
-    return ", ".join(names) or "none"
+    """The organization-wide default: Private (owners and the role hierarchy above them), Read (everyone reads,
+    owners and the hierarchy edit), ReadWrite (everyone; also ControlledByParent for now)."""
+    return obj.sharing_model or "ReadWrite"
 
 
 def parse_object_permissions(value: Any, where: str) -> ObjectAccess:
@@ -401,7 +390,3 @@ def parse_field_permission(value: Any, where: str) -> tuple[bool, bool]:
         read, edit = bool(value.get("read", False)), bool(value.get("edit", False))
         return read or edit, edit
     raise ConfigurationError(f"{where}: a field permission is read, edit or none")
-
-
-def readable_objects(access: UserAccess, objects: Iterable[ObjectDef]) -> list[ObjectDef]:
-    return [obj for obj in objects if access.object(obj).read]

@@ -33,6 +33,7 @@ import itertools
 import json
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -273,15 +274,18 @@ def _aggregate_records(columns: Sequence[FieldOut], rows: Sequence[Sequence[Any]
     return result
 
 
-_CONVERTERS: dict[int, tuple[ObjectDef, dict[str, Any]]] = {}
+_CONVERTERS: dict[int, tuple[weakref.ref[ObjectDef], dict[str, Any]]] = {}
 
 
 def _converters(obj: ObjectDef) -> dict[str, Any]:
-    """Field name -> wire converter for ``obj`` (memoized per object definition)."""
-    cached = _CONVERTERS.get(id(obj))
-    if cached is None or cached[0] is not obj:
-        cached = (obj, dict(wire_plan(obj)))
-        _CONVERTERS[id(obj)] = cached
+    """Field name -> wire converter for ``obj`` (memoized per object definition, for as long as it lives: a user's
+    view of an object is replaced when their permissions change, and its entry goes with it)."""
+    key = id(obj)
+    cached = _CONVERTERS.get(key)
+    if cached is None or cached[0]() is not obj:
+        cached = (weakref.ref(obj), dict(wire_plan(obj)))
+        _CONVERTERS[key] = cached
+        weakref.finalize(obj, _CONVERTERS.pop, key, None)
     return cached[1]
 
 
