@@ -47,6 +47,8 @@ these; nothing else formats error bodies.
     │   ├── InsufficientAccess          INSUFFICIENT_ACCESS        403
     │   └── OAuthError                  RFC 6749 ``error`` codes   400 (own body shape)
     ├── RequestLimitExceeded            REQUEST_LIMIT_EXCEEDED     403
+    ├── ServiceUnavailable              SERVER_UNAVAILABLE         503 + Retry-After (the database is unreachable)
+    ├── StorageLimitExceeded            STORAGE_LIMIT_EXCEEDED     507 (the disk under the store is full)
     └── ConfigurationError              (settings, metadata and deploy problems; CLI exit code 2)
         ├── MetadataError               INVALID_METADATA           400
         └── DestructiveChangeError      DESTRUCTIVE_CHANGE         400
@@ -65,6 +67,8 @@ class InterlinkError(Exception):
     http_status: ClassVar[int] = 500
     grpc_status: ClassVar[str] = "INTERNAL"
     exit_code: ClassVar[int] = 1
+    # Seconds a client should wait before retrying (REST: the ``Retry-After`` header); None: not a transient error.
+    retry_after: int | None = None
 
     def __init__(self, message: str, fields: Sequence[str] = (), *, error_code: str | None = None) -> None:
         super().__init__(message)
@@ -300,6 +304,25 @@ class RequestLimitExceeded(InterlinkError):
     grpc_status = "RESOURCE_EXHAUSTED"
 
 
+class ServiceUnavailable(InterlinkError):
+    """The org cannot reach something it needs to answer (its database): the request was not carried out and
+    nothing was partially written. Transient: retry after ``retry_after`` seconds."""
+
+    error_code = "SERVER_UNAVAILABLE"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    retry_after = 5
+
+
+class StorageLimitExceeded(InterlinkError):
+    """The disk under the store is full: the write was rolled back (everything stored before is intact); writes
+    work again once space is freed."""
+
+    error_code = "STORAGE_LIMIT_EXCEEDED"
+    http_status = 507
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+
 class ExternalObjectError(InterlinkError):
     """An external data source failed, timed out or answered something unusable; the message names the source."""
 
@@ -386,6 +409,8 @@ __all__ = [
     "RequiredFieldMissing",
     "RestrictedPicklist",
     "SchemaNotFound",
+    "ServiceUnavailable",
+    "StorageLimitExceeded",
     "StringTooLong",
     "SubscriptionNotFound",
     "TopicNotFound",
@@ -451,6 +476,7 @@ class BusUnavailable(InterlinkError):
     error_code = "EVENT_BUS_UNAVAILABLE"
     http_status = 503
     grpc_status = "UNAVAILABLE"
+    retry_after = 5
 
     def __init__(self, message: str, *, err_code: int = 0) -> None:
         super().__init__(message)

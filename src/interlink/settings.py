@@ -82,10 +82,18 @@ class Settings:
     request_body_min_rate: int = _setting(
         500, "Bytes per second that keep a slow upload going (see request_body_timeout).")
     bulk_workers: int = _setting(
-        2, "Background threads of a serving process that run Bulk API jobs (0 leaves jobs to other processes).")
+        2, "Background threads of a serving process that run its background jobs: Bulk API jobs, async callouts, "
+           "outbound messages, event-triggered and scheduled flows (0 leaves them to other processes, e.g. "
+           "interlink worker --jobs).")
+    workers: int = _setting(
+        1, "API processes interlink up runs behind its HTTPS and Pub/Sub ports; above 1 a supervisor starts them "
+           "and restarts any that dies.")
     middleware_store: str = _setting(
         "", "Middleware store URL (pipeline checkpoints, dedupe keys, dead letters, runs): empty for SQLite "
             "middleware.db under data_dir, or postgresql://user@host/db.")
+    metrics_enabled: bool = _setting(
+        True, "Serve Prometheus metrics at /metrics (no auth; off: /metrics answers 404 and requests are not "
+              "timed).")
 
     def __post_init__(self) -> None:
         # Absolute paths, so what is printed for clients (the CA bundle) works from any directory.

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from interlink.settings import Settings
+from interlink.store.claims import process_alive
 
 if TYPE_CHECKING:
     from starlette.testclient import TestClient
@@ -128,6 +129,7 @@ class LiveServer:
     log_path: Path
     grpc_port: int | None = None
     org_id: str = ""
+    store: str = ""  # the --store URL it was started with ('' for SQLite under data_dir)
 
     @property
     def grpc_target(self) -> str:
@@ -140,10 +142,33 @@ class LiveServer:
 
     def token(self, username: str = "admin@interlink.local") -> str:
         """Mint a token through the real CLI (``interlink token``)."""
-        return run_cli("token", "--user", username, "--data-dir", str(self.data_dir)).stdout.strip()
+        store = ("--store", self.store) if self.store else ()
+        return run_cli("token", "--user", username, "--data-dir", str(self.data_dir), *store).stdout.strip()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def info(self) -> dict[str, Any]:
+        """``<data_dir>/run/server.json`` as the server wrote it last (``workers``: the API processes' pids)."""
+        return json.loads((self.data_dir / "run" / "server.json").read_text())  # type: ignore[no-any-return]
+
+    @property
+    def workers(self) -> list[int]:
+        """The pids of the API processes (``--workers N``); the server's own pid when it serves alone."""
+        return list(self.info().get("workers") or [self.process.pid])
+
+    def kill_all(self) -> None:
+        """SIGKILL the server and each of its API processes: no shutdown hook, no flush, no drain."""
+        workers = [pid for pid in self.workers if pid != self.process.pid]
+        self.process.kill()
+        self.process.wait()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in workers:
+            deadline = time.monotonic() + 10
+            while process_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
@@ -191,8 +216,10 @@ def live_server(data_dir: Path, *, extra_args: tuple[str, ...] = (), env: dict[s
             if time.monotonic() > deadline:
                 raise RuntimeError(f"interlink up did not start in {timeout}s:\n{log_path.read_text()}")
             time.sleep(0.05)
+        store = extra_args[extra_args.index("--store") + 1] if "--store" in extra_args[:-1] else merged.get(
+            "INTERLINK_STORE", "")
         yield LiveServer(info["url"], int(info["port"]), info["ca_bundle"], data_dir, process, log_path,
-                         info.get("grpc_port"), info.get("org_id", ""))
+                         info.get("grpc_port"), info.get("org_id", ""), store)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -204,4 +231,4 @@ def live_server(data_dir: Path, *, extra_args: tuple[str, ...] = (), env: dict[s
 
 
 __all__ = ["ADMIN_PASSWORD", "API_VERSION", "LiveServer", "backend_org", "live_server", "local_org",
-           "postgres_database", "rest_client", "run_cli"]
+           "postgres_database", "process_alive", "rest_client", "run_cli"]

@@ -1,6 +1,7 @@
 """Invocable actions: External Services operations and autolaunched (``trigger: api``) flows.
 
     GET  B/actions/custom/externalService                      the operations of every registered service
+    GET  B/actions/custom/externalService/{service.operation}  describe: typed inputs and outputs
     POST B/actions/custom/externalService/{service.operation}  {"inputs": [{...}, ...]}: one call per input
     GET  B/actions/custom/flow                                 the API flows
     POST B/actions/custom/flow/{name}                          {"inputs": [{"recordId": ...}]}: one run per input
@@ -28,6 +29,17 @@ async def list_actions(request: ApiRequest) -> Response:
     return json_response({"actions": actions}, pretty=request.pretty)
 
 
+async def describe_action(request: ApiRequest) -> Response:
+    """The platform's describe of one action: its typed inputs and outputs (from the OpenAPI schemas)."""
+    from interlink.callouts.typed import describe_operation
+
+    service, _, operation = request.params["action"].partition(".")
+    if not operation:
+        raise NotFoundError()
+    found, op = request.org.services.operation(service, operation)
+    return json_response(describe_operation(found, op), pretty=request.pretty)
+
+
 async def invoke(request: ApiRequest) -> Response:
     name = request.params["action"]
     service, _, operation = name.partition(".")
@@ -41,7 +53,9 @@ async def invoke(request: ApiRequest) -> Response:
     results: list[dict[str, Any]] = []
     for values in inputs:
         try:
-            output = await run_in_threadpool(request.org.services.invoke, service, operation, values)
+            # As the caller: a per-user principal uses their own credential.
+            output = await run_in_threadpool(request.org.services.invoke, service, operation, values,
+                                             request.context.user_id)
             results.append({"actionName": name, "errors": None, "isSuccess": True, "outputValues": output,
                             "version": 1})
         except InterlinkError as error:
@@ -83,6 +97,6 @@ async def invoke_flow(request: ApiRequest) -> Response:
 
 def register(router: ResourceRouter) -> None:
     router.add("actions/custom/externalService", {"GET": list_actions})
-    router.add("actions/custom/externalService/{action}", {"POST": invoke})
+    router.add("actions/custom/externalService/{action}", {"GET": describe_action, "POST": invoke})
     router.add("actions/custom/flow", {"GET": list_flows})
     router.add("actions/custom/flow/{flow}", {"POST": invoke_flow})

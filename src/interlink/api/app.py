@@ -38,6 +38,7 @@ from interlink.api.http import (
 from interlink.api.resources import VERSION_RE, ApiRequest, ResourceRouter, split_path
 from interlink.bus.model import DATA, Selector
 from interlink.errors import InterlinkError, InvalidSession, NotFoundError
+from interlink.store.failures import driver_errors, store_failure
 
 if TYPE_CHECKING:
     from interlink.app.org import Org
@@ -233,7 +234,9 @@ def health_report(org: Org) -> tuple[str, dict[str, dict[str, object]]]:
         components["store"] = {"status": "ok", "backend": org.store.backend}
     except Exception as exc:
         healthy = False
-        components["store"] = {"status": "error", "backend": org.store.backend, "error": str(exc)}
+        failure = store_failure(exc)  # its message names no host or port (unauthenticated endpoint)
+        components["store"] = {"status": "error", "backend": org.store.backend,
+                               "error": failure.message if failure is not None else type(exc).__name__}
     try:
         head = org.bus.backend.bounds(Selector(DATA, None)).head
         components["bus"] = {"status": "ok", "backend": org.bus.backend.name or "sqlite", "latest_replay_id": head}
@@ -258,7 +261,7 @@ def health_report(org: Org) -> tuple[str, dict[str, dict[str, object]]]:
 
 def build_app(org: Org) -> Starlette:
     """The ASGI app serving ``org``."""
-    from interlink.api import admin, bulk_v1, cometd, odata  # they build on this module's helpers
+    from interlink.api import admin, bulk_v1, cometd, odata, operations  # they build on this module's helpers
     from interlink.api.guard import RequestGuard
     from interlink.console.app import routes as console_routes
 
@@ -273,19 +276,32 @@ def build_app(org: Org) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         stop = asyncio.Event()
+        # This process in the org's process registry (`interlink doctor`): heartbeats from the flusher.
+        membership = org.processes.membership("api", {
+            "jobs": org.settings.bulk_workers > 0, "port": org.settings.port, "grpc_port": org.settings.grpc_port,
+            "listen": org.settings.host, "bus": org.bus.backend.name})
 
         async def flusher() -> None:
             while not stop.is_set():
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), _FLUSH_SECONDS)
+                changed = False
                 try:
-                    org.housekeeping()
-                    changed = org.store.reload_if_changed()
-                    org.reload_project_if_changed(schema_changed=changed)
-                except Exception:
-                    log.exception("background flush failed")
+                    # In a thread: a flush may wait for the store's write lock (on SQLite another process can hold
+                    # it for a whole Bulk batch), and requests must not wait with it.
+                    changed = await asyncio.to_thread(org.upkeep)
+                except Exception as exc:
+                    failure = store_failure(exc)  # an outage: one line a second, not a traceback
+                    if failure is None:
+                        log.exception("background flush failed")
+                    else:
+                        log.warning("background flush failed: %s", failure.message)
+                # Never raises; writes every few seconds (at once after a deploy).
+                await asyncio.to_thread(membership.beat, force=changed)
 
         task = asyncio.create_task(flusher())
+        membership.start()
+        _app.state.membership = membership  # /ready reports its process id
         org.start_workers()
         try:
             yield
@@ -293,6 +309,7 @@ def build_app(org: Org) -> Starlette:
             stop.set()
             await task
             await asyncio.to_thread(org.stop_workers)
+            membership.stop()
 
     routes = [  # the data API first: it serves nearly every request, and routes are tried in order
         Route("/services/data/{version}/{rest:path}", data_entry, methods=_ALL_METHODS),
@@ -300,6 +317,7 @@ def build_app(org: Org) -> Starlette:
         Route("/services/data", data.versions, methods=["GET", "HEAD"]),
         Route("/services/data/", data.versions, methods=["GET", "HEAD"]),
         Route("/health", health, methods=["GET", "HEAD"]),
+        *operations.routes(org),  # /ready, /metrics
         *oauth_routes.routes(),
         *soap_routes.routes(),
         *bulk_v1.routes(),
@@ -308,9 +326,12 @@ def build_app(org: Org) -> Starlette:
         *cometd.routes(org),
         *console_routes(),
     ]
+    middleware = [Middleware(RequestGuard, settings=org.settings)]
+    if org.settings.metrics_enabled:  # outermost: it times the guard's refusals too
+        middleware.insert(0, Middleware(operations.RequestMetrics, metrics=org.metrics))
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        InterlinkError: _render_error, 404: _not_found, 405: _not_allowed},
-        middleware=[Middleware(RequestGuard, settings=org.settings)])
+        InterlinkError: _render_error, 404: _not_found, 405: _not_allowed,
+        **dict.fromkeys(driver_errors(), _render_unexpected)}, middleware=middleware)
     app.state.org = org
     app.state.data_api = data  # its router describes the REST surface (GET /interlink/v1/openapi.json)
     # Set when the server starts shutting down: long-lived responses (SSE, CometD long polls) end at once.
@@ -324,6 +345,12 @@ _ALL_METHODS = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
 async def _render_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, InterlinkError)
     return error_response(exc)
+
+
+async def _render_unexpected(_request: Request, exc: Exception) -> Response:
+    """A database error outside a surface's own handling (authentication, health ...): 503/507 when the database is
+    unreachable or full, else the 500 body."""
+    return unexpected_error_response(exc)
 
 
 async def _not_found(_request: Request, _exc: Exception) -> Response:

@@ -242,6 +242,7 @@ class CometdServer:
             if client.holding is released:
                 client.holding = None
         client.seen = time.monotonic()
+        self.org.metrics.events_delivered("cometd", len(events))
         reply.update(successful=True, advice={"interval": 0, "timeout": self.hold_ms, "reconnect": "retry"})
         return [*events, reply]
 

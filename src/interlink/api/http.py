@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from interlink.errors import InterlinkError, JsonParserError, MethodNotAllowed, NotModified, OAuthError
+from interlink.store.failures import store_failure
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,18 @@ def error_response(error: InterlinkError) -> Response:
     headers = {}
     if isinstance(error, MethodNotAllowed):
         headers["Allow"] = ", ".join(error.allowed)
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
     return json_response(error_body(error), status=error.http_status, headers=headers)
 
 
 def unexpected_error_response(exc: Exception) -> Response:
+    """An exception no surface expected: a database outage or full disk as its wire error (503/507), else 500."""
+    failure = store_failure(exc)
+    if failure is not None:
+        detail = str(exc).strip().split("\n", 1)[0]
+        log.warning("%s (%s: %s)", failure.error_code, type(exc).__name__, detail)
+        return error_response(failure)
     log.exception("unexpected error", exc_info=exc)
     body = [{"message": "An unexpected error occurred. Please include this ErrorId if you contact support: "
                         f"{type(exc).__name__}", "errorCode": "UNKNOWN_EXCEPTION", "fields": []}]

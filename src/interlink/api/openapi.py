@@ -43,6 +43,7 @@ NOT_DESCRIBED: dict[tuple[str, str], str] = {
         ("query/{job}/results", "GET"), ("query/{job}/resultPages", "GET"))},
     ("actions/custom/externalService", "GET"): "invocable actions depend on the project's External Services",
     ("actions/custom/externalService/{action}", "POST"): "invocable actions depend on the project's services",
+    ("actions/custom/externalService/{action}", "GET"): "invocable actions depend on the project's services",
     ("actions/custom/flow", "GET"): "invocable actions depend on the project's flows",
     ("actions/custom/flow/{flow}", "POST"): "invocable actions depend on the project's flows",
 }

@@ -17,8 +17,10 @@ from typing import Any
 from sqlalchemy import select
 
 from interlink import ids
+from interlink.app.metrics import OrgMetrics
 from interlink.app.monitoring import pipeline_monitor
 from interlink.app.permissions import apply_permission_metadata
+from interlink.app.processes import ProcessRegistry
 from interlink.app.provisioning import apply_identity_metadata
 from interlink.automation.actions import python_action
 from interlink.automation.event_flows import EventFlowRunner
@@ -108,6 +110,7 @@ class Org:
             "callout": callout_action(self.callouts), "outbound_message": outbound_action(self.outbound),
             "external_service": service_action(self.services, self.callouts),
             "python": python_action(self.triggers, self.python_actions)})
+        self.flows.query = self.query  # loops query through the one engine
         self.directory = AuditedDirectory(store)
         install_setup_audit(self.hooks, store, self._setup_actor, deploy_user=ADMIN_USERNAME, directory=self.directory,
                             secrets=self.secrets)
@@ -126,6 +129,8 @@ class Org:
         self.bus = EventBus(store, backend, retention_hours=settings.event_retention_hours,
                             hourly_allocation=settings.hourly_published_events,
                             overflow_threshold=settings.cdc_overflow_threshold)
+        self.metrics = OrgMetrics(self)  # Prometheus (/metrics): the bus and the surfaces count, a scrape reads
+        self.bus.appended.append(self.metrics.events_appended)
         self.events = EventEmitter(store, self.records.units, self.bus)
         self.records.events = self.events
         if settings.bulk_batch_size < 1 or settings.bulk_max_upload_mb < 1 or settings.bulk_workers < 0:
@@ -150,6 +155,7 @@ class Org:
                                   self.scheduled_flows.run_once])
         self._purged_at = 0.0
         self.pipeline_monitor = pipeline_monitor(self)  # for the console (the middleware's own store)
+        self.processes = ProcessRegistry(store)  # every serving process of the org, with its heartbeat
 
     # -- opening ---------------------------------------------------------------------------------------------
 
@@ -394,8 +400,10 @@ class Org:
         return token
 
     def housekeeping(self) -> None:
-        """Periodic work of a serving process: flush usage counters, tidy the event outbox, purge old jobs."""
+        """Periodic work of a serving process: flush usage counters and sessions' last use, tidy the event outbox,
+        purge old jobs."""
         self.usage.flush()
+        self.tokens.flush_touches()
         self.external.usage.flush()
         self.events.housekeeping()
         now = time.monotonic()
@@ -403,10 +411,18 @@ class Org:
             self._purged_at = now
             self.bulk.purge()
 
+    def upkeep(self) -> bool:
+        """What every serving process does about once a second: :meth:`housekeeping`, then pick up a schema
+        another process deployed and changed project code. True when the schema changed."""
+        self.housekeeping()
+        changed = self.store.reload_if_changed()
+        self.reload_project_if_changed(schema_changed=changed)
+        return changed
+
     def start_workers(self) -> None:
         """Run background jobs in this process (``interlink up``)."""
-        if self.store.backend == "sqlite":
-            self.worker.release_orphans()  # one serving process per embedded store: any claim is a dead one's
+        # Claims of this host's processes that died (kill -9, a crash) go back at once; others wait for their lease.
+        self.worker.release_orphans(dead_only=True)
         self.worker.start()
 
     def stop_workers(self) -> None:
@@ -416,6 +432,8 @@ class Org:
         try:
             self.worker.stop()
             self.usage.flush()
+            if hasattr(self, "tokens"):
+                self.tokens.flush_touches()
             self.external.usage.flush()
             self.external.close()
             self.pipeline_monitor.close()

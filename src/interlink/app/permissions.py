@@ -52,8 +52,9 @@ if TYPE_CHECKING:
     from interlink.app.org import Org
     from interlink.records.context import Context
 
-_SET_KEYS = {"name", "label", "description", "userPermissions", "objectPermissions", "fieldPermissions"}
-_PROFILE_KEYS = _SET_KEYS - {"label"} | {"loginIpRanges"}
+_SET_KEYS = {"name", "label", "description", "userPermissions", "objectPermissions", "fieldPermissions",
+             "externalCredentialPrincipals"}  # checked and enforced by interlink.callouts.principals
+_PROFILE_KEYS = _SET_KEYS - {"label", "externalCredentialPrincipals"} | {"loginIpRanges"}
 _GROUP_KEYS = {"name", "label", "description", "permissionSets"}
 
 BUILT_IN: dict[str, set[str]] = {

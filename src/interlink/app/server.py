@@ -103,6 +103,17 @@ def server_file(data_dir: Path) -> Path:
     return data_dir / "run" / "server.json"
 
 
+def write_server_file(data_dir: Path, info: ServerInfo, org_id: str, **extra: object) -> None:
+    """Say where the org serves (read by scripts, tests and ``interlink`` commands)."""
+    path = server_file(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"url": info.url, "port": info.port, "insecure_url": info.insecure_url,
+                                     "pid": info.pid, "ca_bundle": str(info.tls.bundle), "org_id": org_id,
+                                     "grpc_port": info.grpc_port, **extra}))
+    temporary.replace(path)
+
+
 def read_server_file(data_dir: Path) -> dict[str, object] | None:
     path = server_file(data_dir)
     try:
@@ -112,9 +123,14 @@ def read_server_file(data_dir: Path) -> dict[str, object] | None:
 
 
 async def serve(org: Org, *, on_ready: Callable[[ServerInfo], None] | None = None,
-                on_stop: Callable[[], None] | None = None) -> None:
+                on_stop: Callable[[], None] | None = None, sockets: list[socket.socket] | None = None,
+                grpc_port: int | None = None, shared_ports: bool = False) -> None:
     """Serve ``org`` until SIGINT/SIGTERM; calls ``on_ready`` once every port accepts connections, and ``on_stop``
-    (which must not block) when a signal asks it to stop, before it closes its connections."""
+    (which must not block) when a signal asks it to stop, before it closes its connections.
+
+    ``shared_ports``: this is one of several API processes (:mod:`interlink.app.supervisor`): it serves on the
+    inherited listening ``sockets`` (HTTPS, then the optional plain-HTTP one), binds the Pub/Sub port ``grpc_port``
+    with SO_REUSEPORT, stops on SIGTERM only and leaves ``server.json`` to the supervisor."""
     settings = org.settings
     tls = ensure_tls(settings.data_dir, hosts=_tls_hosts(settings.host))
     app = build_app(org)
@@ -143,19 +159,22 @@ async def serve(org: Org, *, on_ready: Callable[[ServerInfo], None] | None = Non
             on_stop()
         stop()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGTERM,) if shared_ports else (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop_signalled)
 
     grpc_server = None
-    grpc_port: int | None = None
-    if settings.grpc_port >= 0:
+    if not shared_ports:
+        grpc_port = settings.grpc_port if settings.grpc_port >= 0 else None
+    if grpc_port is not None:
         from interlink.pubsub.service import start_server
 
         grpc_server, grpc_port = await start_server(
-            org, settings.host, settings.grpc_port, server_cert=tls.server_cert.read_bytes(),
-            server_key=tls.server_key.read_bytes(), keepalive_seconds=settings.pubsub_keepalive_seconds)
-    tasks = [asyncio.create_task(server.serve()) for server in servers]
+            org, settings.host, grpc_port, server_cert=tls.server_cert.read_bytes(),
+            server_key=tls.server_key.read_bytes(), keepalive_seconds=settings.pubsub_keepalive_seconds,
+            reuse_port=shared_ports)
+    tasks = [asyncio.create_task(server.serve(sockets=[sock] if sockets else None))
+             for server, sock in zip(servers, sockets or [None] * len(servers), strict=False)]
     info_path = server_file(settings.data_dir)
     try:
         while not all(server.started for server in servers):
@@ -167,10 +186,8 @@ async def serve(org: Org, *, on_ready: Callable[[ServerInfo], None] | None = Non
             port = _bound_port(https)
             insecure = f"http://{host}:{_bound_port(servers[1])}" if len(servers) > 1 else None
             info = ServerInfo(f"https://{host}:{port}", port, insecure, tls, os.getpid(), grpc_port)
-            info_path.parent.mkdir(parents=True, exist_ok=True)
-            info_path.write_text(json.dumps({"url": info.url, "port": port, "insecure_url": insecure,
-                                             "pid": info.pid, "ca_bundle": str(tls.bundle),
-                                             "org_id": org.org_id, "grpc_port": grpc_port}))
+            if not shared_ports:
+                write_server_file(settings.data_dir, info, org.org_id)
             if on_ready is not None:
                 on_ready(info)
         await asyncio.gather(*tasks)
@@ -181,8 +198,9 @@ async def serve(org: Org, *, on_ready: Callable[[ServerInfo], None] | None = Non
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
-        with contextlib.suppress(OSError):
-            info_path.unlink()
+        if not shared_ports:
+            with contextlib.suppress(OSError):
+                info_path.unlink()
 
 
 def _tls_hosts(host: str) -> list[str]:

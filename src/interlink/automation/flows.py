@@ -53,9 +53,9 @@ TRIGGERS: dict[str, tuple[Operation, ...]] = {
     "event": (),  # a platform event published on the object's channel
     "schedule": (),  # a cron schedule: the records meeting the condition
     "api": ()}  # invoked over REST (an autolaunched flow): POST actions/custom/flow/NAME
-ACTIONS = ("update", "create", "publish", "decision")
+ACTIONS = ("update", "create", "publish", "decision", "loop")
 MAX_CALLOUT_MS = 120_000
-_MERGE = re.compile(r"\{!\s*\$(Record__Prior|Record|User|Flow)\.([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)\s*\}")
+_MERGE = re.compile(r"\{!\s*\$(Record__Prior|Record|User|Flow|Item)\.([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)\s*\}")
 _KEYS = {"name", "object", "trigger", "timing", "condition", "changed", "when", "actions", "fault", "description",
          "active", "schedule"}
 
@@ -71,9 +71,10 @@ class ActionKind:
 
     check: Callable[[str, dict[str, Any], ObjectDef], None]
     run: Callable[[SaveEvent, list[int], list[dict[str, Any]], str], dict[int, str]]
-    # In a flow invoked over REST (``trigger: api``) a callout waits for its answer: ``call(spec)`` sends it and
-    # returns the JSON answer (errors raise); the flow stores ``on_success`` values in the same transaction.
-    call: Callable[[dict[str, Any]], Any] | None = None
+    # In a flow invoked over REST (``trigger: api``) a callout waits for its answer: ``call(spec, context)`` sends
+    # it as the context's user and returns the JSON answer (errors raise); the flow stores ``on_success`` values
+    # in the same transaction.
+    call: Callable[[dict[str, Any], Any], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Action:
     branches: tuple[tuple[ast.Condition | None, tuple[Action, ...]], ...] = ()
     # update of another record (``update: {object, id, values}``): the id, usually a merge field
     record_id: Any = None
+    loop: Any = None  # loop: the LoopDef (interlink.automation.loops)
 
 
 @dataclass(frozen=True)
@@ -173,10 +175,13 @@ def _flow(source: str, stem: str, data: Any, schema: Schema, kinds: Mapping[str,
         raise MetadataError(f"{source}: when: use every_time or changed_to_meet (not {when!r})")
     if (changed or when == "changed_to_meet") and trigger not in ("update", "create_or_update"):
         raise MetadataError(f"{source}: changed and when: changed_to_meet apply to update triggers")
-    actions = _actions(source, "actions", data.get("actions"), obj, schema, kinds, before=timing == "before")
+    api = trigger == "api"
+    actions = _actions(source, "actions", data.get("actions"), obj, schema, kinds, before=timing == "before",
+                       api=api)
     if not actions:
         raise MetadataError(f"{source}: actions: a flow needs at least one action")
-    fault = _actions(source, "fault", data.get("fault") or [], obj, schema, kinds, before=timing == "before")
+    fault = _actions(source, "fault", data.get("fault") or [], obj, schema, kinds, before=timing == "before",
+                     api=api)
     kind = trigger if trigger in ("event", "schedule", "api") else "record"
     if kind == "api":
         _check_callouts_first(source, actions, kinds)
@@ -187,17 +192,30 @@ def _flow(source: str, stem: str, data: Any, schema: Schema, kinds: Mapping[str,
 
 
 def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, kinds: Mapping[str, ActionKind], *,
-             before: bool) -> list[Action]:
+             before: bool, item: ObjectDef | None = None, api: bool = False,
+             outputs: set[str] | None = None) -> list[Action]:
+    """The actions of a flow (or of a branch, or of a loop when ``item`` is the loop's items' object)."""
+    from interlink.automation.loops import is_json_item, parse_loop
+
     names = (*ACTIONS, *kinds)
+    outputs = set() if outputs is None else outputs  # names of an API flow's callouts (their answers)
     if not isinstance(raw, list):
         raise MetadataError(f"{source}: {key}: a list of actions ({', '.join(names)})")
     actions: list[Action] = []
-    for number, item in enumerate(raw, start=1):
+    for number, entry in enumerate(raw, start=1):
         where = f"{source}: {key}[{number}]"
-        if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in names:
+        if not isinstance(entry, dict) or len(entry) != 1 or next(iter(entry)) not in names:
             raise MetadataError(f"{where}: an action is one of {', '.join(names)} with its settings")
-        kind, spec = next(iter(item.items()))
+        kind, spec = next(iter(entry.items()))
         other_record = kind == "update" and _updates_another_record(spec)
+        if item is not None and (kind == "loop" or (kind == "update" and not other_record)):
+            raise MetadataError(f"{where}: inside a loop, update records by id (update: {{object, id: "
+                                "\"{!$Item.Id}\", values}}); loops do not nest" if kind == "update" else
+                                f"{where}: loops do not nest")
+        if kind == "loop":
+            loop = parse_loop(where, key, spec, obj, schema, kinds, _actions, api=api, outputs=outputs)
+            actions.append(Action("loop", None, {}, loop=loop))
+            continue
         if before and (kind not in ("update", "decision") or other_record):
             raise MetadataError(f"{where}: a before-save flow can only update the triggering record")
         if obj.is_event and (kind == "outbound_message" or (kind == "update" and not other_record)):
@@ -205,13 +223,16 @@ def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, ki
                                 "create records, update one by id (update: {object, id, values}), publish or "
                                 "call out instead")
         if kind == "decision":
-            actions.append(_decision(where, key, spec, obj, schema, kinds, before=before))
+            actions.append(_decision(where, key, spec, item or obj, schema, kinds, before=before, record=obj,
+                                     api=api, outputs=outputs))
             continue
         if kind in kinds:
             if not isinstance(spec, dict):
                 raise MetadataError(f"{where}: {kind} takes a mapping of settings")
-            kinds[kind].check(where, spec, obj)
-            _check_merge_fields(where, spec, obj, fault=key == "fault", schema=schema)
+            kinds[kind].check(where, spec, obj if item is None or is_json_item(item) else item)
+            _check_merge_fields(where, spec, obj, fault=key == "fault", schema=schema, item=item)
+            if spec.get("name") is not None and kinds[kind].call is not None:
+                outputs.add(str(spec["name"]))
             actions.append(Action(kind, None, dict(spec)))
             continue
         record_id = None
@@ -223,7 +244,7 @@ def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, ki
             record_id = spec["id"]
             if not isinstance(record_id, str) or not record_id.strip():
                 raise MetadataError(f"{where}: id: the record's id, such as \"{{!$Record.CaseId__c}}\"")
-            _check_merge_fields(f"{where}: id", record_id, obj, fault=key == "fault", schema=schema)
+            _check_merge_fields(f"{where}: id", record_id, obj, fault=key == "fault", schema=schema, item=item)
             values = spec["values"]
         elif kind == "update":
             values = spec
@@ -243,7 +264,7 @@ def _actions(source: str, key: str, raw: Any, obj: ObjectDef, schema: Schema, ki
         for name, value in values.items():
             if target_obj.field(str(name)) is None:
                 raise MetadataError(f"{where}: {target_obj.name} has no field {name}")
-            _check_merge_fields(f"{where}: {name}", value, obj, fault=key == "fault", schema=schema)
+            _check_merge_fields(f"{where}: {name}", value, obj, fault=key == "fault", schema=schema, item=item)
         actions.append(Action(kind, target_obj.name if kind != "update" or other_record else None, dict(values),
                               record_id=record_id))
     return actions
@@ -255,21 +276,31 @@ def _updates_another_record(spec: Any) -> bool:
 
 
 def _decision(where: str, key: str, spec: Any, obj: ObjectDef, schema: Schema, kinds: Mapping[str, ActionKind], *,
-              before: bool) -> Action:
-    """``decision: [{when: CONDITION, actions: [...]}, ..., {otherwise: [...]}]``: the first branch a record meets."""
+              before: bool, record: ObjectDef | None = None, api: bool = False,
+              outputs: set[str] | None = None) -> Action:
+    """``decision: [{when: CONDITION, actions: [...]}, ..., {otherwise: [...]}]``: the first branch a record meets.
+
+    In a loop, ``obj`` is the items' object (conditions are on the item) and ``record`` the flow's."""
+    flow_obj = record or obj
+    item = obj if record is not None and record is not obj else None
+
+    def branch_actions(at: str, raw: Any) -> tuple[Action, ...]:
+        return tuple(_actions(at, key, raw, flow_obj, schema, kinds, before=before, item=item, api=api,
+                              outputs=outputs))
+
     if not isinstance(spec, list) or not spec:
         raise MetadataError(f"{where}: decision takes a list of branches ({{when, actions}} and a last {{otherwise}})")
     branches: list[tuple[ast.Condition | None, tuple[Action, ...]]] = []
     for number, branch in enumerate(spec, start=1):
         at = f"{where}.decision[{number}]"
         if isinstance(branch, dict) and set(branch) == {"otherwise"} and number == len(spec):
-            branches.append((None, tuple(_actions(at, key, branch["otherwise"], obj, schema, kinds, before=before))))
+            branches.append((None, branch_actions(at, branch["otherwise"])))
             continue
         if not isinstance(branch, dict) or set(branch) != {"when", "actions"} or not isinstance(branch["when"], str):
             raise MetadataError(f"{at}: a branch is {{when: CONDITION, actions: [...]}}; otherwise comes last")
         condition = parse_condition(obj.name, branch["when"], "decision")
         check_condition_fields(obj, condition, at)
-        branches.append((condition, tuple(_actions(at, key, branch["actions"], obj, schema, kinds, before=before))))
+        branches.append((condition, branch_actions(at, branch["actions"])))
     return Action("decision", None, {}, tuple(branches))
 
 
@@ -298,14 +329,24 @@ def _check_parent_path(obj: ObjectDef, path: str, schema: Schema | None) -> str 
     return None if current.field(last) is not None else f"{current.name} has no field {last}"
 
 
-def _check_merge_fields(where: str, value: Any, obj: ObjectDef, *, fault: bool, schema: Schema | None = None) -> None:
+def _check_merge_fields(where: str, value: Any, obj: ObjectDef, *, fault: bool, schema: Schema | None = None,
+                        item: ObjectDef | None = None) -> None:
+    from interlink.automation.loops import is_json_item
+
     if isinstance(value, dict | list):
-        for item in value.values() if isinstance(value, dict) else value:
-            _check_merge_fields(where, item, obj, fault=fault, schema=schema)
+        for entry in value.values() if isinstance(value, dict) else value:
+            _check_merge_fields(where, entry, obj, fault=fault, schema=schema, item=item)
         return
     if not isinstance(value, str):
         return
     for scope, name in _MERGE.findall(value):
+        if scope == "Item":
+            if item is None:
+                raise MetadataError(f"{where}: {{!$Item.{name}}}: $Item is the current item of a loop")
+            problem = None if is_json_item(item) else _check_parent_path(item, name, schema)
+            if problem:
+                raise MetadataError(f"{where}: {{!$Item.{name}}}: {problem}")
+            continue
         if scope in ("Record", "Record__Prior") and "." in name:
             problem = _check_parent_path(obj, name, schema)
             if problem:
@@ -331,6 +372,16 @@ class _Run:
 
     indexes: list[int]
     failed: dict[int, str] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)  # an API flow's named callouts: their answers
+
+
+@dataclass
+class _LoopBatch(SaveEvent):
+    """The items of a loop, for every record of the batch that reached it, run as one batch of nested actions:
+    ``new`` holds the items; ``parents[i]`` is the index in ``parent`` of the record item ``i`` belongs to."""
+
+    parent: SaveEvent | None = None
+    parents: list[int] = field(default_factory=list)
 
 
 class FlowRuntime:
@@ -343,6 +394,7 @@ class FlowRuntime:
         self.kinds: dict[str, ActionKind] = dict(kinds or {})
         self.flows: list[FlowDef] = []
         self._installed: list[Callable[[SaveEvent], None]] = []
+        self.query: Any = None  # the org's QueryEngine (loops query through it); one is made when not given
 
     def install(self, flows: list[FlowDef]) -> None:
         for hook in self._installed:
@@ -397,6 +449,8 @@ class FlowRuntime:
                 branch = next((acts for condition, acts in action.branches
                                if condition is None or evaluate(condition, event.new[0])), ())
                 self._invoke_actions(flow, event, branch, run)
+            elif action.kind == "loop":
+                self._loop(flow, event, action, [0], run, None)
             elif kind is not None and kind.call is not None:
                 self._call(flow, event, action, kind, run)
             else:
@@ -408,7 +462,7 @@ class FlowRuntime:
         started = time.perf_counter()
         try:
             spec = _merge_all(action.values, event, 0, "", self.records)
-            answer = kind.call(spec)
+            answer = kind.call(spec, event.context)
         except InterlinkError as error:
             run.failed[0] = error.message
             return
@@ -417,6 +471,8 @@ class FlowRuntime:
         if counters["callout_ms"] > MAX_CALLOUT_MS:  # the platform's limit on callout time in one transaction
             run.failed[0] = f"Maximum callout time exceeded: {counters['callout_ms']} ms (the limit is 120 s)"
             return
+        if spec.get("name"):
+            run.outputs[str(spec["name"])] = answer
         mapping = spec.get("on_success") or {}
         if mapping and event.new[0].get("Id"):
             values = {name: response_value(answer, str(path)) for name, path in mapping.items()}
@@ -473,6 +529,8 @@ class FlowRuntime:
                 return
             if action.kind == "decision":
                 self._decide(flow, event, action, live, run, fault_messages)
+            elif action.kind == "loop":
+                self._loop(flow, event, action, live, run, fault_messages)
             else:
                 self._action(flow, event, action, live, run, fault_messages=fault_messages)
 
@@ -485,6 +543,94 @@ class FlowRuntime:
             remaining = [i for i in remaining if i not in taken]
             if taken:
                 self._run_actions(flow, event, actions, taken, run, fault_messages)
+
+    def _loop(self, flow: FlowDef, event: SaveEvent, action: Action, indexes: list[int], run: _Run,
+              fault_messages: Mapping[int, str] | None) -> None:
+        """Run a loop's actions for the items of every record in ``indexes``: each nested action once for all
+        of them (bulk-safe); an item's failure fails its record."""
+        from interlink.automation.loops import count
+
+        loop = action.loop
+        try:
+            items = self._loop_items(loop, event, indexes, run)
+            parents = [index for index in indexes for _item in items.get(index, ())]
+            rows = [item for index in indexes for item in items.get(index, ())]
+            count(event.uow.counters, "loop_items", len(rows))
+        except InterlinkError as error:
+            run.failed.update({i: f"{loop.name}: {error.message}" for i in indexes})
+            return
+        if not rows:
+            return
+        item_obj = self.records.store.schema.object(loop.item_object) if loop.item_object else _json_item()
+        assert item_obj is not None
+        batch = _LoopBatch(event.operation, item_obj, rows, [None] * len(rows), event.context, event.uow,
+                           parent=event, parents=parents)
+        inner = _Run(list(range(len(rows))), outputs=run.outputs)
+        messages = {position: (fault_messages or {}).get(parent, "") for position, parent in enumerate(parents)}
+        for nested in loop.actions:
+            live = [position for position, parent in enumerate(parents) if parent not in run.failed]
+            if not live:
+                return
+            self._run_actions(flow, batch, (nested,), live, inner, messages)
+            for position, message in sorted(inner.failed.items()):
+                run.failed.setdefault(parents[position], message)
+
+    def _loop_items(self, loop: Any, event: SaveEvent, indexes: list[int], run: _Run) -> dict[int, list[Any]]:
+        """Each record's items: the records of a relationship (one query for the batch), of a query (one per
+        distinct text), or a callout answer's array."""
+        from interlink.automation.loops import query_text
+        from interlink.soql.render import quote
+
+        if loop.source == "collection":
+            step, path = loop.collection
+            found = response_value(run.outputs.get(step), path) if path else run.outputs.get(step)
+            if found is not None and not isinstance(found, list):
+                raise FlowFailed(f"{step}{'.' + path if path else ''} is not a list")
+            return {index: list(found or []) for index in indexes}
+        context = event.context.without_permissions()
+        ids_of: dict[int, list[str]] = {}
+        if loop.source == "over":
+            parent_ids = {index: event.new[index].get("Id") for index in indexes}
+            wanted = sorted({str(v) for v in parent_ids.values() if v})
+            children: dict[str, list[str]] = {}
+            for start in range(0, len(wanted), 500):
+                chunk = ", ".join(quote(v) for v in wanted[start:start + 500])
+                for row in self._select(f"SELECT Id, {loop.parent_field} FROM {loop.item_object} WHERE "
+                                        f"{loop.parent_field} IN ({chunk}) ORDER BY Id", context, event):
+                    children.setdefault(str(row[loop.parent_field]), []).append(str(row["Id"]))
+            ids_of = {index: children.get(str(parent_ids[index]), []) for index in indexes}
+        else:
+            found_ids: dict[str, list[str]] = {}
+            for index in indexes:
+                text = query_text(loop.query, lambda scope, name, i=index: _raw(scope, name, event, i,
+                                                                                  self.records))
+                if text not in found_ids:
+                    found_ids[text] = [str(row["Id"]) for row in self._select(text, context, event)]
+                ids_of[index] = found_ids[text]
+        every = list(dict.fromkeys(i for ids in ids_of.values() for i in ids))
+        stored: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(every), 1000):
+            for row in self.records.retrieve(loop.item_object, every[start:start + 1000]):
+                if row is not None:
+                    stored[str(row["Id"])] = row
+        return {index: [stored[i] for i in ids if i in stored] for index, ids in ids_of.items()}
+
+    def _select(self, soql: str, context: Any, event: SaveEvent) -> list[dict[str, Any]]:
+        """Rows of ``soql`` through the one query engine, in the transaction; they count against its 50,000."""
+        from interlink.automation.loops import count
+
+        if self.query is None:
+            from interlink.soql.engine import QueryEngine
+
+            self.query = QueryEngine(self.records.store)
+        page = self.query.execute(soql, context, batch_size=2000)
+        rows = list(page.records)
+        count(event.uow.counters, "query_rows", len(page.records))
+        while not page.done and page.locator is not None:
+            page = self.query.fetch_more(page.locator, context)
+            count(event.uow.counters, "query_rows", len(page.records))
+            rows.extend(page.records)
+        return rows
 
     def _action(self, flow: FlowDef, event: SaveEvent, action: Action, indexes: list[int], run: _Run, *,
                 fault_messages: Mapping[int, str] | None = None) -> None:
@@ -554,11 +700,24 @@ class FlowFailed(InterlinkError):
     http_status = 400
 
 
+_PATH = re.compile(r"[^.\[\]]+(?:\[\d+\])*(?:\.[^.\[\]]+(?:\[\d+\])*)*")
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def valid_path(path: str) -> bool:
+    """Whether ``path`` reads like ``account.number`` or ``items[0].id``."""
+    return bool(_PATH.fullmatch(path))
+
+
 def response_value(answer: Any, path: str) -> Any:
-    """The value at a dotted ``path`` (``account.number``) of a JSON answer; None where it is missing."""
+    """The value at ``path`` of a JSON answer: dotted names and list positions (``account.number``,
+    ``items[0].id``); None where it is missing."""
     value = answer
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
+    for name, position in _PATH_PART.findall(path):
+        if position:
+            value = value[int(position)] if isinstance(value, list) and int(position) < len(value) else None
+        else:
+            value = value.get(name) if isinstance(value, dict) else None
     return value
 
 
@@ -588,19 +747,24 @@ def _merge(value: Any, event: SaveEvent, index: int, fault_message: str, records
                                             as_text=True, records=records) or ""), value)
 
 
-def _lookup(scope: str, name: str, event: SaveEvent, index: int, fault_message: str, *, as_text: bool,
-            records: Any = None) -> Any:
+def _json_item() -> ObjectDef:
+    from interlink.automation.loops import _JSON_ITEM
+
+    return _JSON_ITEM
+
+
+def _raw(scope: str, name: str, event: SaveEvent, index: int, records: Any) -> Any:
+    """A merge field's stored value (a date stays a date): what a loop's query compares with."""
     if scope == "User":
-        if name.lower() != "id":
-            raise MetadataError(f"$User.{name}: only $User.Id is available")
         return event.context.user_id
-    if scope == "Flow":
-        if name == "FaultMessage":
-            return fault_message
-        if name == "CurrentDateTime":
-            return format_datetime(datetime.now(UTC).replace(tzinfo=None))
-        raise MetadataError(f"$Flow.{name}: use $Flow.FaultMessage or $Flow.CurrentDateTime")
-    record = event.new[index] if scope == "Record" else event.old[index]
+    if isinstance(event, _LoopBatch) and event.parent is not None:
+        event, index = event.parent, event.parents[index]
+    return _field(scope, name, event, index, records)[1]
+
+
+def _field(scope: str, name: str, event: SaveEvent, index: int, records: Any) -> tuple[Any, Any]:
+    """(the field, its stored value) of ``$Record.Path``, ``$Record__Prior.Path`` or ``$Item.Path``."""
+    record = event.old[index] if scope == "Record__Prior" else event.new[index]
     obj = event.object
     if "." in name:  # through lookups: {!$Record.Account.Owner.Name}
         *relations, name = name.split(".")
@@ -617,7 +781,27 @@ def _lookup(scope: str, name: str, event: SaveEvent, index: int, fault_message: 
     fdef = obj.field(name)
     if fdef is None:
         raise MetadataError(f"${scope}.{name}: {obj.name} has no field {name}")
-    value = None if record is None else record.get(fdef.name)
+    return fdef, None if record is None else record.get(fdef.name)
+
+
+def _lookup(scope: str, name: str, event: SaveEvent, index: int, fault_message: str, *, as_text: bool,
+            records: Any = None) -> Any:
+    if isinstance(event, _LoopBatch) and event.parent is not None and scope in ("Record", "Record__Prior"):
+        event, index = event.parent, event.parents[index]  # in a loop, $Record is still the flow's record
+    if scope == "Item" and event.object.name == "$Item":  # an item of a callout's answer: a JSON value
+        value = response_value(event.new[index], name)
+        return ("true" if value else "false") if as_text and isinstance(value, bool) else value
+    if scope == "User":
+        if name.lower() != "id":
+            raise MetadataError(f"$User.{name}: only $User.Id is available")
+        return event.context.user_id
+    if scope == "Flow":
+        if name == "FaultMessage":
+            return fault_message
+        if name == "CurrentDateTime":
+            return format_datetime(datetime.now(UTC).replace(tzinfo=None))
+        raise MetadataError(f"$Flow.{name}: use $Flow.FaultMessage or $Flow.CurrentDateTime")
+    fdef, value = _field(scope, name, event, index, records)
     wire = to_wire(fdef, value)
     if as_text and isinstance(wire, bool):
         return str(wire).lower()
@@ -630,4 +814,5 @@ def _typed(fdef: Any, value: Any) -> Any:
     return parse_value(fdef, value) if value is not None else None
 
 
-__all__ = ["Action", "ActionKind", "FlowDef", "FlowFailed", "FlowRuntime", "load_flows", "response_value"]
+__all__ = ["Action", "ActionKind", "FlowDef", "FlowFailed", "FlowRuntime", "load_flows", "response_value",
+           "valid_path"]

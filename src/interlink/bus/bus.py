@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,8 @@ class EventBus:
         self.usage: ApiUsage = event_usage(store, hourly_allocation)
         self.deliveries: ApiUsage = delivery_usage(store)  # events handed to subscribers, metered only
         self._event_schemas: dict[int, tuple[ObjectDef, str, Any]] = {}
+        # Called with every batch appended to the log (the org counts them for metrics): cheap, and never raising.
+        self.appended: list[Callable[[Sequence[NewEvent]], None]] = []
         self._stop = threading.Event()
         self._janitor: threading.Thread | None = None
 
@@ -212,7 +214,10 @@ class EventBus:
 
     def append(self, events: Sequence[NewEvent], *, dedupe: bool = False) -> list[int]:
         """Append events (durable on return); platform events count against the hourly allocation."""
-        return self.backend.append(events, dedupe=dedupe)
+        replay_ids = self.backend.append(events, dedupe=dedupe)
+        for listener in self.appended:
+            listener(events)
+        return replay_ids
 
     def reserve(self, count: int) -> None:
         """Count ``count`` platform events against the hourly allocation (LIMIT_EXCEEDED when over)."""
@@ -257,7 +262,10 @@ class EventBus:
                 for outcome, _ in ready:
                     outcome.error = error.message
                 return topic, outcomes
-            replay_ids = await self.backend.append_async([event for _, event in ready])
+            appended = [event for _, event in ready]
+            replay_ids = await self.backend.append_async(appended)
+            for listener in self.appended:
+                listener(appended)
             for (outcome, _), replay_id in zip(ready, replay_ids, strict=True):
                 outcome.replay_id = replay_id
         return topic, outcomes

@@ -23,6 +23,15 @@ Connections
     A ``_Conn`` is one client on one event loop, touched only from that loop: it connects, makes JetStream
     API requests, appends (waiting for the acknowledgements on its inbox) and keeps the cursors' pullers
     that read through it, so that closing it ends their work.
+
+Outages
+    nats-py reconnects by itself (forever, every half second) and would queue everything published meanwhile,
+    sending it after the reconnect, long after its append was reported as failed. So nothing is queued: while
+    the connection is down appends and JetStream requests fail at once with BusUnavailable (nothing sent), and
+    when it drops, appends still waiting for their acknowledgement fail at once too (their commands taken back
+    out of the outgoing buffer when still there: certainly not stored; otherwise "may or may not be stored",
+    which the outbox's re-relay with ``Nats-Msg-Id`` settles). The cursors' pullers are told, so that they
+    replace their consumers (see ``nats_cursor``).
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import contextlib
 import json
 import logging
 import struct
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -53,6 +63,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _NS = 1_000_000_000
+_OUTAGE_LOG_SECONDS = 30.0  # while the server is unreachable, one warning per connection this often
 _API = "$JS.API"
 
 # The body prefix: version, created ms, schema id length, event uuid length (then the schema id, the uuid and
@@ -182,19 +193,33 @@ class _Client(Client):
             log.exception("NATS event bus: handling a message on %r failed", subject)
 
     async def publish_raw(self, commands: bytes, count: int, payload_bytes: int) -> None:
-        """Send pre-built ``PUB``/``HPUB`` commands (the checks of ``publish``, without its per-message work)."""
+        """Send pre-built ``PUB``/``HPUB`` commands (the checks of ``publish``, without its per-message work).
+
+        Unlike ``publish``, nothing is queued while the connection is down: nats-py would send it after the
+        reconnect, long after its append was reported as failed (and a stale pull request is useless).
+        """
         if self.is_closed:
             raise nats_errors.ConnectionClosedError
         if self.is_draining_pubs:
             raise nats_errors.ConnectionDrainingError
-        if not self.is_connected and (self._max_pending_size <= 0
-                                      or len(commands) + self._pending_data_size > self._max_pending_size):
-            raise nats_errors.OutboundBufferLimitError
+        if not self.is_connected:
+            raise nats_errors.ConnectionReconnectingError
         self.stats["out_msgs"] += count
         self.stats["out_bytes"] += payload_bytes
         await self._send_command(commands)
         if self._flush_queue is not None and self._flush_queue.empty():
             await self._flush_pending()
+
+    def withdraw(self, commands: bytes) -> bool:
+        """Take ``commands`` (the very object given to ``publish_raw``) back out of the outgoing buffer; False when
+        they were already written to the socket (or never queued)."""
+        pending = self._pending
+        for index, queued in enumerate(pending):
+            if queued is commands:
+                del pending[index]
+                self._pending_data_size = max(0, self._pending_data_size - len(commands))
+                return True
+        return False
 
 
 # -- the message body ----------------------------------------------------------------------------------------
@@ -237,7 +262,7 @@ def _created_ms(head: bytes) -> int:
 class _Batch:
     """The acknowledgements one append waits for: tokens ``base`` .. ``base + len(seqs) - 1``."""
 
-    __slots__ = ("base", "future", "remaining", "seqs", "topics")
+    __slots__ = ("base", "commands", "future", "remaining", "seqs", "topics")
 
     def __init__(self, base: int, topics: list[str], future: asyncio.Future[list[int]]) -> None:
         self.base = base
@@ -245,6 +270,7 @@ class _Batch:
         self.seqs = [0] * len(topics)
         self.remaining = len(topics)
         self.future = future
+        self.commands = b""  # what was handed to the client: taken back if still unsent when the append fails
 
 
 class _Conn:
@@ -262,6 +288,8 @@ class _Conn:
         self.acks: dict[int, _Batch] = {}
         self.next_token = 1
         self.pullers: weakref.WeakSet[_Puller] = weakref.WeakSet()
+        self.outage_since: float | None = None  # monotonic time the connection was lost (None: connected)
+        self._error_logged_at = 0.0
 
     async def connect(self) -> None:
         """Connect (ConfigurationError if the server is unreachable) and subscribe to the acknowledgement inbox."""
@@ -271,14 +299,24 @@ class _Conn:
         async def on_error(error: Exception) -> None:
             last_error.append(error)
             if self.ready and not self.closing and not log_._closing:
-                log.warning("NATS event bus %s: %s", log_.url, error)
+                # While the server is down every reconnect attempt (two a second) fails: say so now and then.
+                now = time.monotonic()
+                if now - self._error_logged_at >= _OUTAGE_LOG_SECONDS:
+                    self._error_logged_at = now
+                    log.warning("NATS event bus %s: %s", log_.url, error)
 
         async def on_disconnect() -> None:
+            if self.outage_since is None:
+                self.outage_since = time.monotonic()
+            self._connection_lost()
             if self.ready and not self.closing and not log_._closing:
                 log.warning("NATS event bus disconnected from %s; reconnecting", log_.url)
 
         async def on_reconnect() -> None:
-            log.info("NATS event bus reconnected to %s", log_.url)
+            down = time.monotonic() - self.outage_since if self.outage_since is not None else 0.0
+            self.outage_since = None
+            self._error_logged_at = 0.0
+            log.warning("NATS event bus reconnected to %s after %.1fs", log_.url, down)
 
         try:
             await asyncio.wait_for(
@@ -303,9 +341,23 @@ class _Conn:
                                      f"({detail}); check the bus URL or start nats-server "
                                      "with JetStream (-js)") from error
 
+    @property
+    def connected(self) -> bool:
+        return self.nc.is_connected
+
+    def unreachable(self) -> BusUnavailable:
+        """The error of an operation refused because the connection is down (nothing was sent)."""
+        down = f" for {time.monotonic() - self.outage_since:.1f}s" if self.outage_since is not None else ""
+        return BusUnavailable(f"the NATS event bus at {self.log.url} is unreachable{down} (reconnecting); "
+                              "nothing was sent, try again later")
+
     async def api(self, subject: str, body: dict[str, Any] | None) -> dict[str, Any]:
-        """One JetStream API request; BusUnavailable carries JetStream's error (``err_code``) or the timeout."""
+        """One JetStream API request; BusUnavailable carries JetStream's error (``err_code``) or the timeout.
+
+        Refused at once while the connection is down (nats-py would queue the request until the reconnect)."""
         log_ = self.log
+        if not self.nc.is_connected:
+            raise self.unreachable()
         payload = json.dumps(body).encode() if body is not None else b""
         try:
             reply = await self.nc.request(subject, payload, timeout=log_.request_timeout)
@@ -320,6 +372,26 @@ class _Conn:
             raise BusUnavailable(f"{subject}: {error.get('description', error)}",
                                  err_code=int(error.get("err_code", 0)))
         return answer
+
+    def _connection_lost(self) -> None:
+        """The connection is lost: acknowledgements still owed will never come (the server sends them once, to a
+        connection that is gone), so the appends waiting for them fail now. Commands still in the outgoing buffer
+        are taken back (nats-py would send them after the reconnect): those events are certainly not stored.
+        The cursors' pullers start new consumers (messages sent to them meanwhile are lost too)."""
+        for puller in list(self.pullers):
+            puller.connection_lost()
+        batches = {id(batch): batch for batch in self.acks.values()}
+        self.acks.clear()
+        for batch in batches.values():
+            if batch.future.done():
+                continue
+            if batch.commands and self.nc.withdraw(batch.commands):
+                message = (f"the connection to the NATS server at {self.log.url} was lost before these events were "
+                           "sent; nothing was stored, try again later")
+            else:
+                message = (f"the connection to the NATS server at {self.log.url} was lost before it acknowledged "
+                           f"{batch.remaining} of {len(batch.topics)} events; they may or may not be stored")
+            batch.future.set_exception(BusUnavailable(message))
 
     def abort(self) -> None:
         """End the fetches and appends in progress (on this connection's loop)."""
@@ -371,17 +443,23 @@ class _Conn:
             payload_bytes += len(body)
         count = len(events)
         self.next_token = base + count
+        if not nc.is_connected:
+            raise self.unreachable()
         batch = _Batch(base, [event.topic for event in events], asyncio.get_running_loop().create_future())
+        batch.commands = b"".join(commands)
         acks = self.acks
         for token in range(base, base + count):
             acks[token] = batch
         try:
             # One command run, queued without yielding: a batch's messages are contiguous in their streams (as
             # in the SQLite log) even with other appends in flight on this connection.
-            await nc.publish_raw(b"".join(commands), count, payload_bytes)
+            await nc.publish_raw(batch.commands, count, payload_bytes)
             try:
                 return await asyncio.wait_for(batch.future, log.request_timeout)
             except TimeoutError:
+                if nc.withdraw(batch.commands):
+                    raise BusUnavailable(f"the NATS server at {log.url} could not be sent {count} events within "
+                                         f"{log.request_timeout:g}s; nothing was stored") from None
                 raise BusUnavailable(f"the NATS server at {log.url} did not acknowledge {batch.remaining} of "
                                      f"{count} events within {log.request_timeout:g}s; they may or may not "
                                      "be stored") from None

@@ -6,6 +6,9 @@ subscription, on the connection of the loop it is fetched from. A fetch is one `
 the whole batch; only when nothing is pending does it long-poll for the first event (then ``no_wait`` again
 for the rest of the batch). A fetch that hands out a full batch asks for the next one before returning, so it
 is on its way while the caller delivers this one. ``NatsLog.read`` is a cursor used once.
+
+A cursor outlives its consumers: a server that is down, restarted or stalled costs a subscriber time, never an
+event (see ``NatsCursor``).
 """
 
 from __future__ import annotations
@@ -34,11 +37,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _MAX_PULL_BATCH = 500  # messages per pull request: bounds what one request can buffer (NATS payloads are <= 1 MB)
-_ERR_CONSUMER_NOT_FOUND = 10014  # the JetStream API error code this module acts on
+# JetStream API error codes this module acts on.
+_ERR_CONSUMER_NOT_FOUND = 10014
+_ERR_NO_MESSAGE_FOUND = 10037
 
 
 class NatsCursor(Cursor):
-    """A subscriber's read position: an ephemeral pull consumer on the connection of the loop it is fetched from."""
+    """A subscriber's read position: an ephemeral pull consumer on the connection of the loop it is fetched from.
+
+    The position only moves with the events ``fetch`` returns, so whatever happens to the consumer behind it
+    (dropped by a server restart, stalled after a reconnect) a fresh one started right after the position
+    continues without a gap or a repeat:
+
+    * while the server is unreachable, ``fetch`` returns nothing after waiting (the subscriber stays connected
+      and gets its keep-alives) and drops its consumer; the next fetch once the connection is back starts a new
+      one;
+    * a watchdog: when fetches have found nothing for ``NatsLog.cursor_stall_seconds`` the cursor asks the
+      stream for the newest sequence of its topic; if that is past the position, the consumer is stalled (a pull
+      consumer can stop delivering after a reconnect while its server-side state looks fine) and is recreated.
+      A check that finds nothing newer doubles the time to the next one (up to 8 times), so idle subscriptions
+      cost little.
+    """
 
     def __init__(self, log: NatsLog, stream: str, subject: str | None, after: int) -> None:
         self._log = log
@@ -47,13 +66,22 @@ class NatsCursor(Cursor):
         self.position = max(0, after)
         self._puller: _Puller | None = None
         self._closed = False
+        self._checked_at = time.monotonic()  # the last time events arrived or the watchdog found none missing
+        self._check_every = log.cursor_stall_seconds
+        self._outage = False  # the last fetch found the server unreachable (logged once per outage)
 
     async def fetch(self, limit: int, wait: float) -> list[StoredEvent]:
         if limit <= 0:
             return []
         if self._closed:
             raise RuntimeError("the cursor is closed")
-        conn = await self._log._here()
+        began = time.monotonic()
+        try:
+            conn = await self._log._here()
+        except BusUnavailable as error:  # no connection for this loop yet, and the server cannot be reached
+            return await self._unreachable(None, error, wait)
+        if not conn.connected:
+            return await self._unreachable(conn, conn.unreachable(), wait)
         puller = self._puller
         if puller is None or puller.conn is not conn:
             if puller is not None:  # fetched from another loop than before
@@ -62,11 +90,85 @@ class NatsCursor(Cursor):
                                             idle_seconds=self._log.cursor_idle_seconds)
         try:
             events = await puller.fetch(limit, wait, self.position)
-        except NatsError as error:
-            raise BusUnavailable(f"NATS event bus at {self._log.url}: {type(error).__name__}: {error}") from error
+        except (BusUnavailable, NatsError) as error:
+            if isinstance(error, BusUnavailable) and error.err_code:
+                raise  # JetStream answered, and refused (the stream is gone ...): not an outage
+            return await self._unreachable(conn, error, max(0.0, wait - (time.monotonic() - began)))
+        if self._outage:
+            self._outage = False
+            log.info("NATS cursor on %s is reading again after %d", self._subject or self._stream, self.position)
+        if events:
+            self.position = events[-1].replay_id
+            self._checked_at = time.monotonic()
+            self._check_every = self._log.cursor_stall_seconds
+        elif time.monotonic() - self._checked_at >= self._check_every:
+            events = await self._watchdog(conn, limit)
+        return events
+
+    async def _unreachable(self, conn: _Conn | None, error: BaseException, wait: float) -> list[StoredEvent]:
+        """Nothing can be read now: drop the consumer (the next fetch starts a new one after the position) and wait
+        up to ``wait`` for the connection to come back. A subscriber sees an idle subscription, not an error."""
+        if not self._outage:
+            self._outage = True
+            log.warning("NATS cursor on %s cannot read after %d (%s: %s); resuming from there once the server is "
+                        "back", self._subject or self._stream, self.position, type(error).__name__, error)
+        puller, self._puller = self._puller, None
+        if puller is not None:
+            puller.abort()
+            with contextlib.suppress(Exception):
+                await puller.close()  # best effort: an ephemeral consumer expires anyway
+        # Disconnected: back as soon as the connection is. Connected (JetStream itself is not answering yet, as
+        # just after a server restart): the whole wait, so a subscription loop does not spin.
+        down = conn is None or not conn.connected
+        deadline = time.monotonic() + wait
+        while not self._closed and not (down and conn is not None and conn.connected):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await asyncio.sleep(min(0.1, remaining))
+        self._checked_at = time.monotonic()  # the watchdog starts over once reading works again
+        self._check_every = self._log.cursor_stall_seconds
+        return []
+
+    async def _watchdog(self, conn: _Conn, limit: int) -> list[StoredEvent]:
+        """Nothing came for a while: if the stream holds newer events of this topic, the consumer is stalled, and
+        a new one reads them now."""
+        try:
+            head = await self._head(conn)
+        except BusUnavailable as error:
+            log.debug("NATS cursor watchdog on %s: %s", self._subject or self._stream, error)
+            return []
+        self._checked_at = time.monotonic()
+        if head <= self.position:
+            self._check_every = min(self._check_every * 2, self._log.cursor_stall_seconds * 8)
+            return []
+        self._check_every = self._log.cursor_stall_seconds
+        log.warning("NATS cursor on %s is stalled at %d while the stream holds events up to %d; recreating its "
+                    "consumer", self._subject or self._stream, self.position, head)
+        puller, self._puller = self._puller, None
+        if puller is not None:
+            puller.abort()
+            with contextlib.suppress(Exception):
+                await puller.close()
+        puller = self._puller = _Puller(conn, self._stream, self._subject, self.position,
+                                        idle_seconds=self._log.cursor_idle_seconds)
+        events = await puller.fetch(limit, 0.0, self.position)
         if events:
             self.position = events[-1].replay_id
         return events
+
+    async def _head(self, conn: _Conn) -> int:
+        """The newest sequence of this cursor's topic (of the whole stream when it reads a family)."""
+        if self._subject is None:
+            state = (await conn.api(f"{_API}.STREAM.INFO.{self._stream}", None))["state"]
+            return int(state.get("last_seq", 0))
+        try:
+            answer = await conn.api(f"{_API}.STREAM.MSG.GET.{self._stream}", {"last_by_subj": self._subject})
+        except BusUnavailable as error:
+            if error.err_code == _ERR_NO_MESSAGE_FOUND:
+                return 0
+            raise
+        return int(answer["message"]["seq"])
 
     async def close(self) -> None:
         if self._closed:
@@ -125,6 +227,7 @@ class _Puller:
         self._tokens = itertools.count(1)
         self._contact = 0.0
         self._suspect = False
+        self._stale = False  # the connection dropped since the consumer was made: make a new one
         self._closed = False
         self._lock = asyncio.Lock()
         conn.pullers.add(self)
@@ -152,7 +255,7 @@ class _Puller:
         self._consumer = name
         self._next_subject = f"{_API}.CONSUMER.MSG.NEXT.{self._stream}.{name}".encode()
         self._contact = time.monotonic()
-        self._suspect = False
+        self._suspect = self._stale = False
 
     async def _drop(self) -> None:
         """Forget the current consumer and inbox (deleting the consumer is best effort: it expires anyway)."""
@@ -187,6 +290,13 @@ class _Puller:
     def abort(self) -> None:
         """End a fetch in progress and refuse further ones (the bus is closing)."""
         self._closed = True
+        self._wake()
+
+    def connection_lost(self) -> None:
+        """The connection dropped (called by it). Whatever the server sent meanwhile is lost, the pull request in
+        flight with it, and a restarted server has forgotten the consumer: the fetch in progress ends with what it
+        has, and the next one starts a new consumer right after the position."""
+        self._stale = True
         self._wake()
 
     async def close(self) -> None:
@@ -294,7 +404,7 @@ class _Puller:
         async with self._lock:
             if self._closed:
                 raise RuntimeError("the cursor is closed")
-            if position != self.position or self._consumer is None:
+            if position != self.position or self._consumer is None or self._stale:
                 self.position = max(0, position)
                 await self._create()
             else:
@@ -302,7 +412,7 @@ class _Puller:
                 await self._ensure()
             if wait <= 0 or not self._dry or self._buffer or self._staged:
                 await self._fill(limit)
-            if not self._staged and wait > 0:
+            if not self._staged and wait > 0 and not self._stale:
                 if self._suspect:
                     await self._ensure()
                 await self._pull(1, wait)
@@ -310,7 +420,7 @@ class _Puller:
                     await self._fill(limit)
             if self._closed:
                 raise RuntimeError("the cursor is closed")
-            if read_ahead and len(self._staged) >= limit and len(self._buffer) < limit:
+            if read_ahead and len(self._staged) >= limit and len(self._buffer) < limit and not self._stale:
                 await self._request(min(limit, _MAX_PULL_BATCH), None)
             events, self._staged = self._staged[:limit], self._staged[limit:]
             if events:
@@ -320,7 +430,7 @@ class _Puller:
     async def _fill(self, limit: int) -> None:
         """Stage what the server has right now, up to ``limit`` (one round trip per ``_MAX_PULL_BATCH``)."""
         retried = False
-        while self._stage(limit) and not self._closed:
+        while self._stage(limit) and not self._closed and not self._stale:
             if self._suspect:  # the last request went unanswered: check (and recreate) the consumer once
                 if retried:
                     return

@@ -74,7 +74,7 @@ class NatsLog(BusBackend):
 
     def __init__(self, url: str, *, prefix: str = "INTERLINK", retention_seconds: float = 72 * 3600,
                  connect_timeout: float = 2.0, request_timeout: float = 5.0, cursor_idle_seconds: float = 120.0,
-                 duplicate_window_seconds: float = 120.0) -> None:
+                 duplicate_window_seconds: float = 120.0, cursor_stall_seconds: float = 10.0) -> None:
         parts = urlsplit(url)
         query = parse_qs(parts.query)
         unknown = set(query) - {"prefix", "duplicate_window"}
@@ -97,6 +97,7 @@ class NatsLog(BusBackend):
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.cursor_idle_seconds = cursor_idle_seconds
+        self.cursor_stall_seconds = cursor_stall_seconds  # a cursor finding nothing this long checks the stream
         self.duplicate_window_seconds = duplicate_window_seconds
         self._subject_root = prefix.lower()
         self._stream_root = prefix.upper()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from interlink.automation.flows import ActionKind
+from interlink.automation.flows import ActionKind, valid_path
 from interlink.callouts.outbound import OutboundQueue
 from interlink.callouts.queue import CalloutQueue
 from interlink.callouts.services import ServiceDirectory, build_request
@@ -28,17 +28,23 @@ from interlink.metadata.model import ObjectDef
 from interlink.records.hooks import SaveEvent
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-_KEYS = {"credential", "method", "path", "body", "headers", "on_success"}
+_KEYS = {"name", "credential", "method", "path", "body", "headers", "on_success"}
 
 
 def _check_on_success(where: str, spec: dict[str, Any], obj: ObjectDef) -> None:
-    """``on_success`` maps fields of the record to paths in the JSON response (Request and Reply)."""
+    """``on_success`` maps fields of the record to paths in the JSON response (Request and Reply): dotted names
+    and list positions, ``account.number``, ``items[0].id``."""
     mapping = spec.get("on_success") or {}
     if not isinstance(mapping, dict):
         raise MetadataError(f"{where}: on_success: a mapping of field to response path")
-    for field_name in mapping:
+    for field_name, path in mapping.items():
         if obj.field(field_name) is None:
             raise MetadataError(f"{where}: on_success: {obj.name} has no field {field_name}")
+        if not isinstance(path, str) or not valid_path(path):
+            raise MetadataError(f"{where}: on_success.{field_name}: a path in the answer such as accountNumber, "
+                                f"account.number or items[0].id (not {path!r})")
+    if spec.get("name") is not None and not isinstance(spec["name"], str):
+        raise MetadataError(f"{where}: name: a name for the answer (loops in API flows read it: collection)")
 
 
 def callout_action(queue: CalloutQueue) -> ActionKind:
@@ -72,9 +78,10 @@ def callout_action(queue: CalloutQueue) -> ActionKind:
                 failed[index] = error.message
         return failed
 
-    def call(spec: dict[str, Any]) -> Any:
+    def call(spec: dict[str, Any], context: Any) -> Any:
         return queue.send_now(spec["credential"], str(spec.get("method", "POST")), str(spec.get("path", "")),
-                              spec.get("body"), {k: str(v) for k, v in spec.get("headers", {}).items()})[1]
+                              spec.get("body"), {k: str(v) for k, v in spec.get("headers", {}).items()},
+                              user_id=context.user_id)[1]
 
     return ActionKind(check, run, call)
 
@@ -116,9 +123,9 @@ def service_action(services: ServiceDirectory, queue: CalloutQueue) -> ActionKin
     """
 
     def check(where: str, spec: dict[str, Any], obj: ObjectDef) -> None:
-        unknown = set(spec) - {"service", "operation", "inputs", "on_success"}
+        unknown = set(spec) - {"name", "service", "operation", "inputs", "on_success"}
         if unknown:
-            raise MetadataError(f"{where}: external_service takes service, operation, inputs and on_success")
+            raise MetadataError(f"{where}: external_service takes name, service, operation, inputs and on_success")
         try:
             _service, op = services.operation(str(spec.get("service", "")), str(spec.get("operation", "")))
         except InterlinkError as error:
@@ -146,10 +153,9 @@ def service_action(services: ServiceDirectory, queue: CalloutQueue) -> ActionKin
                 failed[index] = error.message
         return failed
 
-    def call(spec: dict[str, Any]) -> Any:
-        found, op = services.operation(spec["service"], spec["operation"])
-        request = build_request(op, spec.get("inputs") or {})
-        return queue.send_now(found.credential, request.method, request.path, request.body, request.headers)[1]
+    def call(spec: dict[str, Any], context: Any) -> Any:
+        # Waits for the answer, typed by the operation's response schema (a misfit fails the flow).
+        return services.call(spec["service"], spec["operation"], spec.get("inputs") or {}, context.user_id)[1]
 
     return ActionKind(check, run, call)
 

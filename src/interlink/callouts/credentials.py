@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 PROTOCOLS = ("none", "basic", "header", "bearer", "oauth_client_credentials", "oauth_jwt_bearer", "aws_sigv4")
 DEFAULT_TIMEOUT, MAX_TIMEOUT = 10.0, 120.0
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_SECRET = re.compile(r"^\$\{(secret:)?([A-Za-z_][A-Za-z0-9_]*)\}$")
+_SECRET = re.compile(r"^\$\{(secret:|user:)?([A-Za-z_][A-Za-z0-9_]*)\}$")
+PRINCIPAL_TYPES = ("NamedPrincipal", "PerUserPrincipal")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,21 @@ class NamedCredential:
     secret_headers: tuple[str, ...] = ()
     # Reads a stored secret by name (``${secret:NAME}``); the org's encrypted secret store.
     secrets: Callable[[str], str | None] | None = field(default=None, compare=False, repr=False)
+    # The principal (interlink.callouts.principals): NamedPrincipal, one identity for everyone, or
+    # PerUserPrincipal, each running user's own ``${user:NAME}`` secrets, for users a permission set grants it to.
+    principal_type: str = "NamedPrincipal"
+    principal: str = "NamedPrincipal"
+    granted_to: frozenset[str] = frozenset()  # lower-cased names of the permission sets granting the principal
+    user_id: str | None = None  # the running user a per-user credential is bound to for one callout
+
+    @property
+    def per_user(self) -> bool:
+        return self.principal_type == "PerUserPrincipal"
+
+    @property
+    def principal_id(self) -> str:
+        """``<credential>-<principal>``: how permission sets name the principal (externalCredentialPrincipals)."""
+        return f"{self.name}-{self.principal}"
 
     def endpoint(self, path: str) -> str:
         """The URL of ``path`` under this credential; a path that would leave it is refused (and logged)."""
@@ -168,11 +184,12 @@ def sigv4_headers(method: str, url: str, headers: dict[str, str], body: bytes, *
     return answer
 
 
-_tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (credential, token URL) -> (token, monotonic expiry)
+_tokens: dict[tuple[str, str, str], tuple[str, float]] = {}  # (credential, token URL, user) -> (token, expiry)
 
 
-def _token_key(credential: NamedCredential) -> tuple[str, str]:
-    return credential.name.lower(), credential.settings.get("tokenUrl", "")
+def _token_key(credential: NamedCredential) -> tuple[str, str, str]:
+    # A per-user principal's tokens are each user's own.
+    return credential.name.lower(), credential.settings.get("tokenUrl", ""), credential.user_id or ""
 
 
 def _oauth_token(credential: NamedCredential) -> str:
@@ -226,6 +243,20 @@ def _secret(credential: NamedCredential, key: str) -> str:
     match = _SECRET.match(raw)
     if match is None:
         return raw
+    if match.group(1) == "user:":  # ${user:NAME}: the running user's own secret (a per-user principal)
+        from interlink.callouts.principals import user_secret_name
+
+        if not credential.user_id:
+            raise _refused(CalloutRefused(f"callout:{credential.name} uses the per-user principal "
+                                          f"{credential.principal_id}: a callout through it needs a running user"))
+        value = credential.secrets(user_secret_name(match.group(2), credential.user_id)) \
+            if credential.secrets is not None else None
+        if value is None:
+            raise _refused(CalloutRefused(
+                f"callout:{credential.name}: user {credential.user_id} has no credential for the principal "
+                f"{credential.principal_id} (its {key}): set it with `interlink secrets set {match.group(2)} "
+                "--user USERNAME`"))
+        return value
     if match.group(1):  # ${secret:NAME}: the org's encrypted secret store
         value = credential.secrets(match.group(2)) if credential.secrets is not None else None
         if value is None:
@@ -242,19 +273,20 @@ def _secret(credential: NamedCredential, key: str) -> str:
 def load_credentials(project_dir: Path,
                      secrets: Callable[[str], str | None] | None = None) -> dict[str, NamedCredential]:
     """Read ``metadata/namedCredentials/*.yaml``; errors name the file and the key."""
+    from interlink.callouts.principals import load_principal_access
     from interlink.metadata.loader import read_yaml_files
 
     found: dict[str, NamedCredential] = {}
     for path, data in read_yaml_files(project_dir / "metadata" / "namedCredentials"):
         credential = dataclasses.replace(_credential(str(path), path.stem, data), secrets=secrets)
         found[credential.name.lower()] = credential
-    return found
+    return load_principal_access(project_dir, found)
 
 
 def _credential(source: str, stem: str, data: Any) -> NamedCredential:
     if not isinstance(data, dict):
         raise MetadataError(f"{source}: a named credential holds a mapping (url, auth, ...)")
-    unknown = set(data) - {"label", "url", "timeoutSeconds", "auth", "name", "tls"}
+    unknown = set(data) - {"label", "url", "timeoutSeconds", "auth", "name", "tls", "principal"}
     if unknown:
         raise MetadataError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
     name = str(data.get("name") or stem)
@@ -285,8 +317,8 @@ def _credential(source: str, stem: str, data: Any) -> NamedCredential:
         raise MetadataError(f"{source}: auth.tokenUrl: an http(s) URL")
     for key in ("password", "value", "token", "clientSecret", "privateKey", "secretKey"):
         if key in settings and not _SECRET.match(settings[key]):
-            raise MetadataError(f"{source}: auth.{key}: give secrets as ${{ENVIRONMENT_VARIABLE}} or ${{secret:NAME}}, "
-                                "never in the file")
+            raise MetadataError(f"{source}: auth.{key}: give secrets as ${{ENVIRONMENT_VARIABLE}}, ${{secret:NAME}} "
+                                "or ${user:NAME}, never in the file")
     tls = data.get("tls") or {}
     if not isinstance(tls, dict) or set(tls) - {"clientCertificate", "clientKey", "caBundle"} or \
             bool(tls.get("clientCertificate")) != bool(tls.get("clientKey")):
@@ -295,11 +327,31 @@ def _credential(source: str, stem: str, data: Any) -> NamedCredential:
         if key in tls and not _SECRET.match(str(tls[key])):
             raise MetadataError(f"{source}: tls.{key}: give it as ${{secret:NAME}} or ${{ENVIRONMENT_VARIABLE}}")
     settings.update({k: str(v) for k, v in tls.items()})
+    principal_type, principal = _principal(source, data.get("principal"), settings)
     secret_headers = ("Authorization",) if protocol in ("basic", "bearer", "oauth_client_credentials",
                                                         "oauth_jwt_bearer", "aws_sigv4") else \
         (settings["header"],) if protocol == "header" else ()
     return NamedCredential(name, str(url), str(data.get("label") or name), float(timeout), protocol, settings,
-                           secret_headers)
+                           secret_headers, principal_type=principal_type, principal=principal)
+
+
+def _principal(source: str, raw: Any, settings: Mapping[str, str]) -> tuple[str, str]:
+    """``principal: {type: PerUserPrincipal, name: PerUser}`` (the default: a named principal)."""
+    raw = raw if raw is not None else {"type": "NamedPrincipal"}
+    if not isinstance(raw, dict) or set(raw) - {"type", "name"} or raw.get("type") not in PRINCIPAL_TYPES:
+        raise MetadataError(f"{source}: principal: {{type: NamedPrincipal | PerUserPrincipal, name: NAME}}")
+    kind = str(raw["type"])
+    name = str(raw.get("name") or ("PerUser" if kind == "PerUserPrincipal" else "NamedPrincipal"))
+    if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", name):
+        raise MetadataError(f"{source}: principal.name: letters, digits and _ (not {name!r})")
+    per_user = [key for key, value in settings.items() if (m := _SECRET.match(value)) and m.group(1) == "user:"]
+    if kind == "PerUserPrincipal" and not per_user:
+        raise MetadataError(f"{source}: principal: a per-user principal takes each user's own secrets: give them as "
+                            "${user:NAME} in auth (or tls)")
+    if kind != "PerUserPrincipal" and per_user:
+        raise MetadataError(f"{source}: auth.{per_user[0]}: ${{user:NAME}} is a user's own secret: it needs "
+                            "principal: {type: PerUserPrincipal}")
+    return kind, name
 
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_TIMEOUT", "PROTOCOLS", "CalloutRefused", "NamedCredential", "load_credentials"]

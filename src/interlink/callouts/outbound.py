@@ -38,6 +38,7 @@ from interlink.callouts.queue import DEAD, DELIVERED, DISCARDED, QUEUED, Deliver
 from interlink.errors import MetadataError
 from interlink.metadata.model import FieldType, ObjectDef, Schema
 from interlink.metadata.values import format_datetime_z, to_wire
+from interlink.store.claims import claim
 from interlink.store.database import Store
 from interlink.xmlsafe import check_untrusted_xml
 
@@ -186,11 +187,10 @@ class OutboundQueue:
                 return []
             candidates = conn.execute(select(table.c.id).where(and_(due, table.c.definition == first))
                                       .order_by(table.c.created_at).limit(MAX_NOTIFICATIONS)).scalars().all()
-        with self.store.write() as conn:
-            conn.execute(update(table).where(and_(table.c.id.in_(candidates), due)).values(
-                claimed_by=worker_id, claimed_until=now + timedelta(seconds=self.callouts.lease_seconds)))
-            return list(conn.execute(select(table).where(and_(table.c.id.in_(candidates),
-                                                                table.c.claimed_by == worker_id))))
+        return claim(self.store, table, and_(table.c.id.in_(candidates), due), order_by=[table.c.created_at],
+                     limit=len(candidates), values={
+                         "claimed_by": worker_id,
+                         "claimed_until": now + timedelta(seconds=self.callouts.lease_seconds)})
 
     def _finish(self, rows: list[Any], worker_id: str, delivery: Delivery) -> None:
         acked = delivery.status is not None and 200 <= delivery.status < 300 and acknowledged(delivery.body)

@@ -29,8 +29,10 @@ from sqlalchemy import Connection, and_, or_, select, update
 from interlink import ids
 from interlink.automation.flows import response_value
 from interlink.callouts.credentials import CalloutRefused, NamedCredential
+from interlink.callouts.principals import for_user
 from interlink.errors import InterlinkError
 from interlink.records.context import Context
+from interlink.store.claims import claim
 from interlink.store.database import Store, utcnow
 
 if TYPE_CHECKING:
@@ -139,9 +141,10 @@ class CalloutQueue:
         return found
 
     def send_now(self, credential: str, method: str, path: str, body: Any = None,
-                 headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
-        """A synchronous callout (outside a save): (status, the JSON answer); errors raise CalloutFailed."""
-        named = self.credential(credential)
+                 headers: Mapping[str, str] | None = None, *, user_id: str | None = None) -> tuple[int, Any]:
+        """A synchronous callout (outside a save) as ``user_id`` (a per-user principal uses that user's
+        credential): (status, the JSON answer); errors raise CalloutFailed (CalloutRefused: nothing was sent)."""
+        named = for_user(self.credential(credential), user_id, self.store)
         all_headers = dict(headers or {})
         # Every request carries a key receivers can deduplicate on; a flow that may repeat a synchronous call sets a
         # stable one itself (headers: {Idempotency-Key: "{!$Record.Id}-activate"}), which is kept.
@@ -213,16 +216,9 @@ class CalloutQueue:
         now = self.clock()
         due = and_(table.c.state == QUEUED, table.c.next_attempt_at <= now,
                    or_(table.c.claimed_until.is_(None), table.c.claimed_until < now))
-        with self.store.read() as conn:
-            candidates = conn.execute(select(table.c.id).where(due).order_by(table.c.next_attempt_at)
-                                      .limit(5)).scalars().all()
-        for callout_id in candidates:
-            with self.store.write() as conn:
-                taken = conn.execute(update(table).where(and_(table.c.id == callout_id, due)).values(
-                    claimed_by=worker_id, claimed_until=now + timedelta(seconds=self.lease_seconds))).rowcount
-                if taken == 1:
-                    return conn.execute(select(table).where(table.c.id == callout_id)).one()
-        return None
+        taken = claim(self.store, table, due, order_by=[table.c.next_attempt_at], limit=1, values={
+            "claimed_by": worker_id, "claimed_until": now + timedelta(seconds=self.lease_seconds)})
+        return taken[0] if taken else None
 
     def _release(self, callout_id: str, worker_id: str) -> None:
         table = self._table
@@ -234,7 +230,8 @@ class CalloutQueue:
         attempt = row.attempts + 1
         started_at = self.clock()
         try:
-            named = self.credential(row.credential)
+            # A per-user principal: the credential of the user who queued the callout (refused without access).
+            named = for_user(self.credential(row.credential), row.user_id, self.store)
             url = named.endpoint(row.path)
             headers = {**json.loads(row.headers_json), "Idempotency-Key": row.idempotency_key}
             headers.update(named.auth_headers(row.method, url, row.body, headers))

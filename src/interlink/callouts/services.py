@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -34,6 +34,7 @@ class Parameter:
     location: str  # path | query | header
     required: bool
     schema: Mapping[str, Any]
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Operation:
     body_schema: Mapping[str, Any] | None
     body_required: bool
     summary: str = ""
+    # the JSON schema of each documented response code ("201", "2XX", "default"); None: no JSON schema
+    responses: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,8 @@ def parse_openapi(spec: Any, source: str) -> dict[str, Operation]:
                     schema = param.get("schema") if not swagger else {k: v for k, v in param.items()
                                                                       if k in ("type", "format", "enum", "items")}
                     parameters.append(Parameter(str(param["name"]), location, bool(param.get("required")) or
-                                                location == "path", _resolve(spec, schema or {}, where)))
+                                                location == "path", _resolve(spec, schema or {}, where),
+                                                str(param.get("description") or "")))
             if not swagger and isinstance(op.get("requestBody"), dict):
                 request_body = _resolve(spec, op["requestBody"], where)
                 media = (request_body.get("content") or {}).get("application/json")
@@ -108,10 +112,27 @@ def parse_openapi(spec: Any, source: str) -> dict[str, Operation]:
             if missing:
                 raise MetadataError(f"{where}: path parameter(s) {', '.join(sorted(missing))} are not declared")
             operations[name] = Operation(name, method.upper(), path, tuple(parameters), body_schema, body_required,
-                                         str(op.get("summary") or ""))
+                                         str(op.get("summary") or ""), _responses(spec, op, where, swagger))
     if not operations:
         raise MetadataError(f"{source}: the document has no operations")
     return operations
+
+
+def _responses(spec: Mapping[str, Any], op: Mapping[str, Any], where: str,
+               swagger: bool) -> dict[str, Mapping[str, Any] | None]:
+    """Each documented response code's JSON schema (``application/json``; Swagger 2.0: ``schema``)."""
+    found: dict[str, Mapping[str, Any] | None] = {}
+    for code, raw in (op.get("responses") or {}).items():
+        answer = _resolve(spec, raw, where) if isinstance(raw, dict) else {}
+        if swagger:
+            schema = answer.get("schema")
+        else:
+            content = answer.get("content") or {}
+            media = content.get("application/json") or next(
+                (v for k, v in content.items() if k.endswith("+json") or k.endswith("/json")), None) or {}
+            schema = media.get("schema")
+        found[str(code).upper()] = schema if isinstance(schema, dict) and schema else None
+    return found
 
 
 def _resolve(spec: Mapping[str, Any], node: Any, where: str, depth: int = 0) -> Any:
@@ -263,12 +284,20 @@ class ServiceDirectory:
             raise InvalidInputs(f"{found.name} has no operation {name!r}; it has {', '.join(found.operations)}")
         return found, op
 
-    def invoke(self, service: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """Call the operation now: ``{"responseCode": 200, "200": <JSON answer>}``; errors raise."""
+    def call(self, service: str, name: str, inputs: Mapping[str, Any], user_id: str | None = None) -> tuple[int, Any]:
+        """Call the operation now, as ``user_id`` (whose credential a per-user principal uses): (status, the
+        answer typed by the operation's response schema); errors raise (InvalidResponse: it does not fit)."""
+        from interlink.callouts.typed import typed_answer
+
         found, op = self.operation(service, name)
         request = build_request(op, inputs)
         status, answer = self.callouts.send_now(found.credential, request.method, request.path, request.body,
-                                                request.headers)
+                                                request.headers, user_id=user_id)
+        return status, typed_answer(op, status, answer, f"{found.name}.{op.name}")
+
+    def invoke(self, service: str, name: str, inputs: Mapping[str, Any], user_id: str | None = None) -> dict[str, Any]:
+        """Call the operation now: ``{"responseCode": 200, "200": <typed answer>}``; errors raise."""
+        status, answer = self.call(service, name, inputs, user_id)
         return {"responseCode": status, str(status): answer}
 
 

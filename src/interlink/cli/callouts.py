@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -200,6 +200,8 @@ def services_list(
 @secrets_app.command("set")
 def secrets_set(
     name: Annotated[str, typer.Argument(help="The secret's name (credentials refer to ${secret:NAME}).")],
+    user: Annotated[str | None, typer.Option("--user", help="A user's own secret (${user:NAME} of a per-user "
+                                                            "principal), by username.")] = None,
     data_dir: DataDir = None,
     store: StoreUrl = None,
 ) -> None:
@@ -215,8 +217,21 @@ def secrets_set(
         _err("[red]error:[/] the secret is empty")
         raise typer.Exit(2)
     with _existing_org(data_dir, store) as org:
-        org.secrets.set(name, value)
-    _err(f"secret {name} stored (encrypted)")
+        org.secrets.set(_secret_name(org, name, user), value)
+    _err(f"secret {name}{f' of {user}' if user else ''} stored (encrypted)")
+
+
+def _secret_name(org: Any, name: str, user: str | None) -> str:
+    """``name``, or where ``user``'s own secret ``name`` is kept (a per-user principal's)."""
+    from interlink.callouts.principals import user_secret_name
+
+    if user is None:
+        return name
+    found = org.directory.user_by_username(user)
+    if found is None:
+        _err(f"[red]error:[/] there is no user {user!r}")
+        raise typer.Exit(2)
+    return user_secret_name(name, found.id)
 
 
 @secrets_app.command("list")
@@ -228,10 +243,11 @@ def secrets_list(data_dir: DataDir = None, store: StoreUrl = None) -> None:
 
 
 @secrets_app.command("delete")
-def secrets_delete(name: str, data_dir: DataDir = None, store: StoreUrl = None) -> None:
+def secrets_delete(name: str, user: Annotated[str | None, typer.Option("--user", help="A user's own secret.")] = None,
+                   data_dir: DataDir = None, store: StoreUrl = None) -> None:
     """Delete a stored secret."""
     with _existing_org(data_dir, store) as org:
-        if not org.secrets.delete(name):
+        if not org.secrets.delete(_secret_name(org, name, user)):
             _err(f"[red]error:[/] no secret {name}")
             raise typer.Exit(1)
     _err(f"secret {name} deleted")

@@ -91,6 +91,14 @@ def up(
     with_examples: Annotated[bool, typer.Option(
         "--with-examples", help="Also start the example remote systems of every integration pattern (examples/) "
                                 "on a project made from them, with sample data; prints where to look.")] = False,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", envvar="INTERLINK_WORKERS", min=1,
+        help="API processes behind the HTTPS and Pub/Sub ports (a supervisor restarts any that dies); use "
+             "--store postgresql://… and --bus nats://… to run more on other machines.")] = None,
+    jobs: Annotated[bool | None, typer.Option(
+        "--jobs/--no-jobs", help="Run background jobs (Bulk API jobs, async callouts, outbound messages, event and "
+                                 "scheduled flows) in the API processes; --no-jobs leaves them to `interlink worker "
+                                 "--jobs`.")] = None,
     free_example_ports: Annotated[bool, typer.Option(
         "--free-example-ports", help="With --with-examples: free ports for the example systems, not 8701-8704 "
                                      "(used anyway when one of those is taken).")] = False,
@@ -98,7 +106,7 @@ def up(
     """Start the org: HTTPS REST API, OAuth 2.0, SOAP login and the Pub/Sub API, embedded store and bus by default."""
     settings = _settings(host=host, port=port, insecure_http_port=insecure_http_port, store=store,
                          data_dir=data_dir, project_dir=project_dir, sample_data=sample_data, log_level=log_level,
-                         grpc_port=grpc_port, bus=bus)
+                         grpc_port=grpc_port, bus=bus, workers=workers, bulk_workers=0 if jobs is False else None)
     if not with_examples:
         _serve_org(settings)
         return
@@ -162,6 +170,10 @@ def _serve_org(settings: Settings, examples: ExampleRun | None = None) -> None:
                f"event bus: {org.bus.backend.name})"] if info.grpc_port else []),
             f"  Admin user    {ADMIN_USERNAME}",
         ]
+        if settings.workers > 1 or not settings.bulk_workers:
+            lines.append(f"  Processes     {settings.workers} API process{'es' if settings.workers > 1 else ''}"
+                         + (f" under supervisor pid {info.pid}" if settings.workers > 1 else "")
+                         + ("" if settings.bulk_workers else "; background jobs left to `interlink worker --jobs`"))
         if info.insecure_url:
             lines.append(f"  Plain HTTP    {info.insecure_url}  (debugging only)")
         if report.admin_password:
@@ -175,8 +187,14 @@ def _serve_org(settings: Settings, examples: ExampleRun | None = None) -> None:
         if examples is not None:
             examples.org_ready(org, info, report.admin_password)
 
+    on_stop = examples.stop_clients if examples is not None else None
     try:
-        asyncio.run(serve(org, on_ready=ready, on_stop=examples.stop_clients if examples is not None else None))
+        if settings.workers > 1:
+            from interlink.app.supervisor import run_supervised
+
+            run_supervised(org, on_ready=ready, on_stop=on_stop)
+        else:
+            asyncio.run(serve(org, on_ready=ready, on_stop=on_stop))
     finally:
         org.close()
 

@@ -17,10 +17,8 @@ import dataclasses
 import itertools
 import json
 import logging
-import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -40,7 +38,9 @@ from interlink.records.context import Context
 from interlink.records.service import RecordService
 from interlink.soql.compiled import flat_columns
 from interlink.soql.engine import QueryEngine
+from interlink.store.claims import claim, holder_id, holder_is_gone
 from interlink.store.database import utcnow
+from interlink.store.failures import store_failure
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class JobWorker:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.retry_delay = retry_delay
-        self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.worker_id = holder_id()
         self.classic = ClassicJobs(jobs)
         self.batches = BatchRunner(self.classic, records)
         # Other durable work the same threads run (async callouts): each takes the worker id, True when it worked.
@@ -75,6 +75,7 @@ class JobWorker:
         self._wake = threading.Condition()
         self._pending_wakeups = 0
         self._threads: list[threading.Thread] = []
+        self._outage_logged = 0.0
         # Test hook: called inside each batch's transaction just before it commits.
         self.before_batch_commit: Callable[[Job, int], None] | None = None
 
@@ -107,21 +108,34 @@ class JobWorker:
             self._pending_wakeups += 1
             self._wake.notify_all()
 
-    def release_orphans(self) -> int:
-        """Give back every claim (the embedded store has one serving process: claims are from a dead one)."""
+    def release_orphans(self, *, dead_only: bool = False) -> int:
+        """Give back claims of Bulk jobs and batches, async callouts and outbound messages: every claim, or with
+        ``dead_only`` only those whose holder was a process of this host that no longer runs (a claim of a
+        process that is alive, or of another host, is left to its lease)."""
         released = 0
-        with self.jobs.store.write() as conn:
-            for table in (self._table, self.jobs.store.system["il_bulk_batch"]):
-                released += conn.execute(update(table).where(table.c.claimed_by.is_not(None))
-                                         .values(claimed_by=None, claimed_until=None)).rowcount
+        store = self.jobs.store
+        tables = [store.system[name] for name in ("il_bulk_job", "il_bulk_batch", "il_callout", "il_om_notification")]
+        with store.write() as conn:
+            for table in tables:
+                holders = set(conn.execute(select(table.c.claimed_by).where(table.c.claimed_by.is_not(None))
+                                           .distinct()).scalars())
+                gone = [holder for holder in holders if not dead_only or holder_is_gone(holder)]
+                if gone:
+                    released += conn.execute(update(table).where(table.c.claimed_by.in_(gone))
+                                             .values(claimed_by=None, claimed_until=None)).rowcount
         return released
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
                 worked = self.run_once()
-            except Exception:
-                log.exception("bulk worker failed")
+            except Exception as exc:
+                failure = store_failure(exc)
+                if failure is None:
+                    log.exception("bulk worker failed")
+                elif time.monotonic() - self._outage_logged > 30:  # an outage: a line every 30 s, no traceback
+                    self._outage_logged = time.monotonic()
+                    log.warning("background jobs wait for the store: %s", failure.message)
                 worked = False
             if worked:
                 continue
@@ -137,18 +151,11 @@ class JobWorker:
         table = self._table
         now = utcnow()
         free = or_(table.c.claimed_until.is_(None), table.c.claimed_until < now)
-        with self.jobs.store.read() as conn:
-            candidates = conn.execute(select(table.c.id).where(and_(table.c.state.in_(RUNNABLE), free))
-                                      .order_by(table.c.created_date).limit(5)).scalars().all()
-        for job_id in candidates:
-            with self.jobs.store.write() as conn:
-                taken = conn.execute(update(table).where(and_(
-                    table.c.id == job_id, table.c.state.in_(RUNNABLE), free)).values(
-                    state=IN_PROGRESS, claimed_by=self.worker_id, claimed_until=self._lease_end(),
-                    system_modstamp=now)).rowcount
-            if taken == 1:
-                return self.jobs.get(job_id)
-        return None
+        taken = claim(self.jobs.store, table, and_(table.c.state.in_(RUNNABLE), free),
+                      order_by=[table.c.created_date], limit=1,
+                      values={"state": IN_PROGRESS, "claimed_by": self.worker_id, "claimed_until": self._lease_end(),
+                              "system_modstamp": now})
+        return self.jobs.get(taken[0].id) if taken else None
 
     def run_once(self) -> bool:
         """Claim one job (or Bulk API 1.0 batch) and run it to its end; False when there was nothing to do."""

@@ -40,6 +40,7 @@ from interlink.pubsub._proto import pubsub_api_pb2 as pb
 from interlink.pubsub._proto import pubsub_api_pb2_grpc as pb_grpc
 from interlink.security.tokens import Session
 from interlink.store.database import utcnow
+from interlink.store.failures import store_failure
 
 if TYPE_CHECKING:
     from interlink.app.org import Org
@@ -98,8 +99,8 @@ class PubSubService(pb_grpc.PubSubServicer):
     async def _guard(self, context: grpc.aio.ServicerContext, rpc_id: str, work: Callable[[], Any]) -> Any:
         try:
             return await work()
-        except InterlinkError as error:
-            await self._fail(context, error, rpc_id)
+        except Exception as error:
+            await self._fail(context, _wire_error(error), rpc_id)
 
     # -- unary calls -----------------------------------------------------------------------------------------
 
@@ -184,8 +185,8 @@ class PubSubService(pb_grpc.PubSubServicer):
                 elif request.topic_name and request.topic_name != topic_name:
                     raise PubSubInvalidRequest(f"This stream publishes to {topic_name}, not {request.topic_name}")
                 yield await self._publish(request, session, rpc_id, topic_name)
-        except InterlinkError as error:
-            await self._fail(context, error, rpc_id)
+        except Exception as error:
+            await self._fail(context, _wire_error(error), rpc_id)
 
     async def Subscribe(self, request_iterator: AsyncIterator[pb.FetchRequest],
                         context: grpc.aio.ServicerContext) -> AsyncIterator[pb.FetchResponse]:
@@ -217,8 +218,8 @@ class PubSubService(pb_grpc.PubSubServicer):
             async for events, latest, pending in self._deliver(topic, after, iterator, credit, more):
                 yield pb.FetchResponse(events=events, latest_replay_id=latest, rpc_id=rpc_id,
                                        pending_num_requested=pending)
-        except InterlinkError as error:
-            await self._fail(context, error, rpc_id)
+        except Exception as error:
+            await self._fail(context, _wire_error(error), rpc_id)
 
     async def ManagedSubscribe(self, request_iterator: AsyncIterator[pb.ManagedFetchRequest],
                                context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ManagedFetchResponse]:
@@ -255,8 +256,8 @@ class PubSubService(pb_grpc.PubSubServicer):
                 if commit is not None:
                     response.commit_response.CopyFrom(commit)
                 yield response
-        except InterlinkError as error:
-            await self._fail(context, error, rpc_id)
+        except Exception as error:
+            await self._fail(context, _wire_error(error), rpc_id)
 
     async def _deliver(self, topic: Topic, after: int, iterator: AsyncIterator[Any], credit: _Credit,
                        on_request: Callable[[Any], Any], flush: Callable[[], bool] = lambda: False,
@@ -288,6 +289,7 @@ class PubSubService(pb_grpc.PubSubServicer):
                     if stored:
                         credit.outstanding -= len(stored)
                         self.bus.deliveries.add(len(stored))
+                        self.org.metrics.events_delivered("pubsub", len(stored))
                         events = [pb.ConsumerEvent(event=pb.ProducerEvent(id=e.event_uuid, schema_id=e.schema_id,
                                                                           payload=e.payload),
                                                    replay_id=encode_replay_id(e.replay_id)) for e in stored]
@@ -314,6 +316,10 @@ class PubSubService(pb_grpc.PubSubServicer):
         woken = asyncio.ensure_future(credit.signal.wait())
         try:
             await asyncio.wait((fetch, woken), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the call is cancelled (the client went away): its cursor closes, so must the fetch
+            fetch.cancel()
+            fetch.add_done_callback(lambda task: task.cancelled() or task.exception())
+            raise
         finally:
             woken.cancel()
         if fetch.done():
@@ -358,6 +364,18 @@ class PubSubService(pb_grpc.PubSubServicer):
         return response
 
 
+def _wire_error(error: Exception) -> InterlinkError:
+    """What a call ends with: an InterlinkError as it is, a database outage or full disk as its wire error
+    (UNAVAILABLE, RESOURCE_EXHAUSTED); anything else is raised again (gRPC reports it as INTERNAL)."""
+    if isinstance(error, InterlinkError):
+        return error
+    failure = store_failure(error)
+    if failure is None:
+        raise error
+    log.warning("Pub/Sub call failed: %s (%s)", failure.error_code, type(error).__name__)
+    return failure
+
+
 def _allowed(bus: Any, topic: Any, access: Any, *, publish: bool = False) -> bool:
     try:
         bus.check_access(topic, access, publish=publish)
@@ -367,12 +385,15 @@ def _allowed(bus: Any, topic: Any, access: Any, *, publish: bool = False) -> boo
 
 
 async def start_server(org: Org, host: str, port: int, *, server_cert: bytes, server_key: bytes,
-                       keepalive_seconds: float) -> tuple[grpc.aio.Server, int]:
-    """Start the Pub/Sub API on ``host:port`` (0 picks a free port) over TLS; returns (server, bound port)."""
-    # so_reuseport off: gRPC turns it on by default, and a second org would then share the port silently.
+                       keepalive_seconds: float, reuse_port: bool = False) -> tuple[grpc.aio.Server, int]:
+    """Start the Pub/Sub API on ``host:port`` (0 picks a free port) over TLS; returns (server, bound port).
+
+    ``reuse_port``: one of several API processes sharing the port (the supervisor reserved it)."""
+    # so_reuseport off unless shared: gRPC turns it on by default, and a second org would share the port silently.
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4 * 1024 * 1024),
                                       ("grpc.max_send_message_length", 16 * 1024 * 1024),
-                                      ("grpc.so_reuseport", 0)])
+                                      ("grpc.so_reuseport", 1 if reuse_port else 0)],
+                             interceptors=org.metrics.pubsub_interceptors())  # times each call (/metrics)
     pb_grpc.add_PubSubServicer_to_server(PubSubService(org, keepalive_seconds=keepalive_seconds), server)
     # gRPC's Python API has no protocol-floor option; its TLS stack refuses TLS 1.0/1.1 by default, like the
     # HTTPS port (tests/security/test_tls_versions.py proves it on a live server).

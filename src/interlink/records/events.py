@@ -27,7 +27,7 @@ from interlink import ids
 from interlink.bus.bus import EventBus
 from interlink.bus.cdc import Origin, RecordChange, change_origin
 from interlink.bus.model import NewEvent
-from interlink.errors import DmlError, InterlinkError, OperationEnqueued, all_or_none_rolled_back
+from interlink.errors import BusUnavailable, DmlError, InterlinkError, OperationEnqueued, all_or_none_rolled_back
 from interlink.metadata.model import ObjectDef
 from interlink.records import prepare
 from interlink.records.context import Context
@@ -61,6 +61,8 @@ class EventEmitter:
         self._ids = ids.IdGenerator()
         self._relayed: list[int] = []
         self._in_flight: set[int] = set()
+        self._failed: set[int] = set()  # rows whose relay failed (bus outage): retried at the next housekeeping
+        self._waiting = False  # housekeeping found the bus still down (said once per outage)
         self._lock = threading.Lock()
         units.before_commit.append(self._before_commit)
 
@@ -148,10 +150,16 @@ class EventEmitter:
     def _relay(self, row_id: int, events: list[NewEvent]) -> None:
         try:
             self.bus.append(events)
-        except Exception:
-            log.exception("could not append %d events to the bus; they stay in the outbox and are retried",
-                          len(events))
-            self._forget(row_id)
+        except Exception as error:
+            if isinstance(error, BusUnavailable):
+                log.warning("could not append %d events to the bus (%s); they stay in the outbox and are retried",
+                            len(events), error.message)
+            else:
+                log.exception("could not append %d events to the bus; they stay in the outbox and are retried",
+                              len(events))
+            with self._lock:
+                self._in_flight.discard(row_id)
+                self._failed.add(row_id)
             return
         with self._lock:
             self._in_flight.discard(row_id)
@@ -190,6 +198,7 @@ class EventEmitter:
         with self._lock:
             done, self._relayed = self._relayed, []
             in_flight = set(self._in_flight)
+            failed = set(self._failed)
         table = self.store.system["il_outbox"]
         if done:
             with self.store.write() as conn:
@@ -197,9 +206,16 @@ class EventEmitter:
         cutoff = utcnow().timestamp() - _RETRY_AFTER_SECONDS
         with self.store.read() as conn:
             stuck = [row for row in conn.execute(select(table).order_by(table.c.id))
-                     if row.id not in in_flight and row.created_at.timestamp() < cutoff]
+                     if row.id in failed or (row.id not in in_flight and row.created_at.timestamp() < cutoff)]
         if stuck:
-            self._replay_rows(stuck)
+            try:
+                self._replay_rows(stuck)
+            except BusUnavailable as error:  # still down: tried again at the next housekeeping
+                if not self._waiting:
+                    log.warning("%d outbox rows wait for the event bus: %s", len(stuck), error.message)
+                self._waiting = True
+                return
+            self._waiting = False
 
     def recover(self) -> int:
         """Relay everything left in the outbox (at start, before serving). Returns the events relayed."""
@@ -216,6 +232,8 @@ class EventEmitter:
             self.bus.append(events, dedupe=True)
             with self.store.write() as conn:
                 conn.execute(delete(table).where(table.c.id == row.id))
+            with self._lock:
+                self._failed.discard(row.id)
             relayed += len(events)
         if relayed:
             log.info("relayed %d events left in the outbox", relayed)

@@ -59,6 +59,7 @@ class TokenService:
         self._timeout = timedelta(seconds=session_timeout)
         self._cache_seconds = cache_seconds
         self._cache: dict[str, _Cached] = {}
+        self._touches: dict[str, datetime] = {}  # token hash -> last use not yet written
         self._lock = threading.Lock()
 
     @property
@@ -96,20 +97,42 @@ class TokenService:
             # A deactivated user's sessions end for good: reactivating the user does not bring them back.
             self.revoke_user(row.user_id)
             raise InvalidSession()
-        if row is None or row.kind != "access" or row.revoked or now - row.last_used_at > self._timeout:
+        last_used = row.last_used_at if row is not None else now
+        with self._lock:
+            last_used = max(last_used, self._touches.get(hashed, last_used))
+        if row is None or row.kind != "access" or row.revoked or now - last_used > self._timeout:
             with self._lock:
                 self._cache.pop(hashed, None)
             raise InvalidSession()
-        last_used = row.last_used_at
         if now - last_used >= _TOUCH_EVERY:
-            with self._store.write() as conn:
-                conn.execute(update(self._table).where(self._table.c.token_hash == hashed)
-                             .values(last_used_at=now))
+            # Recorded by flush_touches() (the process's housekeeping), not here: a request never waits for the
+            # write lock (on SQLite another process may hold it for a whole Bulk batch).
+            with self._lock:
+                self._touches[hashed] = now
             last_used = now
         session = Session(row.user_id, self.org_id, row.app_id, hashed, row.issued_at, row.scope)
         with self._lock:
             self._cache[hashed] = _Cached(session, now_monotonic, last_used)
         return session
+
+    def flush_touches(self) -> int:
+        """Write the last-use times that :meth:`validate` noted since the last flush; returns how many."""
+        with self._lock:
+            touches, self._touches = self._touches, {}
+        if not touches:
+            return 0
+        table = self._table
+        try:
+            with self._store.write() as conn:
+                for hashed, used_at in touches.items():
+                    conn.execute(update(table).where(table.c.token_hash == hashed, table.c.last_used_at < used_at)
+                                 .values(last_used_at=used_at))
+        except BaseException:
+            with self._lock:  # kept for the next flush
+                for hashed, used_at in touches.items():
+                    self._touches[hashed] = max(used_at, self._touches.get(hashed, used_at))
+            raise
+        return len(touches)
 
     def _user_active(self, user_id: str) -> bool:
         """A deactivated (or deleted) user's tokens stop working, as the platform's sessions do."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import Connection, Engine, Select, Table, bindparam, create_engine, event, func, select
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
@@ -30,6 +31,7 @@ from interlink.store.migrate import Plan, apply_plan, plan_changes
 from interlink.store.tables import build_metadata
 
 _DEPLOY_LOCK_ID = 0x1A7E_11C0
+_PG_CONNECT_TIMEOUT_SECONDS = 5
 _RETIRED_PREFIXES_KEY = "retired_key_prefixes"
 
 
@@ -84,6 +86,16 @@ def _sqlite_engine(url: str, *, writer: bool) -> Engine:
     return engine
 
 
+def _postgres_engine(url: str) -> Engine:
+    """One pool for reads and writes that survives a database restart: ``pool_pre_ping`` replaces a connection the
+    restart closed before it is used (and drops the pool's older ones with it), and ``connect_timeout`` bounds how
+    long a request waits for an unreachable server before answering 503 (``interlink.store.failures``). A
+    ``connect_timeout`` in the URL wins."""
+    options = parse_qs(urlsplit(url).query)
+    connect_args = {} if "connect_timeout" in options else {"connect_timeout": _PG_CONNECT_TIMEOUT_SECONDS}
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args=connect_args)
+
+
 @dataclass(frozen=True)
 class _ManyPlan:
     """A statement compiled once for ``executemany``: where each bind value comes from and how it is converted."""
@@ -107,7 +119,7 @@ class Store:
                 self.read_engine = _sqlite_engine(self.url, writer=False)
             elif self.url.startswith("postgresql"):
                 self.backend = "postgresql"
-                self.write_engine = create_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+                self.write_engine = _postgres_engine(self.url)
                 self.read_engine = self.write_engine
             else:
                 raise ConfigurationError(f"unsupported store URL {url!r}: use sqlite:///path or postgresql://…")

@@ -392,6 +392,21 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("data", LargeBinary, nullable=False),
             Column("offsets", LargeBinary, nullable=True),
         ),
+        # Every serving process (API, worker, supervisor) of the org while it runs, with its heartbeat and what it
+        # runs (``detail_json``), for `interlink doctor` (app/processes.py). A process that crashed stops
+        # heartbeating; rows of processes silent for a day are pruned.
+        Table(
+            "il_process", metadata,
+            Column("id", String(64), primary_key=True),
+            Column("kind", String(16), nullable=False),  # api | worker | supervisor
+            Column("host", String(255), nullable=False),
+            Column("pid", Integer, nullable=False),
+            Column("started_at", DateTime, nullable=False),
+            Column("last_seen", DateTime, nullable=False, index=True),
+            Column("version", String(32), nullable=False),
+            Column("schema_version", String(64), nullable=False, default=""),  # the deployed schema it runs
+            Column("detail_json", Text, nullable=False, default="{}"),
+        ),
     ]
     return {table.name: table for table in tables}
 
