@@ -172,3 +172,55 @@ def test_an_api_flow_maps_nested_paths_and_loops_over_the_answer(org: Org) -> No
     assert (row["Description"], row["Site"]) == ("INV-2", "4711")
     tasks = org.query.execute("SELECT Subject FROM Task ORDER BY Subject", context).records
     assert [t["Subject"] for t in tasks] == ["Invoice INV-1: 99.5", "Invoice INV-2: 3"]
+
+
+QUEUED_FLOW = """\
+object: Account
+trigger: create
+condition: "Type = 'Customer - Direct'"
+actions:
+  - external_service:
+      service: invoices
+      operation: listInvoices
+      inputs: {accountId: "{!$Record.AccountNumber}"}
+      on_success: {NumberOfEmployees: total, Site: account.number}
+"""
+
+
+def test_a_queued_call_from_a_record_flow_maps_the_typed_answer_and_refuses_a_misfit(tmp_path: Path) -> None:
+    server = Invoices()
+    base = tmp_path / "project" / "metadata"
+    for folder in ("namedCredentials", "externalServices", "flows"):
+        (base / folder).mkdir(parents=True, exist_ok=True)
+    (base / "namedCredentials" / "Billing.yaml").write_text(f"url: {server.url}\n")
+    (base / "externalServices" / "invoices.yaml").write_text(yaml.safe_dump({"credential": "Billing", "spec": SPEC}))
+    (base / "flows" / "Invoices_On_Create.yaml").write_text(QUEUED_FLOW)
+    try:
+        with backend_org(tmp_path, "sqlite", {}, bulk_workers=0) as org:
+            context = org.admin_context()
+
+            def customer(name: str) -> str:
+                (created,) = org.records.create(context, "Account", [
+                    {"Name": name, "AccountNumber": "A1", "Type": "Customer - Direct"}])
+                assert created.success, created.errors
+                assert org.worker.run_once()  # the queued callout, delivered after commit
+                return str(created.id)
+
+            good = customer("Typed")
+            row = org.query.execute(f"SELECT NumberOfEmployees, Site FROM Account WHERE Id = '{good}'",
+                                    context).records[0]
+            # "1200" (a string in the answer) is the schema's integer; 4711 (a number) its string.
+            assert (row["NumberOfEmployees"], row["Site"]) == (1200, "4711")
+
+            server.answer = {"account": {"number": "9"}, "total": "lots"}
+            bad = customer("Misfit")
+            row = org.query.execute(f"SELECT NumberOfEmployees, Site FROM Account WHERE Id = '{bad}'",
+                                    context).records[0]
+            assert (row["NumberOfEmployees"], row["Site"]) == (None, None)  # nothing of the misfit is stored
+            dead = next(c for c in org.callouts.list() if c["recordId"] == bad)
+            assert dead["state"] == "Dead"
+            assert dead["lastError"] == ("invoices.listInvoices: the 200 answer does not fit its schema: total: "
+                                         "expected an integer, got 'lots'")
+    finally:
+        server.server.shutdown()
+        server.server.server_close()

@@ -31,17 +31,10 @@ API = "/services/data/v66.0"
 NATS = "nats://127.0.0.1:4222"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest) -> Iterator[str]:
+@pytest.fixture
+def store(store_url: str) -> str:
     """'' for the embedded SQLite store; a fresh PostgreSQL database (dropped afterwards) otherwise."""
-    if request.param == "sqlite":
-        yield ""
-        return
-    try:
-        with postgres_database() as url:
-            yield url
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
+    return store_url
 
 
 def store_args(store: str) -> tuple[str, ...]:

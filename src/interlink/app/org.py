@@ -105,6 +105,7 @@ class Org:
         self.outbound = OutboundQueue(store, self.callouts, lambda: (self.org_id, self.instance_url()),
                                       self.mint_token)
         self.services = ServiceDirectory(self.callouts)
+        self.callouts.typed = self.services.typed  # queued External Service answers are typed before mapping
         self.python_actions: dict[str, ActionDef] = {}
         self.flows = FlowRuntime(self.hooks, self.records, {
             "callout": callout_action(self.callouts), "outbound_message": outbound_action(self.outbound),

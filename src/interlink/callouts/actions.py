@@ -148,7 +148,7 @@ def service_action(services: ServiceDirectory, queue: CalloutQueue) -> ActionKin
                               method=request.method, path=request.path, body=request.body,
                               headers=request.headers, source=f"flow {flow} ({found.name}.{op.name})",
                               object_name=event.object.name, record_id=event.new[index].get("Id"),
-                              on_success=spec.get("on_success"))
+                              on_success=spec.get("on_success"), operation=f"{found.name}.{op.name}")
             except InterlinkError as error:
                 failed[index] = error.message
         return failed

@@ -127,6 +127,8 @@ class CalloutQueue:
         self.clock = clock
         self.sender = sender
         self.lease_seconds = lease_seconds
+        # Types an External Service answer (``service.operation``, status, answer); set by the org.
+        self.typed: Callable[[str, int, Any], Any] | None = None
         self.jitter = jitter
         self.records: RecordService | None = None  # set by the org: on_success updates go through the write path
 
@@ -172,10 +174,12 @@ class CalloutQueue:
     def enqueue(self, conn: Connection, counters: dict[str, int], context: Context, *, credential: str,
                 method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None,
                 source: str, object_name: str | None = None, record_id: str | None = None,
-                on_success: Mapping[str, str] | None = None) -> str:
+                on_success: Mapping[str, str] | None = None, operation: str | None = None) -> str:
         """Queue one callout in the open transaction ``conn``; returns its id.
 
         The credential and path are checked now (a refused callout fails the caller, not a later delivery).
+        ``operation`` (``service.operationId``): an External Service call, whose answer is typed by the operation's
+        response schema before ``on_success`` maps it.
         """
         named = self.credential(credential)
         named.endpoint(path)
@@ -192,7 +196,7 @@ class CalloutQueue:
             id=callout_id, credential=named.name, method=method.upper(), path=path,
             headers_json=json.dumps(all_headers), body=payload, idempotency_key=str(uuid.uuid4()), source=source,
             object_name=object_name, record_id=record_id,
-            on_success_json=json.dumps(dict(on_success)) if on_success else None, user_id=context.user_id,
+            on_success_json=_on_success_json(on_success, operation), user_id=context.user_id,
             api_version=context.api_version, state=QUEUED, attempts=0, next_attempt_at=now, last_error=None,
             history_json="[]", created_at=now, updated_at=now, claimed_by=None, claimed_until=None))
         return callout_id
@@ -264,7 +268,7 @@ class CalloutQueue:
         with scope as unit:
             conn = unit.conn if mapping else unit
             if mapping:
-                problem = self._apply_response(row, delivery.body)
+                problem = self._apply_response(row, delivery.status or 0, delivery.body)
                 if problem is not None:  # the answer could not be stored: the callout is dead, the record untouched
                     history[-1]["error"] = problem
                     values.update(history_json=json.dumps(history), last_error=problem)
@@ -283,14 +287,20 @@ class CalloutQueue:
         delay = min(self.backoff_cap_seconds, self.backoff_seconds * 2 ** (attempt - 1))
         return delay * (0.5 + self.jitter() / 2)
 
-    def _apply_response(self, row: Any, body: bytes) -> str | None:
+    def _apply_response(self, row: Any, status: int, body: bytes) -> str | None:
         """Set the asking record's fields from the JSON response (Request and Reply); a problem, or None."""
         assert self.records is not None
         try:
             data = json.loads(body or b"null")
         except ValueError:
             return "the response is not JSON: its fields cannot be mapped onto the record"
-        values = {name: response_value(data, str(path)) for name, path in json.loads(row.on_success_json).items()}
+        mapping, operation = _read_on_success(row.on_success_json)
+        if operation is not None and self.typed is not None:
+            try:
+                data = self.typed(operation, status, data)
+            except InterlinkError as error:  # an answer that does not fit its schema is not stored
+                return error.message
+        values = {name: response_value(data, str(path)) for name, path in mapping.items()}
         context = Context(row.user_id, "", row.api_version)
         assert self.records is not None
         (result,) = self.records.update(context, row.object_name, [{"Id": row.record_id, **values}])
@@ -379,6 +389,25 @@ class CalloutQueue:
 def _plain(store: Store) -> Any:
     """A write transaction of the store, for state changes that touch no record."""
     return store.write()
+
+
+
+def _on_success_json(on_success: Mapping[str, str] | None, operation: str | None) -> str | None:
+    """What a callout row keeps of ``on_success``: the mapping, with the External Service operation that types the
+    answer (``{"fields": {...}, "operation": "billing.createAccount"}``)."""
+    if not on_success:
+        return None
+    if operation is None:
+        return json.dumps(dict(on_success))
+    return json.dumps({"fields": dict(on_success), "operation": operation})
+
+
+def _read_on_success(stored: str) -> tuple[dict[str, Any], str | None]:
+    """(field -> answer path, the typing operation or None) from a row's ``on_success_json``."""
+    spec = json.loads(stored)
+    if isinstance(spec.get("fields"), dict) and isinstance(spec.get("operation"), str):
+        return spec["fields"], spec["operation"]
+    return spec, None
 
 
 __all__ = [

@@ -295,6 +295,15 @@ class ServiceDirectory:
                                                 request.headers, user_id=user_id)
         return status, typed_answer(op, status, answer, f"{found.name}.{op.name}")
 
+    def typed(self, qualified: str, status: int, answer: Any) -> Any:
+        """``answer`` of operation ``service.operation`` typed by its response schema for ``status`` (a queued
+        callout's answer, before ``on_success`` maps it); InvalidResponse when it does not fit."""
+        from interlink.callouts.typed import typed_answer
+
+        service, _, name = qualified.partition(".")
+        found, op = self.operation(service, name)
+        return typed_answer(op, status, answer, f"{found.name}.{op.name}")
+
     def invoke(self, service: str, name: str, inputs: Mapping[str, Any], user_id: str | None = None) -> dict[str, Any]:
         """Call the operation now: ``{"responseCode": 200, "200": <typed answer>}``; errors raise."""
         status, answer = self.call(service, name, inputs, user_id)
