@@ -1,5 +1,5 @@
 # Interlink: `make run` starts a ready org with the example systems; `make test` runs the whole suite; `make bench`
-# runs bench/.
+# runs bench/ (`make perf-doc` also writes docs/performance.md).
 # Each target creates .venv and installs what it needs on a fresh machine.
 
 PYTHON ?= python3
@@ -7,13 +7,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_ARGS ?= --sample-data --with-examples
 
-.PHONY: run test lint bench clean help browser screenshots
+.PHONY: run test lint bench perf-doc clean help browser screenshots
 
 help:
 	@echo "make run    - set up .venv and start an org with sample data (HTTPS on 127.0.0.1:8443) and the example"
 	@echo "             remote systems of every pattern (8701-8704); prints where to look"
 	@echo "make test   - install test extras and run ruff + the whole test suite"
-	@echo "make bench  - run the benchmarks in bench/ (prints ratios against baselines)"
+	@echo "make bench  - run the benchmarks in bench/ (prints one table of ratios against their baselines)"
+	@echo "make perf-doc - run them and write the table to docs/performance.md"
 	@echo "make screenshots - save a PNG of each console page under docs/screenshots/ (headless Chromium)"
 
 $(BIN)/python:
@@ -48,14 +49,13 @@ screenshots: $(VENV)/.stamp-test browser
 test: lint browser
 	$(BIN)/python -m pytest -q -n auto --maxprocesses 4
 
+# Every benchmark of bench/ (quick variants, about 10 minutes), then one table of ratios against their baselines.
 bench: $(VENV)/.stamp-test
-	$(BIN)/python bench/rest_get.py
-	$(BIN)/python bench/soql.py --quick
-	$(BIN)/python bench/collections_insert.py
-	$(BIN)/python bench/bus.py
-	$(BIN)/python bench/bulk.py --quick
-	$(BIN)/python bench/virtual.py --quick
-	$(BIN)/python bench/pipeline.py --quick
+	$(BIN)/python bench/report.py
+
+# The same run, also written to docs/performance.md.
+perf-doc: $(VENV)/.stamp-test
+	$(BIN)/python bench/report.py --markdown docs/performance.md
 
 clean:
 	rm -rf $(VENV) .interlink .pytest_cache .ruff_cache
