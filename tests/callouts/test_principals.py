@@ -198,3 +198,32 @@ def test_the_cli_stores_a_users_own_secret(tmp_path: Path, remote: Remote) -> No
     assert f"BILLING_TOKEN@{alice}" in listed and "alice-cli-token" not in listed
     unknown = set_secret("X", "nobody@example.com")
     assert unknown.returncode == 2 and "there is no user 'nobody@example.com'" in unknown.stderr
+
+
+TRIGGER = """
+from interlink.automation import trigger
+
+@trigger("Contact", after=["insert"])
+def notify(ctx):
+    for record in ctx.new:
+        ctx.callout("Billing", "POST", "/contacts", json={"name": record["LastName"]})
+"""
+
+
+def test_a_python_trigger_calls_out_as_the_user_who_saved(tmp_path: Path, remote: Remote) -> None:
+    project = write_project(tmp_path, remote)
+    (project / "triggers").mkdir(exist_ok=True)
+    (project / "triggers" / "notify.py").write_text(TRIGGER)
+    with backend_org(tmp_path, "sqlite", {}, bulk_workers=0) as org:
+        alice = new_user(org, "alice", granted=True, token="alice-trigger-token")
+        mallory = new_user(org, "mallory", granted=False, token="mallory-trigger-token")
+        for user_id, name in ((alice, "Alice Contact"), (mallory, "Mallory Contact")):
+            (result,) = org.records.create(Context(user_id, org.org_id), "Contact", [{"LastName": name}])
+            assert result.success, result.errors
+        while org.worker.run_once():
+            pass
+        sent = {json.loads(r["body"])["name"]: r["headers"]["Authorization"] for r in remote.requests
+                if r["path"].endswith("/contacts")}
+        assert sent == {"Alice Contact": "Bearer alice-trigger-token"}  # mallory's was refused: nothing sent
+        refused = [c for c in org.callouts.list(state="Dead") if c["source"].startswith("trigger")]
+        assert len(refused) == 1 and "We couldn't access the credential(s)" in refused[0]["lastError"]
