@@ -50,6 +50,11 @@ class Settings:
     lockout_attempts: int = _setting(
         10, "Consecutive failed password logins that lock a user out (0 = never lock).")
     lockout_minutes: int = _setting(15, "Minutes a locked-out user stays locked (interlink users unlock ends it).")
+    trusted_proxies: str = _setting(
+        "", "Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For gives the client's "
+        "address; empty: the socket peer is the client.")
+    enforce_ip_ranges_every_request: bool = _setting(
+        False, "Refuse each request of a session from outside its profile's login IP ranges, not only the login.")
     log_level: str = _setting("info", "Log level: debug, info, warning or error.")
     bus: str = _setting(
         "", "Event bus URL: empty for the embedded SQLite log under data_dir, nats://host:port, or memory:// "

@@ -37,10 +37,17 @@ EXPECTED_PREFIXES = {
     "ObjectPermissions": "110",
     "FieldPermissions": "01k",
     "UserRole": "00E",
+    "Group": "00G",
+    "GroupMember": "011",
+    "AccountShare": "00r",
+    "OpportunityShare": "00t",
+    "CaseShare": "01n",
+    "ContactShare": "03s",
 }
 # Objects the platform defines without a name field.
 WITHOUT_NAME_FIELD = {"LoginHistory", "SetupAuditTrail", "PermissionSetAssignment", "PermissionSetGroupComponent",
-                      "ObjectPermissions", "FieldPermissions"}
+                      "ObjectPermissions", "FieldPermissions", "GroupMember", "AccountShare", "OpportunityShare",
+                      "CaseShare", "ContactShare"}
 SETUP_OBJECTS = {"Profile", "PermissionSet", "PermissionSetAssignment", "PermissionSetGroup",
                  "PermissionSetGroupComponent", "ObjectPermissions", "FieldPermissions"}
 SYSTEM_FIELDS = {"Id", "IsDeleted", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById",
@@ -111,7 +118,8 @@ def test_every_object_has_system_fields_and_one_name_field(objects: dict[str, Ob
 
 def test_owner_field_only_where_the_platform_has_one(objects: dict[str, ObjectDef]) -> None:
     without_owner = {"User", "Organization", "OrderItem", "PricebookEntry", "Product2", "Pricebook2", "LoginHistory",
-                     "SetupAuditTrail", "UserRole", *SETUP_OBJECTS}
+                     "SetupAuditTrail", "UserRole", "Group", "GroupMember", "AccountShare", "OpportunityShare",
+                     "CaseShare", "ContactShare", *SETUP_OBJECTS}
     for obj in objects.values():
         assert obj.has_field("OwnerId") is (obj.name not in without_owner), obj.name
     owner = _field(objects["Account"], "OwnerId")

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from interlink.api import openapi
 from interlink.api.app import bearer_token, supported_versions
-from interlink.api.http import error_response, instance_url, json_response
+from interlink.api.http import client_ip, error_response, instance_url, json_response
 from interlink.errors import InterlinkError, InvalidHeaderError, NotFoundError
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def routes() -> list[Route]:
         async def run(request: Request) -> Response:
             org: Org = request.app.state.org
             try:
-                org.tokens.validate(bearer_token(request))
+                org.tokens.validate(bearer_token(request), client_ip(request))
                 org.usage.count()
                 return await handler(request, org)
             except InterlinkError as error:

@@ -28,6 +28,7 @@ from interlink.api import collections as collections_api
 from interlink.api import composite as composite_api
 from interlink.api import graphql_api, oauth_routes, query, search, soap_routes, sobjects
 from interlink.api.http import (
+    client_ip,
     dumps,
     error_response,
     instance_url,
@@ -99,7 +100,7 @@ class DataApi:
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
         segments = split_path(raw_path.decode("latin-1"))[2:]
         version = self._version(segments[0])
-        session = self.org.tokens.validate(bearer_token(request))
+        session = self.org.tokens.validate(bearer_token(request), client_ip(request))
         used, allocation = self.org.usage.count()
         limit_header = {"Sforce-Limit-Info": f"api-usage={used}/{allocation}"}
         try:

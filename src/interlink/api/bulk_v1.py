@@ -31,7 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from interlink.api.app import bearer_token, supported_versions
-from interlink.api.http import require_api, unexpected_error_response
+from interlink.api.http import client_ip, require_api, unexpected_error_response
 from interlink.errors import BulkJobError, InterlinkError, NotFoundError
 from interlink.jobs.classic import NS, ClassicJobs
 from interlink.jobs.model import QUERY_OPERATIONS, Job
@@ -173,7 +173,7 @@ def routes() -> list[Route]:
             version = request.path_params["version"]
             if not _VERSION_RE.match(version) or version not in supported_versions(org):
                 raise NotFoundError()
-            session = org.tokens.validate(bearer_token(request))
+            session = org.tokens.validate(bearer_token(request), client_ip(request))
             org.usage.count()
             call.body = await request.body()  # only once the caller is known
             call.context = require_api(org.context_for(session.user_id, api_version=version,

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from interlink.api.http import JSON_TYPE
+from interlink.api.http import JSON_TYPE, client_ip
 from interlink.bus.view import EventJson
 from interlink.errors import InterlinkError
 
@@ -110,7 +110,7 @@ class CometdServer:
         if scheme.lower() not in ("oauth", "bearer") or not token.strip():
             return None
         try:
-            return self.org.tokens.validate(token.strip())
+            return self.org.tokens.validate(token.strip(), client_ip(request))
         except InterlinkError:
             return None
 

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from interlink.errors import InterlinkError, JsonParserError, MethodNotAllowed, NotModified, OAuthError
+from interlink.security.login_restrictions import client_address
 from interlink.store.failures import store_failure
 
 log = logging.getLogger(__name__)
@@ -103,3 +104,14 @@ def require_api(context: Any) -> Any:
     if access is not None and not access.has("ApiEnabled"):
         raise ApiDisabled()
     return context
+
+
+def client_ip(request: Request) -> str | None:
+    """The client's address: the socket peer, or behind one of the ``trusted_proxies`` the X-Forwarded-For hop
+    before them (LoginHistory.SourceIp, and what profile login IP ranges are checked against)."""
+    peer = request.client.host if request.client else None
+    org = getattr(request.app.state, "org", None) if "app" in request.scope else None
+    trusted = org.trusted_proxies if org is not None else ()
+    if not trusted:
+        return peer
+    return client_address(peer, request.headers.getlist("x-forwarded-for"), trusted)

@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from interlink.api.http import error_response, instance_url, json_response
+from interlink.api.http import client_ip, error_response, instance_url, json_response
 from interlink.errors import InterlinkError, InvalidSession, NotFoundError, OAuthError
-from interlink.security.logins import LoginRefused
+from interlink.security.logins import RESTRICTED_MESSAGES, LoginRefused
 
 if TYPE_CHECKING:
     from interlink.app.org import Org
@@ -54,11 +54,6 @@ def _bearer(request: Request) -> str:
     if token:
         return token
     raise InvalidSession("Bad_OAuth_Token")
-
-
-def client_ip(request: Request) -> str | None:
-    """The address a login came from, for LoginHistory.SourceIp (the peer: proxy headers are not trusted)."""
-    return request.client.host if request.client else None
 
 
 async def token(request: Request) -> Response:
@@ -108,7 +103,7 @@ async def introspect(request: Request) -> Response:
 
 def _current_user(request: Request):  # type: ignore[no-untyped-def]
     org = _org(request)
-    session = org.tokens.validate(_bearer(request))
+    session = org.tokens.validate(_bearer(request), client_ip(request))
     user = org.directory.user_by_id(session.user_id)
     if user is None:
         raise InvalidSession()
@@ -171,9 +166,11 @@ async def authorize(request: Request) -> Response:
         attempt = org.oauth.attempt(app, client_ip(request), instance_url(request))
         try:
             user = org.oauth.logins.password_login(params.get("username", ""), params.get("password", ""), attempt)
-        except LoginRefused:
-            # Locked out or inactive reads the same as a wrong password: nothing to learn for a guesser.
-            error_html = '<p class="error">Please check your username and password.</p>'
+        except LoginRefused as refused:
+            # Locked out or inactive reads the same as a wrong password: nothing to learn for a guesser. The
+            # profile's restrictions are told (only the right password gets that far).
+            message = RESTRICTED_MESSAGES.get(refused.status, "Please check your username and password.")
+            error_html = f'<p class="error">{html.escape(message)}</p>'
         else:
             code = org.oauth.issue_code(app, user, redirect_uri, params.get("code_challenge"))
             return _redirect(redirect_uri, {"code": code, "state": state})

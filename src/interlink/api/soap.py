@@ -95,6 +95,8 @@ _LOGIN_FAULT_CODES = frozenset(
     {
         "INVALID_LOGIN",
         "LOGIN_MUST_USE_SECURITY_TOKEN",
+        "LOGIN_DURING_RESTRICTED_DOMAIN",
+        "LOGIN_DURING_RESTRICTED_TIME",
         "LOGIN_CHALLENGE_ISSUED",
         "LOGIN_CHALLENGE_PENDING",
         "INVALID_ORG_ID",
@@ -149,6 +151,13 @@ def _client_fault(message: str) -> SoapFault:
 
 
 # -- fault constructors --------------------------------------------------------------------------------------
+
+
+def restricted_login(time_restricted: bool) -> SoapFault:
+    """A login outside the profile's login hours or login IP ranges (the partner API's ExceptionCode texts)."""
+    if time_restricted:
+        return SoapFault("LOGIN_DURING_RESTRICTED_TIME", "The user is not allowed to log in during this time period.")
+    return SoapFault("LOGIN_DURING_RESTRICTED_DOMAIN", "The user is not allowed to log in from this IP address.")
 
 
 def invalid_login() -> SoapFault:

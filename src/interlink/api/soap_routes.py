@@ -9,9 +9,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from interlink.api import soap
-from interlink.api.http import instance_url
-from interlink.api.oauth_routes import client_ip
-from interlink.security.logins import LOGIN_TYPE_SOAP, LoginAttempt, LoginRefused
+from interlink.api.http import client_ip, instance_url
+from interlink.security.logins import (
+    LOGIN_TYPE_SOAP,
+    RESTRICTIONS,
+    STATUS_RESTRICTED_TIME,
+    LoginAttempt,
+    LoginRefused,
+)
 
 if TYPE_CHECKING:
     from interlink.app.org import Org
@@ -33,8 +38,10 @@ async def partner(request: Request) -> Response:
                                api_type="SOAP Partner", api_version=version)
         try:
             user = org.oauth.logins.password_login(username, password, attempt)
-        except LoginRefused:
-            raise soap.invalid_login() from None  # "...; or user locked out." covers every refusal
+        except LoginRefused as refused:
+            if refused.status in RESTRICTIONS:  # only after the right password: the profile's restrictions
+                raise soap.restricted_login(refused.status == STATUS_RESTRICTED_TIME) from None
+            raise soap.invalid_login() from None  # "...; or user locked out." covers every other refusal
         token, _ = org.tokens.mint(user.id, app_id=None)
     except soap.SoapFault as fault:
         return Response(soap.fault_response(fault), status_code=500, media_type=_XML)

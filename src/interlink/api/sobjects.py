@@ -258,7 +258,8 @@ def _matches(request: ApiRequest, obj: ObjectDef, field_name: str, value: str) -
     fdef = obj.field(field_name)
     assert fdef is not None
     key = parse_value(fdef, value)
-    return request.org.records.find_by_external_id(obj.name, field_name, [key])[key]
+    return request.org.records.find_by_external_id(obj.name, field_name, [key],
+                                                   access=request.context.enforced)[key]
 
 
 async def _by_external_id(request: ApiRequest, on_record: Handler) -> Response:

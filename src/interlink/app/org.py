@@ -22,6 +22,7 @@ from interlink.app.monitoring import pipeline_monitor
 from interlink.app.permissions import apply_permission_metadata
 from interlink.app.processes import ProcessRegistry
 from interlink.app.provisioning import apply_identity_metadata
+from interlink.app.sharing import apply_sharing_metadata
 from interlink.automation.actions import python_action
 from interlink.automation.event_flows import EventFlowRunner
 from interlink.automation.flows import FlowRuntime, load_flows
@@ -51,8 +52,10 @@ from interlink.security.access import SETUP_OBJECTS, AccessService
 from interlink.security.apps import ConnectedApp
 from interlink.security.audit import AuditedDirectory, AuditedSecretStore, install_setup_audit
 from interlink.security.limits import ApiUsage
+from interlink.security.login_restrictions import parse_networks
 from interlink.security.oauth import OAuthService
 from interlink.security.passwords import generate_password
+from interlink.security.sharing import manual_share_guard
 from interlink.security.tokens import TokenService
 from interlink.settings import Settings
 from interlink.soql import search_index
@@ -119,6 +122,8 @@ class Org:
         # A change to a profile, permission set, assignment, role or user applies at once here.
         self.hooks.register("on_commit", lambda _event: self.access.invalidate(),
                             objects=[*SETUP_OBJECTS, "User", "UserRole"])
+        # Manual shares (AccountShare, Invoice__Share, ...): Manual, Read or Edit, by whoever may share the record.
+        self.hooks.register("before_save", manual_share_guard(store))
         self.org_id = ""
         self.org_name = settings.org_name
         self.created_at: datetime | None = None
@@ -233,10 +238,16 @@ class Org:
         self.oauth.logins.configure(lockout_attempts=self.settings.lockout_attempts,
                                     lockout_minutes=self.settings.lockout_minutes)
         self.oauth.logins.api_only_permission = lambda user_id: self.access.for_user(user_id).has("ApiUserOnly")
+        # Profile login IP ranges and login hours: the client address they are checked against, and how often.
+        self.trusted_proxies = parse_networks(self.settings.trusted_proxies)
+        self.oauth.logins.enforce_ip_every_request = self.settings.enforce_ip_ranges_every_request
+        self.oauth.logins.cache_seconds = self.settings.token_cache_seconds
         if deploy or report.created:
             report.identity_changes = apply_permission_metadata(self, self.settings.project_dir)
         if deploy:
             report.identity_changes += apply_identity_metadata(self, self.settings.project_dir)
+        if deploy or report.created:  # groups name users, so after the project's users
+            report.identity_changes += apply_sharing_metadata(self, self.settings.project_dir)
 
     _sample_metadata = False
 

@@ -46,6 +46,7 @@ from interlink.security.access import (
     parse_field_permission,
     parse_object_permissions,
 )
+from interlink.security.login_restrictions import ProfileRestrictions, parse_ip_ranges, parse_login_hours
 from interlink.soql.render import quote
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
 
 _SET_KEYS = {"name", "label", "description", "userPermissions", "objectPermissions", "fieldPermissions",
              "externalCredentialPrincipals"}  # checked and enforced by interlink.callouts.principals
-_PROFILE_KEYS = _SET_KEYS - {"label", "externalCredentialPrincipals"} | {"loginIpRanges"}
+_PROFILE_KEYS = _SET_KEYS - {"label", "externalCredentialPrincipals"} | {"loginIpRanges", "loginHours"}
 _GROUP_KEYS = {"name", "label", "description", "permissionSets"}
 
 BUILT_IN: dict[str, set[str]] = {
@@ -251,6 +252,11 @@ def apply_permission_metadata(org: Org, project_dir: Path) -> list[str]:
         profiles[name] = profile_id
         writer.object_permissions(set_id, name, objects, exact=True)
         writer.field_permissions(set_id, name, fields, exact=True)
+        # Login IP ranges and login hours: kept where the login policy reads them (interlink.security.logins).
+        restrictions = ProfileRestrictions(parse_ip_ranges(data.get("loginIpRanges"), str(path)),
+                                           parse_login_hours(data.get("loginHours"), str(path)))
+        if org.oauth.logins.set_profile_restrictions(profile_id, restrictions):
+            writer.changes.append(f"{name}: login IP ranges and login hours")
     for name, data, path in _documents(metadata / "permissionSets", _SET_KEYS):
         system, objects, fields = _grants(org, data, path)
         set_id = writer.permission_set(name, str(data.get("label") or name), str(data.get("description") or ""),

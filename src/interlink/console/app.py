@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 from interlink.console import session
 from interlink.console.render import STATIC, is_secure, org_of, page, render, with_headers
 from interlink.console.session import ConsoleUser
-from interlink.security.logins import STATUS_API_ONLY, LoginRefused
+from interlink.security.logins import RESTRICTED_MESSAGES, STATUS_API_ONLY, LoginRefused
 
 API_ONLY_MESSAGE = ("This user is an API-only (integration) user: it can use the APIs but cannot log in to the "
                     "console.")
@@ -58,9 +58,10 @@ async def login_submit(request: Request) -> Response:
     except LoginRefused as refused:
         # A locked-out or inactive user reads like a wrong password; only a right password of an API-only
         # user learns why it cannot come in.
-        message = API_ONLY_MESSAGE if refused.status == STATUS_API_ONLY else "Please check your username and password."
-        return _login_form(request, error=message, status=403 if refused.status == STATUS_API_ONLY else 401,
-                           username=username)
+        told = refused.status == STATUS_API_ONLY or refused.status in RESTRICTED_MESSAGES
+        message = API_ONLY_MESSAGE if refused.status == STATUS_API_ONLY else RESTRICTED_MESSAGES.get(
+            refused.status, "Please check your username and password.")
+        return _login_form(request, error=message, status=403 if told else 401, username=username)
     response = RedirectResponse(_safe_next(str(form.get("next", "")) or None), 303)
     session.set_session_cookie(response, token, secure=is_secure(request))
     response.delete_cookie(session.LOGIN_CSRF_COOKIE, path="/console/login")

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import Response
 
+from interlink.api.http import client_ip
 from interlink.errors import InterlinkError, InvalidSession
 from interlink.records.context import Context
 from interlink.security.apps import UserRecord
@@ -70,7 +71,7 @@ def login(org: Org, username: str, password: str, request: Request | None = None
     """
     attempt = LoginAttempt(
         LOGIN_TYPE_APPLICATION, BROWSER_APPLICATION,
-        source_ip=request.client.host if request is not None and request.client else None,
+        source_ip=client_ip(request) if request is not None else None,
         login_url=f"{request.url.scheme}://{request.url.netloc}" if request is not None else None,
         browser=(request.headers.get("user-agent") or None) if request is not None else None)
     user = org.oauth.logins.password_login(username.strip(), password, attempt)
@@ -87,7 +88,7 @@ def logout(org: Org, request: Request) -> None:
 def current_user(org: Org, request: Request) -> ConsoleUser:
     """The request's user; INVALID_SESSION_ID when the cookie is missing, expired or revoked."""
     token = request.cookies.get(COOKIE, "")
-    session = org.tokens.validate(token)
+    session = org.tokens.validate(token, client_ip(request))
     user = org.directory.user_by_id(session.user_id)
     if user is None or not user.is_active:
         raise InvalidSession()

@@ -20,6 +20,7 @@ from interlink.ids import BASE62
 from interlink.metadata.history import history_objects
 from interlink.metadata.model import FieldDef, ObjectDef, Schema
 from interlink.metadata.sfdx import find_package_directories, load_sfdx_objects_with_warnings
+from interlink.metadata.sharing import needs_share_object, share_spec
 from interlink.metadata.spec import Spec, build_object, merge_specs
 from interlink.metadata.standard_objects import load_standard_specs
 
@@ -90,6 +91,14 @@ def load_project(project_dir: Path, deployed: Schema | None = None,
 
     for spec, source in project_specs:
         _add(specs, sources, spec, source)
+    for name, spec in list(specs.items()):  # Invoice__Share for a Private or Read Invoice__c
+        if needs_share_object(spec):
+            share = share_spec(spec)
+            if share["name"].lower() in specs:
+                raise MetadataError(f"{sources[name][-1]}: {share['name']} is the share object of {spec['name']} "
+                                    "and cannot be defined")
+            specs[share["name"].lower()] = share
+            sources[share["name"].lower()] = sources[name]
 
     _assign_key_prefixes(specs, deployed, retired_prefixes)
     objects = [build_object(spec, sources[name][-1]) for name, spec in specs.items()]

@@ -83,7 +83,7 @@ class PubSubService(pb_grpc.PubSubServicer):
         if not token:
             raise PubSubAuthError("Missing the accesstoken header in the call metadata")
         try:
-            session = self.org.tokens.validate(str(token))
+            session = self.org.tokens.validate(str(token), _peer_address(context))
         except InvalidSession:
             raise PubSubAuthError("The access token is invalid or expired") from None
         tenant = metadata.get("tenantid")
@@ -407,3 +407,14 @@ async def start_server(org: Org, host: str, port: int, *, server_cert: bytes, se
                                  "(choose another with --grpc-port, 0 for any free port, -1 for none)")
     await server.start()
     return server, bound
+
+
+def _peer_address(context: grpc.aio.ServicerContext) -> str | None:
+    """The client's address from gRPC's peer string (``ipv4:10.0.0.5:53012``, ``ipv6:[::1]:53012``)."""
+    peer = context.peer() or ""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0] or None
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]") or None
+    return None

@@ -78,12 +78,14 @@ class RecordLifecycle:
         rows = {row.Id: dict(row._mapping) for row in
                 uow.conn.execute(select(table).where(table.c.Id.in_([normalized[i] for i in indexes])))}
         ready: list[int] = []
+        access = context.enforced
+        editable = None if access is None else access.editable_ids(obj, rows.values(), conn=uow.conn)
         for index in indexes:
             row = rows.get(normalized[index])
             if row is None:
                 results[index].errors.append(NotFoundError() if action != "undelete" else InvalidCrossReference(
                     "invalid cross reference id", []))
-            elif context.enforced is not None and not context.enforced.can_edit_row(obj, row):
+            elif editable is not None and row["Id"] not in editable:
                 results[index].errors.append(no_record_access())
             elif action == "delete" and row.get("IsDeleted"):
                 results[index].errors.append(EntityIsDeleted("entity is deleted", []))

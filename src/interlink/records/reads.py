@@ -86,8 +86,12 @@ class RecordReads:
         return names
 
     def find_by_external_id(self, object_name: str, field_name: str, values: Sequence[Any],
-                            conn: Any | None = None) -> dict[Any, list[str]]:
-        """Ids of live records whose ``field_name`` matches each value (case-insensitively for text)."""
+                            conn: Any | None = None, access: Any | None = None) -> dict[Any, list[str]]:
+        """Ids of live records whose ``field_name`` matches each value (case-insensitively for text).
+
+        With ``access`` (the caller's :class:`~interlink.security.access.UserAccess`) only the records its row
+        filter lets the caller see can match: a record the caller may not see does not exist for them.
+        """
         obj = self.object(object_name)
         fdef = self.external_id_field(obj, field_name)
         if obj.is_external:
@@ -103,6 +107,9 @@ class RecordReads:
         query = select(table.c.Id, column).where(expression.in_(list(keys)))
         if obj.has_field("IsDeleted"):
             query = query.where(table.c.IsDeleted.is_not(True))
+        visible = access.row_filter(table, obj) if access is not None else None
+        if visible is not None:
+            query = query.where(visible)
 
         def run(connection: Any) -> None:
             for row in connection.execute(query.order_by(table.c.Id)):

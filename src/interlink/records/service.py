@@ -203,7 +203,10 @@ class RecordService(RecordReads, RecordLifecycle):
                 results[index].errors.append(error)
 
         with self._batch_scope(context, all_or_none) as scope:
-            matches = self.find_by_external_id(obj.name, fdef.name, list(keys.values()), conn=scope.uow.conn)
+            # Only the records the caller may see can match (their ids must not leak through a 300 either); a key
+            # that matches none of them inserts, as for any record the caller cannot see.
+            matches = self.find_by_external_id(obj.name, fdef.name, list(keys.values()), conn=scope.uow.conn,
+                                               access=context.enforced)
             creates: list[int] = list(keys_missing)
             updates: list[int] = []
             for index, key in keys.items():
@@ -373,6 +376,8 @@ class RecordService(RecordReads, RecordLifecycle):
         if self.store.backend == "postgresql":
             query = query.with_for_update()
         rows = {row.Id: dict(row._mapping) for row in uow.conn.execute(query)}
+        # Record-level sharing: which of them the caller may edit (one query, in this transaction).
+        editable = None if access is None else access.editable_ids(obj, rows.values(), conn=uow.conn)
         old_rows: dict[int, dict[str, Any]] = {}
         for index in list(prepared):
             row = rows.get(targets[index])
@@ -380,7 +385,7 @@ class RecordService(RecordReads, RecordLifecycle):
                 results[index].errors.append(NotFoundError())
             elif row.get("IsDeleted"):
                 results[index].errors.append(EntityIsDeleted("entity is deleted", []))
-            elif access is not None and not access.can_edit_row(obj, row):
+            elif editable is not None and row["Id"] not in editable:
                 results[index].errors.append(no_record_access())
             elif if_unmodified_since is not None and row["LastModifiedDate"] > if_unmodified_since:
                 results[index].errors.append(PreconditionFailed(

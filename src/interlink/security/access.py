@@ -16,7 +16,8 @@ What a user may not read does not exist for them: the query engine and describe 
 a view of the schema without the objects and fields the user cannot read (the platform's ``sObject type 'X' is not
 supported`` and ``No such column 'F'``), and the write path resolves incoming fields against
 :meth:`UserAccess.object_view`, whose fields are read-only where the user may not edit them
-(``INVALID_FIELD_FOR_INSERT_UPDATE``). Record-level sharing is not part of this module yet.
+(``INVALID_FIELD_FOR_INSERT_UPDATE``). Record-level sharing (the organization-wide default, the role hierarchy,
+groups, sharing rules, manual shares) is one SQL condition per object, built by :mod:`interlink.security.sharing`.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from sqlalchemy import func, select
 
 from interlink.errors import InsufficientAccess
 from interlink.metadata.model import FieldDef, ObjectDef, Schema
+from interlink.security.sharing import NO_SHARING, SharingFilter, UserSharing, rules_fingerprint
 from interlink.store.database import Store
 
 SETUP_OBJECTS = frozenset({"Profile", "PermissionSet", "PermissionSetAssignment", "ObjectPermissions",
-                           "FieldPermissions", "PermissionSetGroup", "PermissionSetGroupComponent"})
+                           "FieldPermissions", "PermissionSetGroup", "PermissionSetGroupComponent",
+                           "Group", "GroupMember"})
 #: System permissions, by the suffix of their ``Permissions*`` field on PermissionSet.
 SYSTEM_PERMISSIONS = ("ApiEnabled", "ApiUserOnly", "ViewAllData", "ModifyAllData", "ManageUsers", "ViewSetup")
 
@@ -86,7 +89,8 @@ class UserAccess:
 
     def __init__(self, user_id: str, system: frozenset[str], objects: dict[str, ObjectAccess],
                  fields: dict[str, dict[str, tuple[bool, bool]]], fingerprint: str,
-                 owners: frozenset[str] = frozenset()) -> None:
+                 owners: frozenset[str] = frozenset(), *, sharing: UserSharing = NO_SHARING,
+                 store: Store | None = None) -> None:
         self.user_id = user_id
         # Whose records the role hierarchy shares with this user: themselves and the users in the roles below theirs.
         self.owners = owners | {user_id}
@@ -98,6 +102,8 @@ class UserAccess:
         self._schemas: dict[int, tuple[Schema, Schema]] = {}
         self._views: dict[int, tuple[ObjectDef, ObjectDef]] = {}
         self._lock = threading.Lock()
+        # Groups, sharing rules and manual shares: the SQL condition of the records this user may see or edit.
+        self.sharing = SharingFilter(self, store, sharing)
 
     def has(self, permission: str) -> bool:
         if permission in RESTRICTIONS:  # Modify All Data grants powers, not restrictions
@@ -149,16 +155,28 @@ class UserAccess:
         return model == "Private" or (edit and model == "Read")
 
     def row_filter(self, table: Any, obj: ObjectDef) -> Any:
-        """The SQL condition on ``table``'s rows this user may see (None: all of them)."""
-        if not self._shared_rows_only(obj, edit=False):
-            return None
-        return table.c.OwnerId.in_(sorted(self.owners))
+        """The SQL condition on ``table``'s rows this user may see (None: all of them): ownership, the role
+        hierarchy, sharing rules, manual shares, ControlledByParent (see :mod:`interlink.security.sharing`)."""
+        return self.sharing.condition(table, obj, edit=False)
 
-    def can_see_row(self, obj: ObjectDef, row: dict[str, Any]) -> bool:
-        return not self._shared_rows_only(obj, edit=False) or row.get("OwnerId") in self.owners
+    def edit_filter(self, table: Any, obj: ObjectDef) -> Any:
+        """The SQL condition on ``table``'s rows this user may edit and delete (None: all of them)."""
+        return self.sharing.condition(table, obj, edit=True)
 
-    def can_edit_row(self, obj: ObjectDef, row: dict[str, Any]) -> bool:
-        return not self._shared_rows_only(obj, edit=True) or row.get("OwnerId") in self.owners
+    def can_see_row(self, obj: ObjectDef, row: dict[str, Any], conn: Any = None) -> bool:
+        return self._row_allowed(obj, row, edit=False, conn=conn)
+
+    def can_edit_row(self, obj: ObjectDef, row: dict[str, Any], conn: Any = None) -> bool:
+        return self._row_allowed(obj, row, edit=True, conn=conn)
+
+    def editable_ids(self, obj: ObjectDef, rows: Any, conn: Any = None) -> set[str]:
+        """The ids among ``rows`` (stored records) this user may edit and delete, in one query."""
+        return self.sharing.allowed_ids(obj, rows, edit=True, conn=conn)
+
+    def _row_allowed(self, obj: ObjectDef, row: dict[str, Any], *, edit: bool, conn: Any) -> bool:
+        if not row.get("Id"):  # not a stored record: ownership only
+            return not self._shared_rows_only(obj, edit=edit) or row.get("OwnerId") in self.owners
+        return str(row["Id"]) in self.sharing.allowed_ids(obj, [row], edit=edit, conn=conn)
 
     def object_view(self, obj: ObjectDef) -> ObjectDef:
         """``obj`` as this user sees it: unreadable fields gone, fields they may not edit read-only."""
@@ -249,6 +267,7 @@ class AccessService:
                     continue
                 count, newest = conn.execute(select(func.count(), func.max(table.c.SystemModstamp))).one()
                 parts.append(f"{count}/{newest}")
+        parts.append(rules_fingerprint(self.store))  # sharing rules live in the store's key/value space
         stamp = str(hash(tuple(parts)) & 0xFFFFFFFF)
         with self._lock:
             self._stamp = (stamp, now)
@@ -316,7 +335,10 @@ class AccessService:
                     entry[field_name.lower()] = (read or bool(row.PermissionsRead) or bool(row.PermissionsEdit),
                                                  edit or bool(row.PermissionsEdit))
         objects = {name: access.normalised() for name, access in objects.items()}
-        return UserAccess(user_id, frozenset(system), objects, fields, fingerprint, self._subordinates(user_id))
+        subordinates = self._subordinates(user_id)
+        sharing = UserSharing.compute(self.store, subordinates | {user_id})
+        return UserAccess(user_id, frozenset(system), objects, fields, fingerprint, subordinates, sharing=sharing,
+                          store=self.store)
 
     def _subordinates(self, user_id: str) -> frozenset[str]:
         """The users in the roles below ``user_id``'s (the role hierarchy), not counting the user."""
@@ -345,7 +367,7 @@ class AccessService:
 
 def sharing_model(obj: ObjectDef) -> str:
     """The organization-wide default: Private (owners and the role hierarchy above them), Read (everyone reads,
-    owners and the hierarchy edit), ReadWrite (everyone; also ControlledByParent for now)."""
+    owners and the hierarchy edit), ReadWrite (everyone) or ControlledByParent (as the parent record)."""
     return obj.sharing_model or "ReadWrite"
 
 

@@ -8,24 +8,30 @@ Every way a user logs in goes through :class:`LoginPolicy`:
   call :meth:`LoginPolicy.check` directly.
 
 :meth:`LoginPolicy.check` is the single place where a rule refuses a known user (inactive, locked out, API-only
-user at the console; profile IP ranges belong there next), and it records the outcome. Each attempt of a known
-user becomes a ``LoginHistory`` record, as on the platform; attempts with an unknown username are not recorded
-there (the platform does not either), only logged. Refusals raise :class:`LoginRefused`, which each surface
-answers in its own words (OAuth ``invalid_grant``, SOAP ``INVALID_LOGIN``, the console's message).
+user at the console, outside the profile's login IP ranges or login hours), and it records the outcome. Each
+attempt of a known user becomes a ``LoginHistory`` record, as on the platform; attempts with an unknown username
+are not recorded there (the platform does not either), only logged. Refusals raise :class:`LoginRefused`, which
+each surface answers in its own words (OAuth ``invalid_grant``, SOAP ``INVALID_LOGIN``, the console's message).
 
 After ``lockout_attempts`` consecutive wrong passwords the user is locked for ``lockout_minutes``: every password
 login then fails, whatever the password, until the time passes, an administrator unlocks the user
 (``interlink users unlock``) or sets a new password. A successful login resets the count. Logins without a
 password (JWT bearer, client credentials) are not locked out: a stranger guessing passwords must not be able to
 stop an integration that authenticates with a certificate.
+
+Profile login restrictions (:mod:`interlink.security.login_restrictions`) also bind sessions:
+:meth:`LoginPolicy.session_refusal`, which the token service asks on each use of a token, ends a session when its
+user's login hours end, and with ``enforce_ip_ranges_every_request`` refuses a request from outside the ranges.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import desc, select, update
@@ -34,6 +40,13 @@ from sqlalchemy.exc import IntegrityError
 from interlink import ids
 from interlink.errors import AuthError, ConfigurationError
 from interlink.security.apps import Directory, UserRecord, spend_password_check
+from interlink.security.login_restrictions import (
+    NO_RESTRICTIONS,
+    ProfileRestrictions,
+    org_zone,
+    restrictions_as_json,
+    restrictions_from_json,
+)
 from interlink.store.change_log import forget_own_changes
 from interlink.store.database import Store, utcnow
 
@@ -53,6 +66,14 @@ STATUS_INVALID_PASSWORD = "Invalid Password"
 STATUS_LOCKED_OUT = "Password Lockout"
 STATUS_INACTIVE = "User is Inactive"
 STATUS_API_ONLY = "Failed: API Only User"
+STATUS_RESTRICTED_IP = "Restricted IP"  # outside the profile's login IP ranges
+STATUS_RESTRICTED_TIME = "Restricted Time"  # outside the profile's login hours
+RESTRICTIONS = frozenset({STATUS_RESTRICTED_IP, STATUS_RESTRICTED_TIME})
+# What the login pages (the console's, the web-server flow's) say to a user the profile's restrictions refuse.
+RESTRICTED_MESSAGES = {
+    STATUS_RESTRICTED_IP: "Login restricted: your profile does not allow logins from this IP address.",
+    STATUS_RESTRICTED_TIME: "Login restricted: your profile's login hours do not include this time.",
+}
 
 BROWSER_APPLICATION = "Browser"
 
@@ -110,6 +131,14 @@ class LoginPolicy:
         # Another source of "API only" besides the user's own flag: the API Only User permission of the user's
         # profile or permission sets, once they are wired here (a callable user_id -> bool).
         self.api_only_permission: Callable[[str], bool] | None = None
+        # Whether a session used from outside its profile's login IP ranges is refused on every request (the
+        # platform's "Enforce login IP ranges on every request"); off, the ranges are checked at login only.
+        self.enforce_ip_every_request = False
+        self.cache_seconds = 2.0  # how long a user's profile restrictions are trusted before reading them again
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # aware; tests move it
+        self._restrictions: dict[str, tuple[ProfileRestrictions, float]] = {}
+        self._zone: tuple[Any, float] | None = None
+        self._cache_lock = threading.Lock()
         self.configure(lockout_attempts=lockout_attempts, lockout_minutes=lockout_minutes)
 
     def configure(self, *, lockout_attempts: int, lockout_minutes: float) -> None:
@@ -172,7 +201,94 @@ class LoginPolicy:
         if attempt.is_console and (state.api_only or (self.api_only_permission is not None
                                                       and self.api_only_permission(user.id))):
             return STATUS_API_ONLY
+        restrictions = self.restrictions(user.id)
+        if not restrictions.ip_allowed(attempt.source_ip):
+            return STATUS_RESTRICTED_IP
+        if not restrictions.hours_allow(self.org_now()):
+            return STATUS_RESTRICTED_TIME
         return None
+
+    # -- profile login restrictions ----------------------------------------------------------------------------
+
+    def session_refusal(self, user_id: str, source_ip: str | None) -> str | None:
+        """Why a session of ``user_id`` may not be used now from ``source_ip`` (None: it may).
+
+        ``Restricted Time`` when the user's login hours have ended (the session ends for good); ``Restricted IP``
+        when ``enforce_ip_every_request`` is on and ``source_ip`` is outside the ranges (the request is refused,
+        the session stays). ``source_ip`` None (a caller that does not know it) skips the IP check.
+        """
+        restrictions = self.restrictions(user_id)
+        if restrictions is NO_RESTRICTIONS:
+            return None
+        if not restrictions.hours_allow(self.org_now()):
+            return STATUS_RESTRICTED_TIME
+        if self.enforce_ip_every_request and source_ip is not None and not restrictions.ip_allowed(source_ip):
+            return STATUS_RESTRICTED_IP
+        return None
+
+    def restrictions(self, user_id: str) -> ProfileRestrictions:
+        """The login restrictions of ``user_id``'s profile (trusted for ``cache_seconds``)."""
+        now = time.monotonic()
+        with self._cache_lock:
+            cached = self._restrictions.get(user_id)
+        if cached is not None and now - cached[1] < self.cache_seconds:
+            return cached[0]
+        table = self._store.system["il_profile_login_policy"]
+        users = self._store.tables.get("user")
+        found = NO_RESTRICTIONS
+        if users is not None and "ProfileId" in users.c:
+            with self._store.read() as conn:
+                row = conn.execute(select(table.c.ip_ranges, table.c.login_hours)
+                                   .select_from(users.join(table, table.c.profile_id == users.c.ProfileId))
+                                   .where(users.c.Id == user_id)).first()
+            if row is not None and (row.ip_ranges or row.login_hours):
+                found = restrictions_from_json(row.ip_ranges, row.login_hours)
+        with self._cache_lock:
+            if len(self._restrictions) > 10_000:
+                self._restrictions.clear()
+            self._restrictions[user_id] = (found, now)
+        return found
+
+    def set_profile_restrictions(self, profile_id: str, restrictions: ProfileRestrictions) -> bool:
+        """Store a profile's login IP ranges and login hours; True when they changed."""
+        table = self._store.system["il_profile_login_policy"]
+        ip_ranges, login_hours = restrictions_as_json(restrictions)
+        with self._store.write() as conn:
+            row = conn.execute(select(table.c.ip_ranges, table.c.login_hours)
+                               .where(table.c.profile_id == profile_id)).first()
+            if row is not None and (row.ip_ranges, row.login_hours) == (ip_ranges, login_hours):
+                return False
+            if row is None and ip_ranges is None and login_hours is None:
+                return False
+            if row is None:
+                conn.execute(table.insert().values(profile_id=profile_id, ip_ranges=ip_ranges,
+                                                   login_hours=login_hours, updated_at=utcnow()))
+            else:
+                conn.execute(update(table).where(table.c.profile_id == profile_id)
+                             .values(ip_ranges=ip_ranges, login_hours=login_hours, updated_at=utcnow()))
+        self.invalidate_restrictions()
+        return True
+
+    def invalidate_restrictions(self) -> None:
+        with self._cache_lock:
+            self._restrictions.clear()
+            self._zone = None
+
+    def org_now(self) -> datetime:
+        """Now in the org's time zone (Organization.TimeZoneSidKey; UTC when unknown), which login hours are in."""
+        now = time.monotonic()
+        with self._cache_lock:
+            zone = self._zone
+        if zone is None or now - zone[1] >= self.cache_seconds:
+            organization = self._store.tables.get("organization")
+            name = None
+            if organization is not None and "TimeZoneSidKey" in organization.c:
+                with self._store.read() as conn:
+                    name = conn.execute(select(organization.c.TimeZoneSidKey).limit(1)).scalar()
+            zone = (org_zone(name), now)
+            with self._cache_lock:
+                self._zone = zone
+        return self.clock().astimezone(zone[0])
 
     # -- per-user state ----------------------------------------------------------------------------------------
 
@@ -295,10 +411,14 @@ __all__ = [
     "LOGIN_TYPE_APPLICATION",
     "LOGIN_TYPE_OAUTH",
     "LOGIN_TYPE_SOAP",
+    "RESTRICTED_MESSAGES",
+    "RESTRICTIONS",
     "STATUS_API_ONLY",
     "STATUS_INACTIVE",
     "STATUS_INVALID_PASSWORD",
     "STATUS_LOCKED_OUT",
+    "STATUS_RESTRICTED_IP",
+    "STATUS_RESTRICTED_TIME",
     "STATUS_SUCCESS",
     "LoginAttempt",
     "LoginPolicy",

@@ -26,7 +26,14 @@ from sqlalchemy import select, update
 
 from interlink.errors import InvalidSession, OAuthError
 from interlink.security.apps import ConnectedApp, Directory, UserRecord
-from interlink.security.logins import LOGIN_TYPE_OAUTH, LoginAttempt, LoginPolicy, LoginRefused
+from interlink.security.logins import (
+    LOGIN_TYPE_OAUTH,
+    RESTRICTIONS,
+    STATUS_RESTRICTED_TIME,
+    LoginAttempt,
+    LoginPolicy,
+    LoginRefused,
+)
 from interlink.security.tokens import TokenService, token_hash
 from interlink.store.database import Store, utcnow
 
@@ -34,6 +41,8 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _LOGIN_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
 _CODE_TTL = timedelta(minutes=15)
 _JWT_SKEW_SECONDS = 300
+# The platform's answer to a login outside the profile's login IP ranges or login hours (one text for both).
+RESTRICTED_DESCRIPTION = "ip restricted or invalid login hours"
 
 
 class OAuthService:
@@ -45,6 +54,14 @@ class OAuthService:
         self.org_id = org_id
         # The login gate of every surface (OAuth, SOAP login, the console) lives here, next to the tokens.
         self.logins = logins or LoginPolicy(store, directory)
+        # Sessions obey the profile's login hours (and, when enforced on every request, its IP ranges) too.
+        self.tokens.session_policy = self._session_verdict
+
+    def _session_verdict(self, user_id: str, source_ip: str | None) -> str | None:
+        status = self.logins.session_refusal(user_id, source_ip)
+        if status is None:
+            return None
+        return "end" if status == STATUS_RESTRICTED_TIME else "refuse"
 
     @staticmethod
     def attempt(app: ConnectedApp, source_ip: str | None, instance_url: str, *,
@@ -79,11 +96,16 @@ class OAuthService:
             return self.token_response(user, app, instance_url)
         if grant == "refresh_token":
             return self._refresh(form.get("refresh_token", ""),
-                                 self._client(client_id, client_secret, secret_required=False), instance_url)
+                                 self._client(client_id, client_secret, secret_required=False), instance_url,
+                                 source_ip)
         if grant == "authorization_code":
             app = self._client(client_id, client_secret, secret_required=not form.get("code_verifier"))
             user = self._redeem_code(app, form.get("code", ""), form.get("redirect_uri", ""),
                                      form.get("code_verifier"))
+            # The user logged in at the authorize page (and was checked there); the code's redeemer is the app's
+            # server, so only the login hours are checked again here, not its address.
+            if not self.logins.restrictions(user.id).hours_allow(self.logins.org_now()):
+                raise OAuthError("invalid_grant", RESTRICTED_DESCRIPTION)
             refresh, _ = self.tokens.mint(user.id, app_id=app.id, kind="refresh", scope="api refresh_token")
             response = self.token_response(user, app, instance_url, parent=refresh)
             response["refresh_token"] = refresh
@@ -132,7 +154,9 @@ class OAuthService:
     def _user_by_password(self, username: str, password: str, attempt: LoginAttempt) -> UserRecord:
         try:
             return self.logins.password_login(username, password, attempt)
-        except LoginRefused:
+        except LoginRefused as refused:
+            if refused.status in RESTRICTIONS:
+                raise OAuthError("invalid_grant", RESTRICTED_DESCRIPTION) from None
             # Wrong password, locked out, inactive: the platform answers them all alike.
             raise OAuthError("invalid_grant", "authentication failure") from None
 
@@ -140,11 +164,18 @@ class OAuthService:
         """The login policy's check for a user a grant identified without a password."""
         try:
             self.logins.check(user, attempt)
-        except LoginRefused:
+        except LoginRefused as refused:
+            if refused.status in RESTRICTIONS:
+                raise OAuthError("invalid_grant", RESTRICTED_DESCRIPTION) from None
             raise OAuthError("invalid_grant", description) from None
 
-    def _refresh(self, refresh: str, app: ConnectedApp, instance_url: str) -> dict[str, Any]:
-        """The refresh_token grant: a new access token, and with rotation on a new refresh token too."""
+    def _refresh(self, refresh: str, app: ConnectedApp, instance_url: str,
+                 source_ip: str | None = None) -> dict[str, Any]:
+        """The refresh_token grant: a new access token, and with rotation on a new refresh token too.
+
+        The profile's login IP ranges and login hours apply to the refreshing client, as the platform's connected
+        apps enforce them by default ("Enforce IP restrictions"); a refusal leaves the refresh token usable later.
+        """
         expired = OAuthError("invalid_grant", "expired access/refresh token")
         try:
             user_id, app_id = self.tokens.refresh_owner(refresh)
@@ -155,6 +186,10 @@ class OAuthService:
         user = self.directory.user_by_id(user_id)
         if app_id != app.id or user is None or not user.is_active:
             raise expired
+        restrictions = self.logins.restrictions(user.id)
+        if not restrictions.ip_allowed(source_ip) or not restrictions.hours_allow(self.logins.org_now()):
+            # Recorded like any refused login, with the policy's status.
+            self._admit(user, self.attempt(app, source_ip, instance_url, uses_password=False), "")
         if not app.rotate_refresh_tokens:
             return self.token_response(user, app, instance_url, parent=refresh)
         try:

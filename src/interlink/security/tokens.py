@@ -9,6 +9,10 @@ takes effect at once, in another process within that window. Access tokens expir
 Refresh tokens of an app with rotation on are single-use: :meth:`TokenService.rotate` revokes the one presented
 and mints its successor in the same *family*. Presenting a replaced token again means it leaked (or a client
 raced itself), so :meth:`TokenService.reject_reused` revokes the whole family, access tokens included.
+
+Each use of a token also asks ``session_policy`` (the login policy's profile restrictions, wired by the OAuth
+service): ``"end"`` ends the session for good (its user's login hours are over), ``"refuse"`` refuses this request
+only (an address outside the login IP ranges, when they are enforced on every request).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import hashlib
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -61,6 +66,8 @@ class TokenService:
         self._cache: dict[str, _Cached] = {}
         self._touches: dict[str, datetime] = {}  # token hash -> last use not yet written
         self._lock = threading.Lock()
+        # (user_id, source_ip) -> None, "refuse" (this request) or "end" (the session); see the module docstring.
+        self.session_policy: Callable[[str, str | None], str | None] | None = None
 
     @property
     def _table(self):  # type: ignore[no-untyped-def]
@@ -81,8 +88,21 @@ class TokenService:
                 expires_at=None, revoked=False, scope=scope))
         return token, now
 
-    def validate(self, token: str) -> Session:
-        """The session for an access token; INVALID_SESSION_ID if unknown, revoked or expired."""
+    def validate(self, token: str, source_ip: str | None = None) -> Session:
+        """The session for an access token; INVALID_SESSION_ID if unknown, revoked or expired, or if the login
+        policy refuses its use now from ``source_ip`` (the client's address, when the surface knows it)."""
+        return self._checked(token, self._validate(token), source_ip)
+
+    def _checked(self, token: str, session: Session, source_ip: str | None) -> Session:
+        verdict = self.session_policy(session.user_id, source_ip) if self.session_policy is not None else None
+        if verdict == "end":
+            self.revoke(token)
+            raise InvalidSession()
+        if verdict is not None:
+            raise InvalidSession()
+        return session
+
+    def _validate(self, token: str) -> Session:
         if not token:
             raise InvalidSession()
         hashed = token_hash(token)

@@ -42,10 +42,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import Table
+from sqlalchemy import ColumnElement, FromClause, Table
 
 from interlink.errors import MalformedQueryError
-from interlink.metadata.model import Schema
+from interlink.metadata.model import ObjectDef, Schema
 from interlink.soql import ast
 from interlink.soql.aggregates import _compile_aggregate, _compile_count, _is_aggregate
 from interlink.soql.compiled import (
@@ -62,6 +62,7 @@ from interlink.soql.compiled import (
 )
 from interlink.soql.conditions import _Scope
 from interlink.soql.functions import AGGREGATE_FUNCTIONS, DATE_FUNCTIONS
+from interlink.soql.parser import parse_soql
 from interlink.soql.records import MAX_FIELDS_MACRO_LIMIT, MAX_OFFSET, _check_clauses, _check_paging, _compile_records
 from interlink.soql.scope import MAX_RELATIONSHIP_DEPTH, RowFilter, _Compiler, positioned
 
@@ -101,6 +102,28 @@ def compile_query(query: ast.Query, schema: Schema, tables: Mapping[str, Table],
     return compiled
 
 
+def compile_condition(condition: str, obj: ObjectDef, schema: Schema, tables: Mapping[str, Table],
+                      table: FromClause) -> ColumnElement[bool]:
+    """A SOQL ``WHERE`` condition on ``obj``'s own fields (``Industry = 'Energy' AND AnnualRevenue > 1000000``),
+    compiled against ``table`` (the object's table or an alias of it) as a query's WHERE clause would be: the same
+    parser, the same semantics. Used by criteria-based sharing rules. Parent paths and relative date literals are
+    refused (MALFORMED_QUERY): the condition must stand alone in any query it is added to."""
+    text = f"SELECT Id FROM {obj.name} WHERE {condition}"
+    query = parse_soql(text)
+    if query.where is None:
+        raise MalformedQueryError(f"no condition in {condition!r}")
+    compiler = _Compiler(schema, tables, include_deleted=False, text=text, user_id=None)
+    scope = _Scope(compiler, obj, table, query)
+    compiled = scope.condition(query.where)
+    if scope.joins:
+        raise MalformedQueryError(f"{condition!r}: a sharing condition names fields of {obj.name} itself, "
+                                  "not of related records")
+    if compiler.date_params:
+        raise MalformedQueryError(f"{condition!r}: relative date literals (TODAY, LAST_N_DAYS:n, ...) are not "
+                                  "supported in a sharing condition")
+    return compiled
+
+
 __all__ = [
     "AGGREGATE_FUNCTIONS",
     "DATE_FUNCTIONS",
@@ -117,6 +140,7 @@ __all__ = [
     "ParentOut",
     "RecordShape",
     "TypeOfOut",
+    "compile_condition",
     "compile_query",
     "positioned",
 ]

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, bindparam, select, text
 
-from interlink.metadata.model import FieldType, ObjectDef
+from interlink.metadata.model import FieldType, ObjectDef, Schema
 from interlink.store.database import Store
 
 if TYPE_CHECKING:
@@ -195,11 +195,13 @@ class _Layout:
         return frozenset((*self.name, *self.email, *self.phone, *self.body, *self.fallback_name))
 
 
-_layouts: dict[str, tuple[ObjectDef, _Layout]] = {}
+_layouts: dict[tuple[str, int], tuple[ObjectDef, _Layout]] = {}
 
 
 def _layout(obj: ObjectDef) -> _Layout:
-    cached = _layouts.get(obj.name)
+    # Keyed by identity too: a caller's view of an object (fewer fields) has a layout of its own.
+    key = (obj.name, id(obj))
+    cached = _layouts.get(key)
     if cached is not None and cached[0] is obj:
         return cached[1]
     name_field = obj.name_field
@@ -212,7 +214,7 @@ def _layout(obj: ObjectDef) -> _Layout:
     layout = _Layout(name, email, phone, body, tuple(obj.field(n).name for n in fallback))  # type: ignore[union-attr]
     if len(_layouts) > 1024:
         _layouts.clear()
-    _layouts[obj.name] = (obj, layout)
+    _layouts[key] = (obj, layout)
     return layout
 
 
@@ -573,8 +575,46 @@ def _scope_columns(scope: Scope) -> tuple[str, ...]:
     return COLUMNS if scope == "ALL" else (scope.lower(),)
 
 
-def search(store: Store, plan: IndexQuery) -> list[Hit]:
-    """Records matching ``plan``, best first, at most ``plan.per_object`` per object."""
+def _hidden_fields(obj: ObjectDef, view: Schema | None) -> bool:
+    """Whether the caller's ``view`` of the schema lacks some of ``obj``'s indexed fields (field-level security)."""
+    if view is None:
+        return False
+    seen = view.object(obj.name)
+    return seen is None or _layout(seen).fields != _layout(obj).fields
+
+
+def _visible_documents(conn: Connection, store: Store, seen: ObjectDef,
+                       record_ids: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+    """The documents of ``record_ids`` made of the fields the caller's view ``seen`` of their object has."""
+    table = store.table(seen.name)
+    names = sorted(_layout(seen).fields)
+    documents: dict[str, dict[str, list[str]]] = {}
+    for chunk in _chunks(record_ids):
+        query = select(table.c.Id, *(table.c[n] for n in names)).where(table.c.Id.in_(list(chunk)))
+        for row in conn.execute(query):
+            documents[row.Id] = document(seen, dict(row._mapping))
+    return documents
+
+
+def _without_exclusions(expr: Expr) -> Expr:
+    """``expr`` with each ``AND NOT`` dropped: what it matches, and more."""
+    match expr:
+        case Without(keep=keep):
+            return _without_exclusions(keep)
+        case AllOf(items=items):
+            return AllOf(tuple(_without_exclusions(i) for i in items))
+        case AnyOf(items=items):
+            return AnyOf(tuple(_without_exclusions(i) for i in items))
+    return expr
+
+
+def search(store: Store, plan: IndexQuery, view: Schema | None = None) -> list[Hit]:
+    """Records matching ``plan``, best first, at most ``plan.per_object`` per object.
+
+    ``view`` is the caller's view of the schema: for an object some of whose indexed fields the caller may not read,
+    each candidate is checked again against the fields they can read only, so a hidden field's value never finds a
+    record.
+    """
     objects = [obj for obj in (store.schema.object(n) for n in plan.objects) if obj is not None] \
         if plan.objects is not None else list(store.schema)
     names = [obj.name for obj in objects if searchable(obj)]
@@ -583,19 +623,24 @@ def search(store: Store, plan: IndexQuery) -> list[Hit]:
     _check_current(store)
     expr = _expand(plan.expr)
     columns = _scope_columns(plan.scope)
+    restricted = {obj.name: view.object(obj.name) for obj in objects
+                  if obj.name in names and view is not None and _hidden_fields(obj, view)}
+    # A hidden field's words must not exclude a record either: the index looks up a superset, checked below.
+    lookup = _without_exclusions(expr) if restricted else expr
     with store.read() as conn:
         if store.backend == "sqlite":
-            query, exact = _fts(expr)
+            query, exact = _fts(lookup)
             if plan.scope != "ALL":
                 query = f"{{{columns[0]}}} : ({query})"
             inner = (f"SELECT object_name, record_id, -bm25(il_search, {_BM25_WEIGHTS}) AS score, "
                      f"{', '.join(columns)} FROM il_search WHERE il_search MATCH :q AND object_name IN :objects")
         else:
             weights = "" if plan.scope == "ALL" else _PG_WEIGHTS[columns[0]]
-            query, exact = _pg(expr, weights)
+            query, exact = _pg(lookup, weights)
             inner = (f"SELECT object_name, record_id, ts_rank(document, q) AS score, {', '.join(columns)} "
                      "FROM il_search, CAST(:q AS tsquery) AS q WHERE document @@ q AND object_name IN :objects")
         params: dict[str, Any] = {"q": query, "objects": names}
+        exact = exact and not restricted  # candidates of restricted objects are checked one by one below
         if exact:
             sql = (f"SELECT object_name, record_id, score FROM (SELECT object_name, record_id, score, row_number() "
                    f"OVER (PARTITION BY object_name ORDER BY score DESC, record_id) AS rn FROM ({inner}) AS m) "
@@ -605,6 +650,11 @@ def search(store: Store, plan: IndexQuery) -> list[Hit]:
             sql = f"SELECT * FROM ({inner}) AS m ORDER BY score DESC, record_id LIMIT :cap"
             params["cap"] = _MAX_CANDIDATES
         rows = conn.execute(text(sql).bindparams(bindparam("objects", expanding=True)), params).all()
+        visible: dict[str, dict[str, list[str]]] = {}
+        for name, seen in restricted.items():
+            candidates = [r.record_id for r in rows if r.object_name == name]
+            if seen is not None and candidates:
+                visible.update(_visible_documents(conn, store, seen, candidates))
     if exact:
         return [Hit(r.object_name, r.record_id, float(r.score)) for r in rows]
     hits: list[Hit] = []
@@ -612,7 +662,12 @@ def search(store: Store, plan: IndexQuery) -> list[Hit]:
     for row in rows:
         if taken.get(row.object_name, 0) >= plan.per_object:
             continue
-        if matches(expr, [str(getattr(row, c)).split() for c in columns]):
+        if row.object_name in restricted:
+            doc = visible.get(row.record_id)
+            found = doc is not None and matches(expr, [doc[c] for c in columns])
+        else:
+            found = matches(expr, [str(getattr(row, c)).split() for c in columns])
+        if found:
             taken[row.object_name] = taken.get(row.object_name, 0) + 1
             hits.append(Hit(row.object_name, row.record_id, float(row.score)))
     return hits

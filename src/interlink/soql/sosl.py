@@ -618,8 +618,8 @@ def execute(store: Store, plan: SearchPlan, run_soql: SoqlRunner | None, base_pa
     only: tuple[str, ...] | None = stored if specs else None
     if not specs and schema is not store.schema:  # default RETURNING: only the objects the caller may read
         only = tuple(o.name for o in schema if o.is_stored and search_index.searchable(o))
-    hits = search_index.search(store, IndexQuery(plan.expr, plan.scope, only,
-                                                 _hits_needed(specs, overall))) if stored or not specs else []
+    hits = search_index.search(store, IndexQuery(plan.expr, plan.scope, only, _hits_needed(specs, overall)),
+                               None if schema is store.schema else schema) if stored or not specs else []
     by_object: dict[str, list[Hit]] = {}
     for hit in hits:
         by_object.setdefault(hit.object_name, []).append(hit)

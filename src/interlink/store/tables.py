@@ -165,6 +165,15 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("api_only", Boolean, nullable=False, default=False),
             Column("updated_at", DateTime, nullable=False),
         ),
+        # A profile's login restrictions (metadata/profiles/*.yaml loginIpRanges, loginHours) as JSON, read by the
+        # login policy on every login and session check.
+        Table(
+            "il_profile_login_policy", metadata,
+            Column("profile_id", String(18), primary_key=True),
+            Column("ip_ranges", Text),
+            Column("login_hours", Text),
+            Column("updated_at", DateTime, nullable=False),
+        ),
         # A connected app's OAuth policies beyond il_connected_app's columns.
         Table(
             "il_connected_app_policy", metadata,

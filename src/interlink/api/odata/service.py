@@ -36,7 +36,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from interlink.api.app import bearer_token
-from interlink.api.http import instance_url, parse_json_object, require_api
+from interlink.api.http import client_ip, instance_url, parse_json_object, require_api
 from interlink.api.odata import atom, csdl
 from interlink.api.odata.config import MAX_PAGE_SIZE, ODataConfig
 from interlink.api.odata.model import ChildNav, EntitySet, ParentNav, ServiceModel
@@ -69,6 +69,7 @@ _ENTITY_OPTIONS = ("$select", "$expand", "$format")
 _READ_METHODS = ["GET", "HEAD"]
 _WRITE_METHODS = ("POST", "PATCH", "PUT", "MERGE", "DELETE")
 _URL_SAFE = "$,()'/:=*"
+_VIEW_CACHE = 256  # per-user models kept (each is a few dicts over the user's cached view of the schema)
 
 
 @dataclass
@@ -97,18 +98,35 @@ class ODataService:
         self.org = org
         self._model: ServiceModel | None = None
         self._model_config: ODataConfig | None = None
+        self._views: dict[tuple[str, str], ServiceModel] = {}  # (user id, schema view version) -> model
 
     @property
     def config(self) -> ODataConfig:
         return self.org.odata_config  # type: ignore[no-any-return]
 
-    def model(self) -> ServiceModel:
-        """The model for the schema deployed now (rebuilt after a deploy)."""
+    def model(self, context: Context | None = None) -> ServiceModel:
+        """The model for the schema deployed now (rebuilt after a deploy), as ``context``'s caller sees it.
+
+        A caller whose permissions are enforced gets the model of their view of the schema: objects they cannot
+        read are not entity sets and fields they cannot read are not properties (absent from ``$metadata``, from
+        entities, and unknown to ``$select`` and ``$filter``), as describe leaves them out on the platform.
+        """
         schema = self.org.store.schema
         if self._model is None or self._model.schema is not schema or self._model_config is not self.config:
             self._model = ServiceModel(schema, self.config)
             self._model_config = self.config
-        return self._model
+            self._views.clear()
+        access = context.enforced if context is not None else None
+        if access is None or access.everything:
+            return self._model
+        view = access.schema(schema)
+        key = (access.user_id, view.version)
+        cached = self._views.get(key)
+        if cached is None or cached.schema is not view or cached.config is not self.config:
+            if len(self._views) >= _VIEW_CACHE:
+                self._views.clear()
+            cached = self._views[key] = ServiceModel(view, self.config)
+        return cached
 
     # -- entry -----------------------------------------------------------------------------------------------------
 
@@ -116,7 +134,7 @@ class ODataService:
         """Authenticate, dispatch on the path, render any error in OData's shape."""
         use_atom = version == 2 and atom.wants_atom(request.query_params, request.headers)
         try:
-            session = self.org.tokens.validate(bearer_token(request))
+            session = self.org.tokens.validate(bearer_token(request), client_ip(request))
             self.org.usage.count()
             method = request.method.upper()
             tunneled = request.headers.get("x-http-method")
@@ -124,7 +142,7 @@ class ODataService:
                 method = tunneled.strip().upper()  # OData 2.0 clients tunnel MERGE, PUT and DELETE through POST
             context = require_api(self.org.context_for(session.user_id, api_version=self.org.settings.api_max_version,
                                                        app_id=session.app_id))
-            call = _Call(request, version, context, self.model(), method, request.query_params, use_atom)
+            call = _Call(request, version, context, self.model(context), method, request.query_params, use_atom)
             return await self._dispatch(call, request.path_params.get("rest", ""))
         except InterlinkError as error:
             return error_response(error, version, as_atom=use_atom)
