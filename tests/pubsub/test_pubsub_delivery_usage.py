@@ -25,6 +25,9 @@ class _Call:
     def invocation_metadata(self) -> list[tuple[str, str]]:
         return [("accesstoken", self.token)]
 
+    def peer(self) -> str:  # the client's address (profile login IP ranges are checked against it)
+        return "ipv4:127.0.0.1:50000"
+
     async def abort(self, code: Any, message: str, trailing_metadata: Any = ()) -> None:
         raise AssertionError(message)
 

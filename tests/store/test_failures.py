@@ -108,7 +108,7 @@ def test_a_database_error_before_any_surface_code_runs_is_a_503(tmp_path: Path, 
     with local_org(tmp_path / "org") as org:
         client = rest_client(org)
 
-        def unreachable(_token: str) -> None:
+        def unreachable(_token: str, _source_ip: str | None = None) -> None:
             raise wrapped(psycopg.OperationalError("connection failed: Connection refused"), invalidated=True)
 
         monkeypatch.setattr(org.tokens, "validate", unreachable)
