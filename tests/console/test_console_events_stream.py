@@ -212,6 +212,34 @@ def test_a_stream_ends_when_its_session_does(org: Org, client: TestClient, monke
     assert error["event"] == "error" and error["data"]["errorCode"] == "INVALID_SESSION_ID"
 
 
+def test_a_stream_ends_when_the_login_policy_refuses_its_address(org: Org, client: TestClient,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The periodic re-check passes the stream's client address, so per-request IP enforcement reaches streams."""
+    monkeypatch.setattr(streams, "WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(streams, "SESSION_CHECK_SECONDS", 0.05)
+    registry = client.app.state.console_streams = streams.StreamRegistry(per_user=10, total=10)
+    seen: list[str | None] = []
+    refuse = threading.Event()
+
+    def policy(user_id: str, source_ip: str | None) -> str | None:
+        seen.append(source_ip)
+        return "refuse" if refuse.is_set() and source_ip is not None else None
+
+    monkeypatch.setattr(org.tokens, "session_policy", policy)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(client.get(PAYMENTS).text))
+    reader.start()
+    deadline = time.monotonic() + 10
+    while registry.count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    refuse.set()  # the user's address is now outside the profile's ranges
+    reader.join(15)
+    assert not reader.is_alive()
+    (error,) = messages(got[0])
+    assert error["event"] == "error" and error["data"]["errorCode"] == "INVALID_SESSION_ID"
+    assert seen and None not in seen
+
+
 def test_a_user_has_a_bounded_number_of_streams(org: Org, client: TestClient) -> None:
     registry = streams.StreamRegistry(per_user=1, total=10)
     client.app.state.console_streams = registry

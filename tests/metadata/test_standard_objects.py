@@ -34,6 +34,7 @@ EXPECTED_PREFIXES = {
     "PermissionSetAssignment": "0Pa",
     "PermissionSetGroup": "0PG",
     "PermissionSetGroupComponent": "0PH",
+    "MutingPermissionSet": "0QM",
     "ObjectPermissions": "110",
     "FieldPermissions": "01k",
     "UserRole": "00E",
@@ -49,7 +50,7 @@ WITHOUT_NAME_FIELD = {"LoginHistory", "SetupAuditTrail", "PermissionSetAssignmen
                       "ObjectPermissions", "FieldPermissions", "GroupMember", "AccountShare", "OpportunityShare",
                       "CaseShare", "ContactShare"}
 SETUP_OBJECTS = {"Profile", "PermissionSet", "PermissionSetAssignment", "PermissionSetGroup",
-                 "PermissionSetGroupComponent", "ObjectPermissions", "FieldPermissions"}
+                 "PermissionSetGroupComponent", "ObjectPermissions", "FieldPermissions", "MutingPermissionSet"}
 SYSTEM_FIELDS = {"Id", "IsDeleted", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById",
                  "SystemModstamp"}
 
@@ -367,7 +368,6 @@ def test_organization_is_read_only(objects: dict[str, ObjectDef]) -> None:
         ("Opportunity", "Name", FieldType.STRING, 120),
         ("Case", "Subject", FieldType.STRING, 255),
         ("User", "Email", FieldType.EMAIL, 128),
-        ("User", "ProfileId", FieldType.STRING, 18),
     ],
 )
 def test_text_types_and_lengths(objects: dict[str, ObjectDef], obj_name: str, field: str,

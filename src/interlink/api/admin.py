@@ -6,7 +6,8 @@
     GET  /interlink/v1/outbound[?state=...&limit=N]                      outbound-message notifications
     GET  /interlink/v1/openapi.json[?version=66.0&objects=A,B]           OpenAPI 3.0 document of the REST API
 
-Authenticated with the same bearer tokens as the data API; errors in the platform's shape.
+Authenticated with the same bearer tokens as the data API (the user needs API Enabled; the queues need View Setup,
+a retry Modify All Data); errors in the platform's shape.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from starlette.routing import Route
 
 from interlink.api import openapi
 from interlink.api.app import bearer_token, supported_versions
-from interlink.api.http import client_ip, error_response, instance_url, json_response
-from interlink.errors import InterlinkError, InvalidHeaderError, NotFoundError
+from interlink.api.http import client_ip, error_response, instance_url, json_response, require_api
+from interlink.errors import InsufficientAccess, InterlinkError, InvalidHeaderError, NotFoundError
 
 if TYPE_CHECKING:
     from interlink.app.org import Org
@@ -39,12 +40,19 @@ def _filters(request: Request) -> tuple[str | None, int]:
 
 
 def routes() -> list[Route]:
-    def guarded(handler):  # type: ignore[no-untyped-def]
+    def guarded(handler, permission: str | None = None):  # type: ignore[no-untyped-def]
+        """A valid session of a user with API Enabled (and ``permission``, a system permission, when given)."""
+
         async def run(request: Request) -> Response:
             org: Org = request.app.state.org
             try:
-                org.tokens.validate(bearer_token(request), client_ip(request))
+                session = org.tokens.validate(bearer_token(request), client_ip(request))
+                context = require_api(org.context_for(session.user_id))
+                access = context.enforced
+                if permission is not None and access is not None and not access.has(permission):
+                    raise InsufficientAccess(f"This operation needs the {permission} permission")
                 org.usage.count()
+                request.state.context = context
                 return await handler(request, org)
             except InterlinkError as error:
                 return error_response(error)
@@ -75,22 +83,26 @@ def routes() -> list[Route]:
         version = request.query_params.get("version", versions[-1]).removeprefix("v")
         if version not in versions:
             raise NotFoundError(f"API version {version} is not served: {versions[0]} to {versions[-1]}")
+        # The caller's view of the schema, as describe gives it: objects and fields they may not read are left out,
+        # and what they may not create or edit is read-only.
+        schema = org.query.schema_for(request.state.context)
         objects = None
         if request.query_params.get("objects"):
             objects = [name.strip() for name in request.query_params["objects"].split(",") if name.strip()]
-            unknown = [name for name in objects if name not in org.store.schema]
+            unknown = [name for name in objects if name not in schema]
             if unknown:
                 raise NotFoundError(f"No such object: {', '.join(unknown)}")
-        document = openapi.build_document(org.store.schema, request.app.state.data_api.router, version=version,
+        document = openapi.build_document(schema, request.app.state.data_api.router, version=version,
                                           server_url=instance_url(request), objects=objects, org_name=org.org_name)
         return json_response(document)
 
     return [
         Route("/interlink/v1/openapi.json", guarded(openapi_document), methods=["GET"]),
-        Route("/interlink/v1/callouts", guarded(callouts), methods=["GET"]),
-        Route("/interlink/v1/callouts/{id}", guarded(callout), methods=["GET"]),
-        Route("/interlink/v1/callouts/{id}/retry", guarded(retry), methods=["POST"]),
-        Route("/interlink/v1/outbound", guarded(outbound), methods=["GET"]),
+        # Callouts and outbound messages carry other users' payloads: setup information, as on the platform.
+        Route("/interlink/v1/callouts", guarded(callouts, "ViewSetup"), methods=["GET"]),
+        Route("/interlink/v1/callouts/{id}", guarded(callout, "ViewSetup"), methods=["GET"]),
+        Route("/interlink/v1/callouts/{id}/retry", guarded(retry, "ModifyAllData"), methods=["POST"]),
+        Route("/interlink/v1/outbound", guarded(outbound, "ViewSetup"), methods=["GET"]),
     ]
 
 

@@ -8,6 +8,10 @@ exist; this module says what each one takes and answers. Resources whose path ho
 once per object, so every object gets its own record schemas built from its field types (``Account``,
 ``AccountCreate``, ``AccountUpdate``). ``objects`` limits those per-object paths to the named objects.
 
+The schema given is the caller's view of the org (``QueryEngine.schema_for``, what describe shows them): objects and
+fields they may not read are absent, and the create, update and delete operations and request-body fields follow
+their edit rights, so each user's document describes the API as they may use it.
+
 A router resource that is neither described here nor listed in :data:`NOT_DESCRIBED` is an error a test
 catches, so a new resource cannot be left out of the document silently.
 """
@@ -363,6 +367,8 @@ def _per_object(obj: ObjectDef, method: str, pattern: str) -> Operation | None:
         return _op(f"{name}_retrieveManyPost", f"Get many {name} records by id, ids in the body",
                    {**_ok(records), **_errors(400, 404)}, body=_ref("RetrieveRequest"), tag=name)
     if pattern == "composite/sobjects/{type}/{field}":
+        if not (obj.createable or obj.updateable):
+            return None
         body = {"type": "object", "required": ["records"], "properties": {
             "allOrNone": {"type": "boolean"},
             "records": {"type": "array", "maxItems": MAX_RECORDS, "items": _ref(f"{name}Update")}}}
@@ -478,7 +484,8 @@ def undescribed(router: ResourceRouter) -> list[tuple[str, str]]:
 
 def build_document(schema: Schema, router: ResourceRouter, *, version: str, server_url: str,
                    objects: Iterable[str] | None = None, org_name: str = "Interlink") -> dict[str, Any]:
-    """The OpenAPI 3.0 document of the data API at ``version``, served from ``server_url``."""
+    """The OpenAPI 3.0 document of the data API at ``version``, served from ``server_url``, for the objects and
+    fields of ``schema`` (the caller's view of the org's schema)."""
     wanted = None if objects is None else {name.lower() for name in objects}
     chosen = [obj for obj in schema if wanted is None or obj.name.lower() in wanted]
     base = f"/services/data/v{version}"

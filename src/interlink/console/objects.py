@@ -1,4 +1,4 @@
-"""The console's "Objects" section: every object of the org, and list views of their records.
+"""The console's "Objects" section: every object of the org the user may read, and list views of their records.
 
     GET /console/objects          stored, external and event objects, with record counts for stored ones
     GET /console/o/{Object}       a list view: columns, filters, sort and pages, run as SOQL by the query engine
@@ -22,7 +22,7 @@ from interlink.console.listview import OPERATORS, ListView, sortable
 from interlink.console.render import org_of, page, render
 from interlink.console.session import ConsoleUser
 from interlink.errors import InterlinkError, InvalidQueryLocator, NotFoundError
-from interlink.metadata.model import NUMBER_TYPES, FieldType, ObjectDef
+from interlink.metadata.model import NUMBER_TYPES, FieldType, ObjectDef, Schema
 from interlink.soql.engine import DEFAULT_URL_PREFIX, QueryPage
 
 SECTION = "/console/objects"
@@ -37,8 +37,9 @@ def object_or_404(request: Request, name: str, user: ConsoleUser) -> ObjectDef:
     return obj
 
 
-def visible_schema(request: Request, user: ConsoleUser) -> Any:
-    """The org's schema without what ``user`` may not read (the query engine's view of it)."""
+def visible_schema(request: Request, user: ConsoleUser) -> Schema:
+    """The org's schema without what ``user`` may not read (the query engine's view of it): every object list,
+    picker and lookup of the console uses it, so an object they may not open is never offered."""
     return org_of(request).query.schema_for(user.context)
 
 
@@ -60,7 +61,7 @@ async def objects_index(request: Request, user: ConsoleUser) -> Response:
             try:
                 count = org.query.execute(f"SELECT COUNT() FROM {obj.name}", user.context).total_size
             except InterlinkError:
-                count = None  # e.g. not readable by this user: the row still links to the object
+                count = None  # e.g. a data source that cannot count: the row still links to the object
         rows.append({"obj": obj, "kind": kind_label(obj), "count": count})
     return render(request, "objects.html", user, section=SECTION, rows=rows)
 
@@ -125,17 +126,16 @@ class _WithoutFilters:
 
 @page
 async def list_view(request: Request, user: ConsoleUser) -> Response:
-    org = org_of(request)
     obj = object_or_404(request, request.path_params["object"], user)
     if obj.is_event:
         return render(request, "object_list.html", user, section=SECTION, obj=obj, kind=kind_label(obj),
                       event=True)
     error: InterlinkError | None = None
     try:
-        view = ListView.from_params(org.store.schema, obj, request.query_params)
+        view = ListView.from_params(visible_schema(request, user), obj, request.query_params)
     except InterlinkError as exc:  # a bad filter: show it with its message, run nothing
         error = exc
-        view = ListView.from_params(org.store.schema, obj, _WithoutFilters(request))
+        view = ListView.from_params(visible_schema(request, user), obj, _WithoutFilters(request))
     filter_error = error is not None
     typed = raw_filters(request)
     values: dict[str, Any] = {"rows": [], "total": None, "offset": 0, "next_url": None, "previous_url": None}
@@ -184,4 +184,4 @@ def routes() -> list[BaseRoute]:
     ]
 
 
-__all__ = ["kind_label", "object_or_404", "routes"]
+__all__ = ["kind_label", "object_or_404", "routes", "visible_schema"]

@@ -38,29 +38,30 @@ from interlink.console.fields import (
     to_save,
 )
 from interlink.console.listview import default_columns
-from interlink.console.objects import SECTION, kind_label, object_or_404
+from interlink.console.objects import SECTION, kind_label, object_or_404, visible_schema
 from interlink.console.render import org_of, page, render
 from interlink.console.session import ConsoleUser
 from interlink.errors import InterlinkError, NotFoundError
-from interlink.metadata.model import FieldDef, FieldType, ObjectDef
+from interlink.metadata.model import FieldDef, FieldType, ObjectDef, Schema
 from interlink.metadata.values import parse_datetime
 from interlink.soql.render import quote
 
 RELATED_ROWS = 5
 
 
-def _record_target(request: Request) -> tuple[ObjectDef, str]:
-    """The object and normalized Id of ``{id}`` in the path; NOT_FOUND for anything that is not a record's Id."""
+def _record_target(request: Request, user: ConsoleUser) -> tuple[ObjectDef, str]:
+    """The object (as ``user`` sees it) and normalized Id of ``{id}`` in the path; NOT_FOUND for anything that is
+    not the Id of a record of an object they may read."""
     raw = request.path_params["id"]
     record_id = ids.normalize(raw)
-    obj = org_of(request).store.object_for_id(record_id) if record_id else None
+    stored = org_of(request).store.object_for_id(record_id) if record_id else None
+    obj = visible_schema(request, user).object(stored.name) if stored is not None else None
     if record_id is None or obj is None or obj.is_event:
         raise NotFoundError(f"No record has the id {raw}.")
     return obj, record_id
 
 
-def _select_list(request: Request, obj: ObjectDef, fields: Sequence[FieldDef]) -> list[str]:
-    schema = org_of(request).store.schema
+def _select_list(schema: Schema, obj: ObjectDef, fields: Sequence[FieldDef]) -> list[str]:
     names = ["Id"]
     for fdef in fields:
         names.append(fdef.name)
@@ -72,7 +73,7 @@ def _select_list(request: Request, obj: ObjectDef, fields: Sequence[FieldDef]) -
 
 def fetch_record(request: Request, user: ConsoleUser, obj: ObjectDef, record_id: str) -> dict[str, Any]:
     """Every field of one record (and its parents' names), read by SOQL with the user's context."""
-    soql = (f"SELECT {', '.join(_select_list(request, obj, obj.fields))} FROM {obj.name} "
+    soql = (f"SELECT {', '.join(_select_list(visible_schema(request, user), obj, obj.fields))} FROM {obj.name} "
             f"WHERE Id = {quote(record_id)}")
     result = org_of(request).query.execute(soql, user.context, batch_size=1)
     if not result.records:
@@ -112,9 +113,10 @@ def _related_columns(child: ObjectDef, lookup: FieldDef) -> list[FieldDef]:
 
 def related_lists(request: Request, user: ConsoleUser, obj: ObjectDef, record: dict[str, Any]) -> list[RelatedList]:
     """Each child relationship (stored and external children) as ``SELECT Id, (SELECT … FROM Rel LIMIT 6) FROM
-    Parent WHERE Id = …``: one query per list, so one failing data source spoils only its own list."""
+    Parent WHERE Id = …``: one query per list, so one failing data source spoils only its own list. Only children
+    ``user`` may read, through lookups they may read, are listed."""
     org = org_of(request)
-    schema = org.store.schema
+    schema = visible_schema(request, user)
     found: list[RelatedList] = []
     for relationship in schema.children_of(obj.name):
         child = schema.object(relationship.child_object)
@@ -151,7 +153,7 @@ def related_lists(request: Request, user: ConsoleUser, obj: ObjectDef, record: d
 
 @page
 async def record_detail(request: Request, user: ConsoleUser) -> Response:
-    obj, record_id = _record_target(request)
+    obj, record_id = _record_target(request, user)
     record = fetch_record(request, user, obj, record_id)
     details = [(f, display(f, record)) for f in obj.fields if not f.is_system]
     system = [(f, display(f, record)) for f in obj.fields if f.is_system and f.name != "IsDeleted"]
@@ -316,7 +318,7 @@ async def create(request: Request, user: ConsoleUser) -> Response:
 
 @page
 async def edit_form(request: Request, user: ConsoleUser) -> Response:
-    obj, record_id = _record_target(request)
+    obj, record_id = _record_target(request, user)
     record = fetch_record(request, user, obj, record_id)
     values = {f.name: form_value(f, record.get(f.name)) for f in _editable(obj, creating=False)}
     return _render_form(request, user, obj, creating=False, values=values, record=record, record_id=record_id,
@@ -325,7 +327,7 @@ async def edit_form(request: Request, user: ConsoleUser) -> Response:
 
 @page
 async def update(request: Request, user: ConsoleUser) -> Response:
-    obj, record_id = _record_target(request)
+    obj, record_id = _record_target(request, user)
     record = fetch_record(request, user, obj, record_id)
     form = await _form_lists(request)
     fields = _editable(obj, creating=False)
@@ -355,7 +357,7 @@ async def update(request: Request, user: ConsoleUser) -> Response:
 
 @page
 async def delete(request: Request, user: ConsoleUser) -> Response:
-    obj, record_id = _record_target(request)
+    obj, record_id = _record_target(request, user)
     fetch_record(request, user, obj, record_id)  # 404 for a record this user cannot see
     results = org_of(request).records.delete(user.context, [record_id], all_or_none=True, object_name=obj.name)
     errors = _errors_of(results)

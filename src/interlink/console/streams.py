@@ -37,7 +37,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from interlink.api.http import error_response, unexpected_error_response
+from interlink.api.http import client_ip, error_response, unexpected_error_response
 from interlink.bus.avro import iso_from_epoch_ms
 from interlink.bus.bus import CUSTOM, EARLIEST, LATEST, Topic
 from interlink.bus.model import encode_replay_id
@@ -239,9 +239,10 @@ class _Stream:
         return position_id(self.positions)
 
     def session_error(self) -> InterlinkError | None:
-        """Why the stream's session no longer counts (logged out, expired, user deactivated), or None."""
+        """Why the stream's session no longer counts (logged out, expired, user deactivated, outside its login
+        hours, or, with ``enforce_ip_ranges_every_request``, from an address outside its profile's ranges), or None."""
         try:
-            session = self.org.tokens.validate(self.user.token)
+            session = self.org.tokens.validate(self.user.token, client_ip(self.request))
             user = self.org.directory.user_by_id(session.user_id)
             if user is None or not user.is_active:
                 raise InvalidSession()

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from interlink.console.objects import visible_schema
 from interlink.console.render import org_of, page, render
 from interlink.console.results import grid, parent_paths, to_csv
 from interlink.console.session import ConsoleUser
@@ -50,8 +51,9 @@ def _url(q: str, include_deleted: bool, **extra: str) -> str:
     return f"{SECTION}?{urlencode(pairs)}"
 
 
-def _prefixes(request: Request) -> frozenset[str]:
-    return frozenset(obj.key_prefix for obj in org_of(request).store.schema if not obj.is_event)
+def _prefixes(request: Request, user: ConsoleUser) -> frozenset[str]:
+    """Key prefixes of the objects whose record pages ``user`` may open (their Ids become links)."""
+    return frozenset(obj.key_prefix for obj in visible_schema(request, user) if not obj.is_event)
 
 
 def _run(request: Request, user: ConsoleUser, soql: str, include_deleted: bool) -> dict[str, Any]:
@@ -75,7 +77,7 @@ def _run(request: Request, user: ConsoleUser, soql: str, include_deleted: bool) 
             locator_text = f"{cursor_id}-{result.locator.offset}"
         next_url = _url(soql, include_deleted, cursor=locator_text)
     return {"result": result, "offset": offset, "next_url": next_url,
-            "grid": grid(result.records, _prefixes(request), extra=parent_paths(soql))}
+            "grid": grid(result.records, _prefixes(request, user), extra=parent_paths(soql))}
 
 
 @page

@@ -17,6 +17,7 @@ from graphql import (
     get_operation_ast,
     parse,
     validate,
+    validate_schema,
 )
 from graphql.language import OperationType
 
@@ -24,7 +25,7 @@ from interlink.errors import InterlinkError
 from interlink.graphql import compiler
 from interlink.graphql.literals import quote
 from interlink.graphql.schema import Resolvers, schema_for
-from interlink.metadata.model import ObjectDef
+from interlink.metadata.model import ObjectDef, Schema
 
 if TYPE_CHECKING:
     from interlink.app.org import Org
@@ -36,6 +37,7 @@ class GraphQLContext:
     org: Org
     context: Context
     url_prefix: str
+    model: Schema  # the caller's view of the org's schema, which their GraphQL schema was built from
 
 
 def _ctx(info: GraphQLResolveInfo) -> GraphQLContext:
@@ -52,8 +54,7 @@ def _interlink_error(error: InterlinkError, info: GraphQLResolveInfo | None = No
 def _connection(obj: ObjectDef) -> Any:
     def resolve(_root: Any, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
         gctx = _ctx(info)
-        model = gctx.org.store.schema
-        plan = compiler.connection_plan(info, model, obj, list(info.field_nodes), args)
+        plan = compiler.connection_plan(info, gctx.model, obj, list(info.field_nodes), args)
         try:
             page = gctx.org.query.execute(compiler.soql(plan), gctx.context, batch_size=plan.first,
                                           offset=plan.offset, url_prefix=gctx.url_prefix)
@@ -72,9 +73,8 @@ def _record(payload: dict[str, Any], info: GraphQLResolveInfo) -> dict[str, Any]
     if not record_id:
         return None
     gctx = _ctx(info)
-    model = gctx.org.store.schema
-    plan = compiler.ConnectionPlan(obj, compiler.record_plan(info, model, obj, list(info.field_nodes)), 1, 0, "",
-                                   "", False)
+    plan = compiler.ConnectionPlan(obj, compiler.record_plan(info, gctx.model, obj, list(info.field_nodes)), 1, 0,
+                                   "", "", False)
     text = compiler.soql(plan, where=f"Id = {quote(record_id)}")
     try:
         page = gctx.org.query.execute(text, gctx.context, batch_size=1, url_prefix=gctx.url_prefix)
@@ -129,6 +129,9 @@ def _delete(obj: ObjectDef) -> Any:
     return resolve
 
 
+NOTHING_TO_QUERY = ("There is no object you may query: your profile and permission sets grant read access on no "
+                    "queryable object")
+
 RESOLVERS = Resolvers(connection=_connection, create=_create, update=_update, delete=_delete, record=_record)
 
 
@@ -153,8 +156,14 @@ def format_error(error: GraphQLError, error_type: str) -> dict[str, Any]:
 
 def run(org: Org, context: Context, query: str, variables: dict[str, Any] | None = None,
         operation_name: str | None = None, *, url_prefix: str = "/services/data/v66.0/sobjects") -> dict[str, Any]:
-    """Execute one GraphQL request; always answers ``{"data": ..., "errors": [...]}``."""
-    schema = schema_for(org.store.schema, RESOLVERS)
+    """Execute one GraphQL request; always answers ``{"data": ..., "errors": [...]}``.
+
+    The schema is ``context``'s: what they may not read is not in it (see :mod:`interlink.graphql.schema`)."""
+    model = org.query.schema_for(context)
+    schema = schema_for(model, RESOLVERS)
+    if validate_schema(schema):  # checked once per schema (graphql-core keeps the answer on it)
+        # Only a caller who may query no object at all: GraphQL has no valid schema without one.
+        return {"data": None, "errors": [format_error(GraphQLError(NOTHING_TO_QUERY), "ValidationError")]}
     try:
         document = parse(query)
     except GraphQLError as error:
@@ -163,7 +172,7 @@ def run(org: Org, context: Context, query: str, variables: dict[str, Any] | None
     if problems:
         return {"data": None, "errors": [format_error(e, "ValidationError") for e in problems]}
     operation = get_operation_ast(document, operation_name)
-    gctx = GraphQLContext(org, context, url_prefix)
+    gctx = GraphQLContext(org, context, url_prefix, model)
 
     def execute() -> ExecutionResult:
         result = execute_sync(schema, document, context_value=gctx, variable_values=variables,

@@ -1,4 +1,4 @@
-"""The UI API GraphQL schema, generated from the org's metadata with graphql-core (cached per schema version).
+"""The UI API GraphQL schema, generated with graphql-core from the caller's view of the org's metadata (cached).
 
 Shape (as the platform)::
 
@@ -11,6 +11,12 @@ A record type (``Account``) has ``Id: ID``, ``ApiName``, one value wrapper per f
 ``value`` and ``displayValue``), its parent relationships as nested record types (``Owner: User``) and its child
 relationships as connections (``Contacts(first, after, where, orderBy): ContactConnection``). Every field carries
 ``extensions["interlink"]`` so the compiler can map a selection back to metadata.
+
+As on the platform, the schema follows the caller's object and field-level security: it is built from the schema
+view the query engine uses for them (``QueryEngine.schema_for``), so objects and fields they may not read are not in
+it (introspection does not list them; selecting one is a ``ValidationError`` like any unknown field) and mutations
+follow their create, edit and delete rights. Unrestricted callers get the org's schema itself, so they share one
+GraphQL schema.
 """
 
 from __future__ import annotations
@@ -147,10 +153,13 @@ class Resolvers:
 
 class _Builder:
     def __init__(self, model: Schema, resolvers: Resolvers) -> None:
-        self.model = model
+        # The built types' field thunks keep this builder alive, so it holds no reference to ``model``: the cache
+        # below is keyed weakly by ``model`` and must let a user's superseded view die.
         self.resolvers = resolvers
         self.objects = [o for o in model if o.queryable]
         self.names = {o.name for o in self.objects}
+        self.by_name = {o.name.lower(): o for o in model}
+        self.child_relationships = {o.name: model.children_of(o.name) for o in self.objects}
         self.wrappers: dict[str, GraphQLObjectType] = {}
         self.operators: dict[str, GraphQLInputObjectType] = {}
         self.records: dict[str, GraphQLObjectType] = {}
@@ -190,7 +199,7 @@ class _Builder:
     # per-object types
     def parent_target(self, fdef: FieldDef) -> str | None:
         if fdef.type is FieldType.REFERENCE and fdef.relationship_name and len(fdef.reference_to) == 1:
-            target = self.model.object(fdef.reference_to[0])
+            target = self.by_name.get(fdef.reference_to[0].lower())
             if target is not None and target.name in self.names:
                 return target.name
         return None
@@ -199,7 +208,7 @@ class _Builder:
         """(relationship name, child object, child field) of ``obj``'s child relationships."""
         seen: set[str] = set()
         out = []
-        for rel in self.model.children_of(obj.name):
+        for rel in self.child_relationships.get(obj.name, ()):
             if rel.relationship_name and rel.child_object in self.names and rel.relationship_name not in seen:
                 seen.add(rel.relationship_name)
                 out.append((rel.relationship_name, rel.child_object, rel.field))
@@ -327,11 +336,13 @@ class _Builder:
             for obj in self.objects})
         uiapi = GraphQLObjectType("UIAPI", {"query": GraphQLField(GraphQLNonNull(record_query), resolve=_empty)})
         query = GraphQLObjectType("Query", {"uiapi": GraphQLField(GraphQLNonNull(uiapi), resolve=_empty)})
-        mutations_input = GraphQLInputObjectType("UIAPIMutationsInput", {
-            "allOrNone": GraphQLInputField(GraphQLBoolean, default_value=True)})
-        mutation = GraphQLObjectType("Mutation", {
-            "uiapi": GraphQLField(self.mutations(), args={"input": GraphQLArgument(mutations_input)},
-                                  resolve=_empty)})
+        mutations = self.mutations()
+        mutation = None  # a caller who may change nothing has no mutation type (a mutation is a ValidationError)
+        if mutations.fields:
+            mutations_input = GraphQLInputObjectType("UIAPIMutationsInput", {
+                "allOrNone": GraphQLInputField(GraphQLBoolean, default_value=True)})
+            mutation = GraphQLObjectType("Mutation", {
+                "uiapi": GraphQLField(mutations, args={"input": GraphQLArgument(mutations_input)}, resolve=_empty)})
         return GraphQLSchema(query=query, mutation=mutation, types=list(self.wrappers.values()))
 
 
@@ -350,18 +361,24 @@ def _value_resolver(name: str) -> Resolver:
     return resolve
 
 
+# One GraphQL schema per model object: the org's schema (shared by every unrestricted caller) or one user's view of
+# it (``UserAccess.schema``: cached per user, replaced when their permissions change). Keyed weakly, so a schema
+# goes when its model does: after a deploy, or when a user's permissions change.
 _cache: weakref.WeakKeyDictionary[Schema, GraphQLSchema] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
 def schema_for(model: Schema, resolvers: Resolvers) -> GraphQLSchema:
-    """The GraphQL schema of ``model`` (built once per deployed schema version)."""
+    """The GraphQL schema of ``model`` (built once per model object: per deployed schema version, per user view)."""
     with _lock:
         built = _cache.get(model)
-        if built is None:
-            built = _Builder(model, resolvers).build()
-            _cache[model] = built
+    if built is not None:
         return built
+    # Built outside the lock so one user's first request does not hold up everybody else's; two concurrent first
+    # requests of the same view may both build, and the first one stored wins.
+    fresh = _Builder(model, resolvers).build()
+    with _lock:
+        return _cache.setdefault(model, fresh)
 
 
 __all__ = ["Resolvers", "scalar_name", "schema_for"]

@@ -3,7 +3,8 @@
 Sources, merged in this order: the standard objects Interlink ships, YAML files under
 ``metadata/objects/``, then SFDX source format under the package directories named by
 ``sfdx-project.json``. A file named after a standard object adds custom fields to it. Custom objects
-without a ``keyPrefix`` get the one they were deployed with, or the next free ``a..`` prefix.
+without a ``keyPrefix`` get the one they were deployed with, or the next free ``a..`` prefix; custom share
+objects (``Invoice__Share``) all get the platform's ``02c``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from interlink.ids import BASE62
 from interlink.metadata.history import history_objects
 from interlink.metadata.model import FieldDef, ObjectDef, Schema
 from interlink.metadata.sfdx import find_package_directories, load_sfdx_objects_with_warnings
-from interlink.metadata.sharing import needs_share_object, share_spec
+from interlink.metadata.sharing import CUSTOM_SHARE_KEY_PREFIX, is_custom_share, needs_share_object, share_spec
 from interlink.metadata.spec import Spec, build_object, merge_specs
 from interlink.metadata.standard_objects import load_standard_specs
 
@@ -121,7 +122,7 @@ def _add(specs: dict[str, Spec], sources: dict[str, list[str]], spec: Spec, sour
     key = name.lower()
     existing = specs.get(key)
     is_extension = set(spec) <= {"name", "fields", "label", "labelPlural", "description", "changeDataCapture",
-                                 "enableHistory"}
+                                 "enableHistory", "grantAccessUsingHierarchies"}
     if existing is None:
         if not name.endswith(("__c", "__e", "__x")):
             raise MetadataError(f"{source}: {name} is not a standard object; custom objects end in __c "
@@ -136,7 +137,8 @@ def _add(specs: dict[str, Spec], sources: dict[str, list[str]], spec: Spec, sour
         return
 
     def defines(candidate: Spec) -> bool:  # a definition of the object (label, name field...), not just fields
-        return bool(set(candidate) - {"name", "fields"})
+        # (grantAccessUsingHierarchies too: the Metadata API cannot say it, so a YAML file adds it to SFDX objects)
+        return bool(set(candidate) - {"name", "fields", "grantAccessUsingHierarchies"})
 
     if existing.get("standard") or not defines(spec):
         specs[key] = merge_specs(existing, spec, source)
@@ -172,6 +174,9 @@ def _assign_key_prefixes(specs: dict[str, Spec], deployed: Schema | None, retire
     for name, spec in sorted(specs.items()):
         if spec.get("keyPrefix"):
             continue
+        if is_custom_share(str(spec.get("name") or "")):
+            spec["keyPrefix"] = CUSTOM_SHARE_KEY_PREFIX  # one prefix for all of them, as on the platform
+            continue
         # platform events get e.. prefixes, external objects x..
         sequence = sequences["e" if name.endswith("__e") else "x" if name.endswith("__x") else "a"]
         prefix = next(sequence)
@@ -185,7 +190,10 @@ def _check_references(schema: Schema, sources: dict[str, list[str]]) -> None:
     prefixes: dict[str, ObjectDef] = {}
     for obj in schema:
         first = prefixes.setdefault(obj.key_prefix, obj)
-        if first is not obj and not (first.history_of and obj.history_of):  # history objects all share 017
+        # History objects all share 017, custom share objects 02c.
+        shared = (first.history_of and obj.history_of) or (
+            obj.key_prefix == CUSTOM_SHARE_KEY_PREFIX and is_custom_share(first.name) and is_custom_share(obj.name))
+        if first is not obj and not shared:
             raise MetadataError(f"{sources[obj.name.lower()][-1]}: key prefix {obj.key_prefix} of {obj.name} is "
                                 f"already used by {first.name}")
         for fdef in obj.reference_fields:

@@ -223,6 +223,9 @@ class ObjectDef:
     # Record-level sharing default (organization-wide default): Private, Read, ReadWrite or ControlledByParent;
     # "" is ReadWrite.
     sharing_model: str = ""
+    # "Grant Access Using Hierarchies": whether the users above a record's owner (and above the users it is shared
+    # with) in the role hierarchy get its access. Always on for standard objects; custom ones may switch it off.
+    grant_access_using_hierarchies: bool = True
     # ... or is one: the object whose tracked fields it records (AccountHistory -> Account).
     history_of: str = ""
     _by_lower: Mapping[str, FieldDef] = field(default_factory=dict, repr=False, compare=False)
@@ -285,7 +288,8 @@ class Schema:
     def __init__(self, objects: Iterable[ObjectDef], version: str = "") -> None:
         self._objects: dict[str, ObjectDef] = {}
         self._by_prefix: dict[str, ObjectDef] = {}
-        self._sharing: dict[str, list[ObjectDef]] = {}  # every history object has the prefix 017
+        # Prefixes several objects share: every history object has 017, every custom share object 02c.
+        self._sharing: dict[str, list[ObjectDef]] = {}
         for obj in objects:
             lowered = obj.name.lower()
             if lowered in self._objects:
@@ -313,7 +317,8 @@ class Schema:
         return self._by_prefix.get(prefix)
 
     def objects_with_prefix(self, prefix: str) -> list[ObjectDef]:
-        """Every object whose ids start with ``prefix``: one, except for the history objects (``017``)."""
+        """Every object whose ids start with ``prefix``: one, except for the history objects (``017``) and the
+        custom share objects (``02c``)."""
         return list(self._sharing.get(prefix, ()))
 
     def children_of(self, name: str) -> list[ChildRelationship]:

@@ -276,6 +276,8 @@ def _object_spec(path: Path, name: str, warnings: list[str]) -> Spec:
     enable_history = _bool(root, "enableHistory", path)
     if enable_history:
         spec["enableHistory"] = True
+    # "Grant Access Using Hierarchies" has no CustomObject element (Setup only): a YAML file next to the source
+    # adds grantAccessUsingHierarchies: false (see the loader).
     sharing = _text(root, "sharingModel")
     if sharing in SHARING_MODELS:
         spec["sharingModel"] = sharing

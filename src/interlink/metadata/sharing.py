@@ -12,8 +12,10 @@ object, named and shaped as the platform names and shapes them::
 
 A custom object gets its share object when its ``sharingModel`` is ``Private`` or ``Read`` (as on the platform:
 a public read/write object has nothing to share). The generated spec is an ordinary object spec, so it is
-deployed, stored and reloaded like any other object; unlike the platform's (``02c`` for all of them) it gets a
-key prefix of its own.
+deployed, stored and reloaded like any other object. As on the platform, every custom share object's ids begin
+with ``02c`` (:data:`CUSTOM_SHARE_KEY_PREFIX`, assigned by the loader): an id is routed to its object by probing
+the share tables (:meth:`interlink.store.database.Store.object_for_id`), as for the history objects' ``017``. A
+share object deployed before it had ``02c`` keeps the prefix it has (changing it would orphan its ids).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ STANDARD_SHARES: dict[str, tuple[str, str, str]] = {
 STANDARD_PARENTS = {"Contact": "AccountId", "Order": "AccountId", "OrderItem": "OrderId",
                     "Opportunity": "AccountId", "Case": "AccountId", "Asset": "AccountId"}
 SHARED_MODELS = ("Private", "Read")
+#: The key prefix of every custom share object (``Invoice__Share``, ``Project__Share``, ...), as on the platform.
+CUSTOM_SHARE_KEY_PREFIX = "02c"
 
 
 def share_object_name(parent: str) -> str:
@@ -57,6 +61,11 @@ def share_parent(name: str) -> str | None:
     if name.endswith("__Share"):
         return name[:-7] + "__c"
     return None
+
+
+def is_custom_share(name: str) -> bool:
+    """Whether ``name`` is a custom object's share object (``Invoice__Share``): they all share ``02c``."""
+    return name.endswith("__Share")
 
 
 def share_spec(parent: dict[str, Any]) -> dict[str, Any]:
@@ -98,5 +107,5 @@ def parent_field(obj: ObjectDef) -> str | None:
     return name if name is not None and obj.has_field(name) else None
 
 
-__all__ = ["SHARED_MODELS", "STANDARD_PARENTS", "STANDARD_SHARES", "needs_share_object", "parent_field",
-           "share_fields", "share_object_name", "share_parent", "share_spec"]
+__all__ = ["CUSTOM_SHARE_KEY_PREFIX", "SHARED_MODELS", "STANDARD_PARENTS", "STANDARD_SHARES", "is_custom_share",
+           "needs_share_object", "parent_field", "share_fields", "share_object_name", "share_parent", "share_spec"]

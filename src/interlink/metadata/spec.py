@@ -57,6 +57,7 @@ _OBJECT_KEYS = {
     "name", "label", "labelPlural", "keyPrefix", "description", "nameField", "fields", "standard",
     "owner", "createable", "updateable", "deletable", "queryable", "searchable", "publishBehavior",
     "changeDataCapture", "dataSource", "externalName", "externalKey", "enableHistory", "sharingModel",
+    "grantAccessUsingHierarchies",
 }
 SHARING_MODELS = ("Private", "Read", "ReadWrite", "ControlledByParent")
 PUBLISH_BEHAVIORS = ("PublishImmediately", "PublishAfterCommit")
@@ -480,6 +481,7 @@ def build_object(spec: Mapping[str, Any], source: str = "<spec>") -> ObjectDef:
         change_data_capture=_as_bool(spec.get("changeDataCapture", False), source, "changeDataCapture"),
         enable_history=enable_history,
         sharing_model=_sharing_model(spec.get("sharingModel"), source),
+        grant_access_using_hierarchies=_hierarchies(spec, source, custom),
     )
     check_history(obj, source)
     return obj
@@ -491,6 +493,15 @@ def _sharing_model(value: Any, source: str) -> str:
     if value not in SHARING_MODELS:
         raise MetadataError(f"{_where(source, 'sharingModel')}: one of {', '.join(SHARING_MODELS)}, got {value!r}")
     return str(value)
+
+
+def _hierarchies(spec: Mapping[str, Any], source: str, custom: bool) -> bool:
+    """``grantAccessUsingHierarchies`` (default true): only custom objects may switch it off, as on the platform."""
+    grant = _as_bool(spec.get("grantAccessUsingHierarchies", True), source, "grantAccessUsingHierarchies")
+    if not grant and not custom:
+        raise MetadataError(f"{_where(source, 'grantAccessUsingHierarchies')}: standard objects always grant access "
+                            "using the role hierarchy; only custom objects (__c) can switch it off")
+    return grant
 
 
 def merge_specs(base: Mapping[str, Any], extension: Mapping[str, Any], source: str) -> Spec:
@@ -512,7 +523,8 @@ def merge_specs(base: Mapping[str, Any], extension: Mapping[str, Any], source: s
             base_fields.append(dict(raw))
             names.add(fname.lower())
     merged["fields"] = base_fields
-    for key in ("label", "labelPlural", "description", "changeDataCapture", "enableHistory", "sharingModel"):
+    for key in ("label", "labelPlural", "description", "changeDataCapture", "enableHistory", "sharingModel",
+                "grantAccessUsingHierarchies"):
         if key in extension:
             merged[key] = extension[key]
     return merged
@@ -629,4 +641,6 @@ def object_to_spec(obj: ObjectDef) -> Spec:
         spec["enableHistory"] = True
     if obj.sharing_model:
         spec["sharingModel"] = obj.sharing_model
+    if not obj.grant_access_using_hierarchies:
+        spec["grantAccessUsingHierarchies"] = False
     return spec

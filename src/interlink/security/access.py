@@ -1,7 +1,8 @@
 """Who may do what: profiles, permission sets and permission set groups turned into one answer per user.
 
 A user's permissions are the union of the permission set their profile owns, the permission sets assigned to them
-(``PermissionSetAssignment``) and those of the permission set groups assigned to them. Each permission set grants
+(``PermissionSetAssignment``) and those of the permission set groups assigned to them (a group's: its sets' minus
+what its ``MutingPermissionSet`` components mute, which nothing outside the group loses). Each permission set grants
 object permissions (``ObjectPermissions``: read, create, edit, delete, view all, modify all), field permissions
 (``FieldPermissions``: read, edit: field-level security) and system permissions (``Permissions*`` fields of the
 permission set: API Enabled, API Only User, View All Data, Modify All Data, ...). All of them are records of the
@@ -24,7 +25,8 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -36,7 +38,16 @@ from interlink.store.database import Store
 
 SETUP_OBJECTS = frozenset({"Profile", "PermissionSet", "PermissionSetAssignment", "ObjectPermissions",
                            "FieldPermissions", "PermissionSetGroup", "PermissionSetGroupComponent",
-                           "Group", "GroupMember"})
+                           "MutingPermissionSet", "Group", "GroupMember"})
+#: Setup objects every user reads whatever their profile and permission sets, as on the platform, where any
+#: internal user may query Group and GroupMember (to find the group to share a record with); only administrators
+#: (Modify All Data, or Modify All on them) change them.
+READ_BY_EVERYONE = frozenset({"Group", "GroupMember", "UserRole"})
+#: What the View Setup and Configuration permission lets a user read: the setup objects and the audit trail.
+READ_WITH_VIEW_SETUP = SETUP_OBJECTS | {"SetupAuditTrail", "Organization"}
+#: What Manage Users lets a user change (besides reading what View Setup reads, which it implies, and LoginHistory):
+#: users, roles, and permission set assignments, as on the platform.
+MANAGED_WITH_MANAGE_USERS = frozenset({"User", "UserRole", "PermissionSetAssignment"})
 #: System permissions, by the suffix of their ``Permissions*`` field on PermissionSet.
 SYSTEM_PERMISSIONS = ("ApiEnabled", "ApiUserOnly", "ViewAllData", "ModifyAllData", "ManageUsers", "ViewSetup")
 
@@ -114,6 +125,16 @@ class UserAccess:
         if self.everything:
             return FULL
         found = self.objects.get(obj.name.lower(), NONE)
+        if obj.name in READ_BY_EVERYONE:
+            found = found.merged(ObjectAccess(read=True))
+        manage_users = "ManageUsers" in self.system
+        if obj.name in READ_WITH_VIEW_SETUP and (manage_users or "ViewSetup" in self.system):
+            found = found.merged(ObjectAccess(read=True))
+        if manage_users and obj.name == "LoginHistory":
+            found = found.merged(ObjectAccess(read=True))
+        if manage_users and obj.name in MANAGED_WITH_MANAGE_USERS:
+            found = found.merged(ObjectAccess(read=True, create=obj.createable, edit=obj.updateable,
+                                              delete=obj.deletable))
         if "ViewAllData" in self.system and obj.kind != "event":
             found = found.merged(ObjectAccess(read=True, view_all=True))
         return found
@@ -175,7 +196,7 @@ class UserAccess:
 
     def _row_allowed(self, obj: ObjectDef, row: dict[str, Any], *, edit: bool, conn: Any) -> bool:
         if not row.get("Id"):  # not a stored record: ownership only
-            return not self._shared_rows_only(obj, edit=edit) or row.get("OwnerId") in self.owners
+            return not self._shared_rows_only(obj, edit=edit) or row.get("OwnerId") in self.sharing.owners_for(obj)
         return str(row["Id"]) in self.sharing.allowed_ids(obj, [row], edit=edit, conn=conn)
 
     def object_view(self, obj: ObjectDef) -> ObjectDef:
@@ -305,38 +326,28 @@ class AccessService:
                     set_ids.add(row.PermissionSetId)
                 if row.PermissionSetGroupId:
                     group_ids.add(row.PermissionSetGroupId)
+            granted = _grants_of(conn, tables, set_ids, sets)
+            # A group grants the union of its permission sets minus what its muting permission sets mute: muting
+            # never takes away what the profile, a directly assigned set or another group grants.
+            members: dict[str, set[str]] = {}
             if group_ids:
                 components = tables["permissionsetgroupcomponent"]
-                set_ids.update(r.PermissionSetId for r in conn.execute(
-                    select(components.c.PermissionSetId).where(components.c.PermissionSetGroupId.in_(group_ids),
-                                                               components.c.IsDeleted.is_(False))))
-            system: set[str] = set()
-            objects: dict[str, ObjectAccess] = {}
-            fields: dict[str, dict[str, tuple[bool, bool]]] = {}
-            if set_ids:
-                columns = [getattr(sets.c, f"Permissions{p}") for p in SYSTEM_PERMISSIONS]
-                for row in conn.execute(select(*columns).where(sets.c.Id.in_(set_ids),
-                                                               sets.c.IsDeleted.is_(False))):
-                    system.update(p for p, value in zip(SYSTEM_PERMISSIONS, row, strict=True) if value)
-                perms = tables["objectpermissions"]
-                for row in conn.execute(select(perms).where(perms.c.ParentId.in_(set_ids),
-                                                            perms.c.IsDeleted.is_(False))):
-                    granted = ObjectAccess(bool(row.PermissionsRead), bool(row.PermissionsCreate),
-                                           bool(row.PermissionsEdit), bool(row.PermissionsDelete),
-                                           bool(row.PermissionsViewAllRecords), bool(row.PermissionsModifyAllRecords))
-                    key = row.SobjectType.lower()
-                    objects[key] = objects.get(key, NONE).merged(granted)
-                field_perms = tables["fieldpermissions"]
-                for row in conn.execute(select(field_perms).where(field_perms.c.ParentId.in_(set_ids),
-                                                                  field_perms.c.IsDeleted.is_(False))):
-                    obj_name, _, field_name = row.Field.partition(".")
-                    entry = fields.setdefault((obj_name or row.SobjectType).lower(), {})
-                    read, edit = entry.get(field_name.lower(), (False, False))
-                    entry[field_name.lower()] = (read or bool(row.PermissionsRead) or bool(row.PermissionsEdit),
-                                                 edit or bool(row.PermissionsEdit))
+                for row in conn.execute(select(components.c.PermissionSetGroupId, components.c.PermissionSetId)
+                                        .where(components.c.PermissionSetGroupId.in_(group_ids),
+                                               components.c.IsDeleted.is_(False))):
+                    members.setdefault(row.PermissionSetGroupId, set()).add(row.PermissionSetId)
+            muting_table = tables.get("mutingpermissionset")
+            for component_ids in members.values():
+                muting_ids = {r.Id for r in conn.execute(select(muting_table.c.Id).where(
+                    muting_table.c.Id.in_(component_ids)))} if muting_table is not None else set()
+                group = _grants_of(conn, tables, component_ids - muting_ids, sets)
+                if muting_ids:
+                    group = group.without(_grants_of(conn, tables, muting_ids, muting_table))
+                granted = granted.merged(group)
+            system, objects, fields = granted.system, granted.objects, granted.fields
         objects = {name: access.normalised() for name, access in objects.items()}
         subordinates = self._subordinates(user_id)
-        sharing = UserSharing.compute(self.store, subordinates | {user_id})
+        sharing = UserSharing.compute(self.store, user_id, subordinates)
         return UserAccess(user_id, frozenset(system), objects, fields, fingerprint, subordinates, sharing=sharing,
                           store=self.store)
 
@@ -363,6 +374,77 @@ class AccessService:
             if not below:
                 return frozenset()
             return frozenset(r.Id for r in conn.execute(select(users.c.Id).where(users.c.UserRoleId.in_(below))))
+
+
+@dataclass(frozen=True)
+class _Grants:
+    """What some permission sets hold together: system permissions, object access by lower-cased object name,
+    (read, edit) by lower-cased object and field name; as stored, before the implications (edit -> read)."""
+
+    system: frozenset[str] = frozenset()
+    objects: dict[str, ObjectAccess] = field(default_factory=dict)
+    fields: dict[str, dict[str, tuple[bool, bool]]] = field(default_factory=dict)
+
+    def merged(self, other: _Grants) -> _Grants:
+        objects = dict(self.objects)
+        for name, access in other.objects.items():
+            objects[name] = objects.get(name, NONE).merged(access)
+        fields = {name: dict(entry) for name, entry in self.fields.items()}
+        for name, entry in other.fields.items():
+            mine = fields.setdefault(name, {})
+            for field_name, (read, edit) in entry.items():
+                before = mine.get(field_name, (False, False))
+                mine[field_name] = (before[0] or read, before[1] or edit)
+        return _Grants(self.system | other.system, objects, fields)
+
+    def without(self, muted: _Grants) -> _Grants:
+        """These grants minus what a muting permission set mutes, and what depends on it (no Read: nothing; no Edit:
+        no Delete; no Delete or View All: no Modify All; no field Read: no field Edit)."""
+        objects: dict[str, ObjectAccess] = {}
+        for name, access in self.objects.items():
+            have, mute = access.normalised(), muted.objects.get(name, NONE)
+            read = have.read and not mute.read
+            edit = have.edit and read and not mute.edit
+            delete = have.delete and edit and not mute.delete
+            view_all = have.view_all and read and not mute.view_all
+            objects[name] = ObjectAccess(read, have.create and read and not mute.create, edit, delete, view_all,
+                                         have.modify_all and delete and view_all and not mute.modify_all)
+        fields: dict[str, dict[str, tuple[bool, bool]]] = {}
+        for name, entry in self.fields.items():
+            mutes = muted.fields.get(name, {})
+            fields[name] = {}
+            for field_name, (read, edit) in entry.items():
+                mute_read, mute_edit = mutes.get(field_name, (False, False))
+                still_read = (read or edit) and not mute_read
+                fields[name][field_name] = (still_read, edit and still_read and not mute_edit)
+        return _Grants(self.system - muted.system, objects, fields)
+
+
+def _grants_of(conn: Any, tables: Mapping[str, Any], parent_ids: set[str], parents: Any) -> _Grants:
+    """The union of what the permission sets (or muting permission sets, in ``parents``) ``parent_ids`` hold."""
+    if not parent_ids:
+        return _Grants()
+    columns = [getattr(parents.c, f"Permissions{p}") for p in SYSTEM_PERMISSIONS]
+    system: set[str] = set()
+    for row in conn.execute(select(*columns).where(parents.c.Id.in_(parent_ids), parents.c.IsDeleted.is_(False))):
+        system.update(p for p, value in zip(SYSTEM_PERMISSIONS, row, strict=True) if value)
+    objects: dict[str, ObjectAccess] = {}
+    perms = tables["objectpermissions"]
+    for row in conn.execute(select(perms).where(perms.c.ParentId.in_(parent_ids), perms.c.IsDeleted.is_(False))):
+        granted = ObjectAccess(bool(row.PermissionsRead), bool(row.PermissionsCreate), bool(row.PermissionsEdit),
+                               bool(row.PermissionsDelete), bool(row.PermissionsViewAllRecords),
+                               bool(row.PermissionsModifyAllRecords))
+        key = row.SobjectType.lower()
+        objects[key] = objects.get(key, NONE).merged(granted)
+    fields: dict[str, dict[str, tuple[bool, bool]]] = {}
+    field_perms = tables["fieldpermissions"]
+    for row in conn.execute(select(field_perms).where(field_perms.c.ParentId.in_(parent_ids),
+                                                      field_perms.c.IsDeleted.is_(False))):
+        obj_name, _, field_name = row.Field.partition(".")
+        entry = fields.setdefault((obj_name or row.SobjectType).lower(), {})
+        read, edit = entry.get(field_name.lower(), (False, False))
+        entry[field_name.lower()] = (read or bool(row.PermissionsRead), edit or bool(row.PermissionsEdit))
+    return _Grants(frozenset(system), objects, fields)
 
 
 def sharing_model(obj: ObjectDef) -> str:

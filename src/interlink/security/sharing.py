@@ -14,19 +14,26 @@ probes for the records it is about to change (:meth:`UserAccess.editable_ids`). 
   would run once per candidate row (measured in ``bench/sharing.py``);
 - one term per sharing rule that shares the object with one of the user's principals: a criteria-based rule adds
   its condition, compiled by the SOQL compiler (:func:`interlink.soql.compiler.compile_condition`); an owner-based
-  rule adds ``OwnerId IN (:users of the source group)``. Rules with Read access are left out of the edit condition.
+  rule adds ``OwnerId IN (:users of the source group)``. Rules with Read access are left out of the edit condition;
+- for an opportunity, case or contact, one more term for the Account rules reaching the user whose child access
+  level for it (``accountSettings``) is Read or Edit: ``AccountId IN (SELECT Id FROM Account WHERE <their
+  criteria> OR OwnerId IN (:owners))``, the rules' own conditions on an alias of the account table.
 
 A ``ControlledByParent`` object's condition is ``EXISTS`` over its parent's table with the parent's condition (or
 its own owner, for a Contact without an account); a share object's rows follow their parent record the same way.
 
 The user's *principals* (their id, their subordinates' ids and every group any of them is in: public groups,
-directly or through nested groups and role groups, and the groups of their roles) and the rules that reach them are
+directly or through nested groups and role groups, and the groups of their roles; a public group whose
+``DoesIncludeBosses`` is false counts only when the user is in it themselves) and the rules that reach them are
 computed with the rest of their permissions and cached with them (:class:`interlink.security.access.AccessService`),
 so the condition holds only literal ids and stays a plain predicate the database plans with its indexes: share
-tables are indexed on their parent lookup. Nothing is precomputed per record, so a record's visibility is right
-the moment it (or a share) is written, with nothing to recalculate.
+tables are indexed on their parent lookup. A custom object whose "Grant Access Using Hierarchies" is off
+(``grantAccessUsingHierarchies: false``) uses the user's own principals instead: ``OwnerId IN (:the user)``, and
+shares and rules reaching the user or the groups they are in themselves. Nothing is precomputed per record, so a
+record's visibility is right the moment it (or a share) is written, with nothing to recalculate.
 
-Sharing rules are deployed from ``metadata/sharingRules/<Object>.yaml`` (:mod:`interlink.app.sharing`) and kept,
+Sharing rules are deployed from ``metadata/sharingRules/<Object>.yaml`` and SFDX source (:mod:`interlink.app.sharing`,
+:mod:`interlink.metadata.sfdx_sharing`) and kept,
 resolved to group ids, in the store's key/value space under :data:`RULES_KEY`.
 """
 
@@ -75,6 +82,16 @@ class SharingRule:
     access: str  # Read | Edit
     criteria: str = ""  # criteria rules: a SOQL condition on the object's fields
     owned_by: str = ""  # owner rules: a Group id whose members' records are shared
+    # Account rules: the access they give to the matching accounts' opportunities, cases and contacts (the
+    # platform's accountSettings): Read, Edit, or "" (None).
+    opportunity_access: str = ""
+    case_access: str = ""
+    contact_access: str = ""
+
+    def child_access(self, child: str) -> str:
+        """The access an Account rule gives to ``child`` (Opportunity, Case, Contact) records: Read, Edit or ""."""
+        return {"Opportunity": self.opportunity_access, "Case": self.case_access,
+                "Contact": self.contact_access}.get(child, "")
 
 
 def load_rules(store: Store) -> list[SharingRule]:
@@ -99,11 +116,14 @@ class Membership:
     """A snapshot of groups, group members, roles and users' roles: who is in which group."""
 
     def __init__(self, groups: Mapping[str, tuple[str, str | None]], members: Mapping[str, set[str]],
-                 role_parent: Mapping[str, str | None], user_role: Mapping[str, str | None]) -> None:
+                 role_parent: Mapping[str, str | None], user_role: Mapping[str, str | None],
+                 without_bosses: Iterable[str] = ()) -> None:
         self.groups = groups  # group id -> (Type, RelatedId)
         self.members = members  # group id -> user and group ids
         self.role_parent = role_parent
         self.user_role = user_role
+        # Public groups with DoesIncludeBosses false: what is shared with them reaches their members only.
+        self.without_bosses = frozenset(without_bosses)
 
     @classmethod
     def load(cls, store: Store, conn: Connection) -> Membership:
@@ -112,11 +132,14 @@ class Membership:
         members: dict[str, set[str]] = {}
         role_parent: dict[str, str | None] = {}
         user_role: dict[str, str | None] = {}
+        without_bosses: set[str] = set()
         if "group" in tables and "groupmember" in tables:
             group, member = tables["group"], tables["groupmember"]
-            for row in conn.execute(select(group.c.Id, group.c.Type, group.c.RelatedId)
+            for row in conn.execute(select(group.c.Id, group.c.Type, group.c.RelatedId, group.c.DoesIncludeBosses)
                                     .where(group.c.IsDeleted.is_not(True))):
                 groups[row.Id] = (row.Type or "Regular", row.RelatedId)
+                if (row.Type or "Regular") == "Regular" and row.DoesIncludeBosses is False:
+                    without_bosses.add(row.Id)  # role groups always reach the hierarchy above their users
             for row in conn.execute(select(member.c.GroupId, member.c.UserOrGroupId)
                                     .where(member.c.IsDeleted.is_not(True))):
                 members.setdefault(row.GroupId, set()).add(row.UserOrGroupId)
@@ -128,7 +151,7 @@ class Membership:
         if users is not None and "UserRoleId" in users.c and role_parent:
             for row in conn.execute(select(users.c.Id, users.c.UserRoleId).where(users.c.UserRoleId.is_not(None))):
                 user_role[row.Id] = row.UserRoleId
-        return cls(groups, members, role_parent, user_role)
+        return cls(groups, members, role_parent, user_role, without_bosses)
 
     def _roles_above(self, role: str | None) -> list[str]:
         """``role`` and the roles above it."""
@@ -180,26 +203,34 @@ class Membership:
 
 @dataclass(frozen=True)
 class UserSharing:
-    """What sharing grants one user beyond ownership: principals and the rules that reach them, by object."""
+    """What sharing grants one user beyond ownership: principals and the rules that reach them, by object.
+
+    ``principals`` count the role hierarchy: the user, their subordinates, the groups the user is in, and the groups
+    a subordinate is in unless the group's ``DoesIncludeBosses`` is false. ``own_principals`` do not: the user and
+    the groups they are in themselves; they serve custom objects whose "Grant Access Using Hierarchies" is off.
+    """
 
     principals: frozenset[str]
     rules: Mapping[str, tuple[tuple[SharingRule, frozenset[str]], ...]]  # object (lower) -> (rule, owners)
+    own_principals: frozenset[str] = frozenset()
 
     @classmethod
-    def compute(cls, store: Store, user_ids: Iterable[str]) -> UserSharing:
-        """For a user: ``user_ids`` are the user and their subordinates in the role hierarchy."""
-        user_ids = set(user_ids)
+    def compute(cls, store: Store, user_id: str, subordinates: Iterable[str] = ()) -> UserSharing:
+        """For ``user_id``, whose ``subordinates`` are the users in the roles below theirs."""
+        subordinates = set(subordinates) - {user_id}
         rules = load_rules(store)
         with store.read() as conn:
             membership = Membership.load(store, conn)
-        principals = frozenset(user_ids | membership.groups_of(user_ids))
+        own = frozenset({user_id} | membership.groups_of({user_id}))
+        below = membership.groups_of(subordinates) - membership.without_bosses if subordinates else set()
+        principals = own | subordinates | below
         reaching: dict[str, list[tuple[SharingRule, frozenset[str]]]] = {}
         for rule in rules:
             if rule.shared_with not in principals:
                 continue
             owners = frozenset(membership.users_of(rule.owned_by)) if rule.type == "owner" else frozenset()
             reaching.setdefault(rule.object.lower(), []).append((rule, owners))
-        return cls(principals, {name: tuple(found) for name, found in reaching.items()})
+        return cls(principals, {name: tuple(found) for name, found in reaching.items()}, own)
 
 
 NO_SHARING = UserSharing(frozenset(), {})
@@ -216,6 +247,23 @@ class SharingFilter:
         self.store = store
         self.sharing = sharing
 
+    def hierarchy(self, obj: ObjectDef) -> bool:
+        """Whether the role hierarchy grants access to ``obj``'s records ("Grant Access Using Hierarchies")."""
+        full = self.store.schema.object(obj.name) if self.store is not None else None
+        return (full or obj).grant_access_using_hierarchies
+
+    def owners_for(self, obj: ObjectDef) -> frozenset[str]:
+        """Whose records of ``obj`` are the user's: theirs and, unless the object's hierarchy is off, those of the
+        users in the roles below theirs."""
+        access = self.access
+        return frozenset(access.owners) if self.hierarchy(obj) else frozenset({access.user_id})
+
+    def principals_for(self, obj: ObjectDef) -> frozenset[str]:
+        """The ids shares and rules of ``obj`` reach the user through (see :class:`UserSharing`)."""
+        if self.hierarchy(obj):
+            return self.sharing.principals | self.access.owners
+        return self.sharing.own_principals | {self.access.user_id}
+
     def condition(self, table: FromClause, obj: ObjectDef, *, edit: bool,
                   depth: int = 0) -> ColumnElement[bool] | None:
         """The rows of ``table`` (``obj``'s table or an alias) the user may see (edit); None: all of them."""
@@ -223,7 +271,8 @@ class SharingFilter:
         if access.everything:
             return None
         if self.store is None:  # no store to share through: ownership and the role hierarchy only
-            return table.c.OwnerId.in_(sorted(access.owners)) if access._shared_rows_only(obj, edit=edit) else None
+            return table.c.OwnerId.in_(sorted(self.owners_for(obj))) if access._shared_rows_only(obj, edit=edit) \
+                else None
         full = self.store.schema.object(obj.name) or obj  # ``obj`` may be the user's view of it (FLS)
         parent_name = share_parent(full.name)
         if parent_name is not None:  # a share object's rows follow their record
@@ -245,12 +294,12 @@ class SharingFilter:
                 return None
             through = self._through_parent(table, table.c[field_name], parent, edit, depth)
             if full.has_field("OwnerId"):  # a Contact without an account is its owner's
-                own = table.c.OwnerId.in_(sorted(access.owners))
+                own = table.c.OwnerId.in_(sorted(self.owners_for(full)))
                 return own if through is None else or_(own, through)
             return through
         if not access._shared_rows_only(full, edit=edit):
             return None
-        return or_(table.c.OwnerId.in_(sorted(access.owners)), *self._grants(table, full, edit))
+        return or_(table.c.OwnerId.in_(sorted(self.owners_for(full))), *self._grants(table, full, edit))
 
     def _through_parent(self, table: FromClause, key: Any, parent: ObjectDef, edit: bool,
                         depth: int) -> ColumnElement[bool] | None:
@@ -266,7 +315,8 @@ class SharingFilter:
 
     def _grants(self, table: FromClause, obj: ObjectDef, edit: bool) -> list[ColumnElement[bool]]:
         assert self.store is not None
-        principals = sorted(self.sharing.principals | self.access.owners)
+        reachable = self.principals_for(obj)
+        principals = sorted(reachable)
         levels = EDIT_LEVELS if edit else READ_LEVELS
         grants: list[ColumnElement[bool]] = []
         share_table = self.store.tables.get(share_object_name(obj.name).lower())
@@ -282,8 +332,10 @@ class SharingFilter:
             grants.append(table.c.AccountId.in_(select(share.c.AccountId).where(
                 share.c.UserOrGroupId.in_(principals), share.c[child_level].in_(levels),
                 share.c.IsDeleted.is_not(True))))
+        if child_level is not None and obj.has_field("AccountId"):
+            grants.extend(self._account_rule_grants(table, obj, levels))
         for rule, owners in self.sharing.rules.get(obj.name.lower(), ()):
-            if edit and rule.access != "Edit":
+            if (edit and rule.access != "Edit") or rule.shared_with not in reachable:
                 continue
             if rule.type == "owner":
                 if owners:
@@ -295,6 +347,32 @@ class SharingFilter:
                 continue  # a rule whose fields are gone grants nothing (deploys check rules)
         return grants
 
+    def _account_rule_grants(self, table: FromClause, obj: ObjectDef,
+                             levels: tuple[str, ...]) -> list[ColumnElement[bool]]:
+        """An opportunity, case or contact whose account an Account rule reaching the user shares with a child
+        access level (its ``accountSettings``): ``AccountId IN (SELECT Id FROM Account WHERE <the rules>)``."""
+        assert self.store is not None
+        rules = [(rule, owners) for rule, owners in self.sharing.rules.get("account", ())
+                 if rule.child_access(obj.name) in levels]
+        account = self.store.schema.object("Account")
+        account_table = self.store.tables.get("account")
+        if not rules or account is None or account_table is None:
+            return []
+        alias = account_table.alias()
+        matches: list[ColumnElement[bool]] = []
+        for rule, owners in rules:
+            if rule.type == "owner":
+                if owners:
+                    matches.append(alias.c.OwnerId.in_(sorted(owners)))
+                continue
+            try:
+                matches.append(compile_condition(rule.criteria, account, self.store.schema, self.store.tables, alias))
+            except InterlinkError:
+                continue  # a rule whose fields are gone grants nothing (deploys check rules)
+        if not matches:
+            return []
+        return [table.c.AccountId.in_(select(alias.c.Id).where(or_(*matches), alias.c.IsDeleted.is_not(True)))]
+
     def allowed_ids(self, obj: ObjectDef, rows: Iterable[Mapping[str, Any]], *, edit: bool,
                     conn: Connection | None = None) -> set[str]:
         """The ids among ``rows`` (stored records of ``obj``) the user may see (edit)."""
@@ -303,7 +381,8 @@ class SharingFilter:
         if self.store is None:
             if not self.access._shared_rows_only(obj, edit=edit):
                 return ids
-            return {str(r["Id"]) for r in rows if r.get("Id") and r.get("OwnerId") in self.access.owners}
+            owners = self.owners_for(obj)
+            return {str(r["Id"]) for r in rows if r.get("Id") and r.get("OwnerId") in owners}
         if not ids:
             return ids
         table = self.store.tables.get(obj.name.lower())
@@ -314,7 +393,8 @@ class SharingFilter:
             return ids
         full = self.store.schema.object(obj.name) or obj
         if full.has_field("OwnerId") and share_parent(full.name) is None:
-            mine = {str(r["Id"]) for r in rows if r.get("Id") and r.get("OwnerId") in self.access.owners}
+            owners = self.owners_for(full)
+            mine = {str(r["Id"]) for r in rows if r.get("Id") and r.get("OwnerId") in owners}
         else:
             mine = set()
         rest = sorted(ids - mine)
@@ -360,8 +440,9 @@ def manual_share_guard(store: Store) -> Callable[[SaveEvent], None]:
         wanted = sorted({p for p in parents.values() if p})
         owners = {row.Id: row.OwnerId for row in event.uow.conn.execute(
             select(table.c.Id, table.c.OwnerId).where(table.c.Id.in_(wanted)))} if wanted else {}
+        mine = access.sharing.owners_for(parent)
         for index, parent_id in parents.items():
-            if owners.get(parent_id) not in access.owners:
+            if owners.get(parent_id) not in mine:
                 event.errors.setdefault(index, []).append(DmlError(
                     "insufficient access rights on cross-reference id", [parent_key],
                     error_code="INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY"))

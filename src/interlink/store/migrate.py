@@ -48,7 +48,7 @@ class Plan:
 
 def _object_attributes(obj: ObjectDef) -> tuple[object, ...]:
     return (obj.label, obj.label_plural, obj.description, obj.createable, obj.updateable, obj.deletable,
-            obj.queryable, obj.searchable)
+            obj.queryable, obj.searchable, obj.sharing_model, obj.grant_access_using_hierarchies)
 
 
 def _type_signature(fdef: FieldDef) -> tuple[str, int]:
