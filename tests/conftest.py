@@ -45,14 +45,14 @@ def store_url(store_backend: str, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def org(tmp_path: Path, store_url: str):  # type: ignore[no-untyped-def]
     """A freshly bootstrapped org, on each store backend."""
-    with local_org(tmp_path / "org", store=store_url) as opened:
+    with local_org(tmp_path / "org", store=store_url, reuse_bootstrap=True) as opened:
         yield opened
 
 
 @pytest.fixture
 def sqlite_org(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A freshly bootstrapped org on SQLite only (for tests about the embedded default)."""
-    with local_org(tmp_path / "org") as opened:
+    with local_org(tmp_path / "org", reuse_bootstrap=True) as opened:
         yield opened
 
 

@@ -15,12 +15,16 @@ Live (a real ``interlink up`` over TLS on a free port, for real clients such as 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -42,17 +46,115 @@ POSTGRES_ADMIN_URL = os.environ.get("INTERLINK_TEST_POSTGRES", "postgresql://pos
 
 
 @contextlib.contextmanager
-def local_org(data_dir: Path, *, store: str = "", project_dir: Path | None = None, **settings: Any) -> Iterator[Org]:
-    """Open an org in ``data_dir`` (bootstrapping it) and close it afterwards."""
+def local_org(data_dir: Path, *, store: str = "", project_dir: Path | None = None, reuse_bootstrap: bool = False,
+              **settings: Any) -> Iterator[Org]:
+    """Open an org in ``data_dir`` (bootstrapping it) and close it afterwards.
+
+    With ``reuse_bootstrap`` a new org starts as a copy of one this process bootstrapped before with the same
+    project files, store kind and settings (its data directory, and on PostgreSQL its database through ``CREATE
+    DATABASE … TEMPLATE``), then opens as an existing org does: the same schema, users and permissions, in a
+    fraction of the time. Copies share the template's org id, user ids and keys, so do not use it for orgs that
+    must differ from each other (two orgs of one test that talk to each other), or to test a first bootstrap."""
     from interlink.app.org import Org
 
+    project = project_dir or data_dir / "project"
     values: dict[str, Any] = {"data_dir": data_dir, "store": store, "admin_password": ADMIN_PASSWORD,
-                              "project_dir": project_dir or data_dir / "project", **settings}
+                              "project_dir": project, **settings}
+    if reuse_bootstrap and not (data_dir.exists() and any(data_dir.iterdir())):
+        _templates.copy_into(data_dir, store, project, values)
     org = Org.open(Settings.load(values, env={}))
     try:
         yield org
     finally:
         org.close()
+
+
+class _Templates:
+    """Bootstrapped orgs kept by this process to copy from (:func:`local_org`'s ``reuse_bootstrap``)."""
+
+    def __init__(self) -> None:
+        self.root: Path | None = None
+        self.found: dict[str, tuple[Path, str, str]] = {}  # key -> (template data dir, its database or "", URL)
+
+    @staticmethod
+    def key(store: str, project: Path, values: Mapping[str, Any]) -> str:
+        digest = hashlib.sha256()
+        digest.update((store.rsplit("/", 1)[0] if store else "sqlite").encode())
+        digest.update(repr(sorted((k, repr(v)) for k, v in values.items()
+                                  if k not in ("data_dir", "store", "project_dir"))).encode())
+        if project.is_dir():
+            for path in sorted(project.rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes() + b"\0")
+        return digest.hexdigest()
+
+    def copy_into(self, data_dir: Path, store: str, project: Path, values: Mapping[str, Any]) -> None:
+        from interlink.app.org import Org
+
+        key = self.key(store, project, values)
+        if key not in self.found:
+            if self.root is None:
+                self.root = Path(tempfile.mkdtemp(prefix="interlink-templates-"))
+                atexit.register(self.remove)
+            template_dir = self.root / str(len(self.found))
+            database = f"interlink_tmpl_{os.getpid()}_{len(self.found)}" if store else ""
+            if database:
+                _drop_orphaned_templates(store)
+                _admin_sql(store, f'CREATE DATABASE "{database}"')
+            try:
+                Org.open(Settings.load({**values, "data_dir": template_dir,
+                                        "store": _with_database(store, database) if database else ""},
+                                       env={})).close()
+            except BaseException:
+                if database:
+                    _admin_sql(store, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+                raise
+            self.found[key] = (template_dir, database, store)
+        template_dir, database, _url = self.found[key]
+        shutil.copytree(template_dir, data_dir, dirs_exist_ok=True)
+        if database:  # the test's own (empty) database becomes a copy of the template's
+            name = store.rsplit("/", 1)[1]
+            _admin_sql(store, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            _admin_sql(store, f'CREATE DATABASE "{name}" TEMPLATE "{database}"')
+
+    def remove(self) -> None:
+        for _template_dir, database, url in self.found.values():
+            if database:
+                with contextlib.suppress(Exception):
+                    _admin_sql(url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+_templates = _Templates()
+
+
+def _drop_orphaned_templates(url: str) -> None:
+    """Drop the template databases of processes that are gone (killed before their exit hook ran)."""
+    import psycopg
+
+    conninfo = _with_database(url.replace("postgresql+psycopg://", "postgresql://"), "postgres")
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
+        names = [row[0] for row in conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'interlink\\_tmpl\\_%'")]
+        for name in names:
+            pid = name.split("_")[2]
+            if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _with_database(url: str, database: str) -> str:
+    return f"{url.rsplit('/', 1)[0]}/{database}"
+
+
+def _admin_sql(url: str, statement: str) -> None:
+    """Run ``statement`` on the PostgreSQL server of ``url``, connected to its ``postgres`` database."""
+    import psycopg
+
+    conninfo = _with_database(url.replace("postgresql+psycopg://", "postgresql://"), "postgres")
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(statement)
 
 
 def rest_client(org: Org, username: str = "admin@interlink.local", *, authorised: bool = True) -> TestClient:
@@ -94,9 +196,11 @@ def postgres_database(admin_url: str = POSTGRES_ADMIN_URL) -> Iterator[str]:
 
 @contextlib.contextmanager
 def backend_org(root: Path, backend: str = "sqlite", objects: Mapping[str, str] | None = None, *,
-                unavailable: Callable[[str], Any] | None = None, **settings: Any) -> Iterator[Org]:
+                unavailable: Callable[[str], Any] | None = None, reuse_bootstrap: bool = True,
+                **settings: Any) -> Iterator[Org]:
     """An org under ``root`` on ``backend`` (``sqlite`` or ``postgresql``, a fresh database dropped afterwards),
-    whose project declares ``objects`` (object name -> YAML text).
+    whose project declares ``objects`` (object name -> YAML text); a copy of an earlier identical bootstrap of
+    this process unless ``reuse_bootstrap`` is false (see :func:`local_org`).
 
     When PostgreSQL is unreachable, ``unavailable(reason)`` is called (pass ``pytest.skip``); without it the
     ``RuntimeError`` propagates.
@@ -116,7 +220,8 @@ def backend_org(root: Path, backend: str = "sqlite", objects: Mapping[str, str] 
                     raise
                 unavailable(str(exc))
                 raise
-        yield stack.enter_context(local_org(root / "org", store=url, project_dir=project, **settings))
+        yield stack.enter_context(local_org(root / "org", store=url, project_dir=project,
+                                            reuse_bootstrap=reuse_bootstrap, **settings))
 
 
 @dataclass
