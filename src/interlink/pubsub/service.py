@@ -51,6 +51,9 @@ MAX_CREDIT = 100
 MAX_EVENTS_PER_PUBLISH = 200
 MAX_PUBLISH_BYTES = 3 * 1024 * 1024
 PUBLISH_STREAM_IDLE_SECONDS = 70.0
+#: How often an open subscription checks that its session still counts (not revoked or expired, the user active,
+#: inside their login hours and IP ranges) and that the user may still read the topic.
+SESSION_CHECK_SECONDS = 30.0
 
 
 @dataclass
@@ -215,7 +218,8 @@ class PubSubService(pb_grpc.PubSubServicer):
                         f"This subscription reads {topic.name}; a FetchRequest named {request.topic_name}")
                 credit.add(request.num_requested)
 
-            async for events, latest, pending in self._deliver(topic, after, iterator, credit, more):
+            async for events, latest, pending in self._deliver(topic, after, iterator, credit, more,
+                                                               recheck=self._rechecker(context, topic)):
                 yield pb.FetchResponse(events=events, latest_replay_id=latest, rpc_id=rpc_id,
                                        pending_num_requested=pending)
         except Exception as error:
@@ -248,7 +252,8 @@ class PubSubService(pb_grpc.PubSubServicer):
 
             await handle(first)
             async for events, latest, pending in self._deliver(topic, after, iterator, credit, handle,
-                                                               flush=lambda: bool(commits)):
+                                                               flush=lambda: bool(commits),
+                                                               recheck=self._rechecker(context, topic)):
                 commit = commits.pop() if commits else None
                 commits.clear()  # several commits coalesce into one response reflecting the last
                 response = pb.ManagedFetchResponse(events=events, latest_replay_id=latest, rpc_id=rpc_id,
@@ -259,10 +264,25 @@ class PubSubService(pb_grpc.PubSubServicer):
         except Exception as error:
             await self._fail(context, _wire_error(error), rpc_id)
 
+    def _rechecker(self, context: grpc.aio.ServicerContext, topic: Topic) -> Callable[[], None]:
+        """What an open subscription checks now and then: its session, then the user's read access to ``topic``
+        (a revoked token, a deactivated user or a permission taken away ends the stream with the call's error)."""
+
+        def recheck() -> None:
+            session = self._session(context)
+            user = self.org.directory.user_by_id(session.user_id)  # the token check may be cached a little
+            if user is None or not user.is_active:
+                raise PubSubAuthError("The access token is invalid or expired")
+            self.bus.check_access(topic, self.org.access.for_user(session.user_id))
+
+        return recheck
+
     async def _deliver(self, topic: Topic, after: int, iterator: AsyncIterator[Any], credit: _Credit,
                        on_request: Callable[[Any], Any], flush: Callable[[], bool] = lambda: False,
+                       recheck: Callable[[], None] = lambda: None,
                        ) -> AsyncIterator[tuple[list[pb.ConsumerEvent], bytes, int]]:
-        """The subscription loop shared by Subscribe and ManagedSubscribe."""
+        """The subscription loop shared by Subscribe and ManagedSubscribe; ``recheck`` runs every
+        :data:`SESSION_CHECK_SECONDS` and ends the stream by raising."""
 
         async def read_requests() -> None:
             try:
@@ -275,11 +295,14 @@ class PubSubService(pb_grpc.PubSubServicer):
 
         reader = asyncio.create_task(read_requests())
         cursor = self.bus.cursor(topic, after)
-        idle_since = time.monotonic()
+        idle_since = checked = time.monotonic()
         try:
             while True:
                 if credit.failure is not None:
                     raise credit.failure
+                if time.monotonic() - checked >= SESSION_CHECK_SECONDS:
+                    recheck()
+                    checked = time.monotonic()
                 if flush():
                     yield [], encode_replay_id(cursor.position), credit.outstanding
                 if credit.outstanding > 0:
