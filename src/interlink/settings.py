@@ -55,6 +55,9 @@ class Settings:
         "address; empty: the socket peer is the client.")
     enforce_ip_ranges_every_request: bool = _setting(
         False, "Refuse each request of a session from outside its profile's login IP ranges, not only the login.")
+    admin_approved_apps_only: bool = _setting(
+        False, "API Access Control: OAuth logins only through connected apps whose Permitted Users are admin "
+               "approved, except for users with Use Any API Client.")
     log_level: str = _setting("info", "Log level: debug, info, warning or error.")
     bus: str = _setting(
         "", "Event bus URL: empty for the embedded SQLite log under data_dir, nats://host:port, or memory:// "

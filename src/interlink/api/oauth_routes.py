@@ -172,6 +172,11 @@ async def authorize(request: Request) -> Response:
             message = RESTRICTED_MESSAGES.get(refused.status, "Please check your username and password.")
             error_html = f'<p class="error">{html.escape(message)}</p>'
         else:
+            try:
+                org.oauth.check_app_access(user.id, app)
+            except OAuthError as error:
+                return _redirect(redirect_uri, {"error": error.error, "error_description": error.description,
+                                                "state": state})
             code = org.oauth.issue_code(app, user, redirect_uri, params.get("code_challenge"))
             return _redirect(redirect_uri, {"code": code, "state": state})
     keep = ("response_type", "client_id", "redirect_uri", "state", "code_challenge", "code_challenge_method",

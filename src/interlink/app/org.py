@@ -238,6 +238,10 @@ class Org:
         self.oauth.logins.configure(lockout_attempts=self.settings.lockout_attempts,
                                     lockout_minutes=self.settings.lockout_minutes)
         self.oauth.logins.api_only_permission = lambda user_id: self.access.for_user(user_id).has("ApiUserOnly")
+        # Connected-app access (Permitted Users, API Access Control): who the user is in permission terms.
+        self.oauth.user_grants = self.access.grant_names
+        self.oauth.may_use_any_client = lambda user_id: self.access.for_user(user_id).has("UseAnyApiClient")
+        self.oauth.admin_approved_apps_only = self.settings.admin_approved_apps_only
         # Profile login IP ranges and login hours: the client address they are checked against, and how often.
         self.trusted_proxies = parse_networks(self.settings.trusted_proxies)
         self.oauth.logins.enforce_ip_every_request = self.settings.enforce_ip_ranges_every_request

@@ -17,6 +17,9 @@
     callbackUrl: https://erp.local/cb  # web-server flow redirect URI(s), comma-separated (optional)
     consumerKey: erp-connector         # optional; generated when absent
     consumerSecretEnv: ERP_SECRET      # optional; generated when absent (see `interlink apps list --show-secrets`)
+    permittedUsers: AdminApprovedPreAuthorized   # or AllSelfAuthorized (the default)
+    profiles: [ERP Integration Profile]          # who is pre-authorized (by name), with AdminApprovedPreAuthorized
+    permissionSets: [ERP_Integration]
 
 Secrets never live in the files: they come from environment variables. Existing users and apps are
 updated (active flag, names, certificate, run-as user, callback); nothing is deleted.
@@ -25,7 +28,7 @@ updated (active flag, names, certificate, run-as user, callback); nothing is del
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +39,9 @@ if TYPE_CHECKING:
     from interlink.app.org import Org
 
 _USER_KEYS = {"username", "lastName", "firstName", "email", "passwordEnv", "active", "alias"}
-_APP_KEYS = {"name", "runAs", "certificate", "callbackUrl", "consumerKey", "consumerSecretEnv"}
+_APP_KEYS = {"name", "runAs", "certificate", "callbackUrl", "consumerKey", "consumerSecretEnv", "permittedUsers",
+             "profiles", "permissionSets"}
+_PERMITTED_USERS = {"AllSelfAuthorized": False, "AdminApprovedPreAuthorized": True}
 
 
 def documents(folder: Path, allowed: set[str], required: str | None = None) -> list[tuple[dict[str, Any], Path]]:
@@ -109,19 +114,56 @@ def apply_identity_metadata(org: Org, project_dir: Path) -> list[str]:
                 raise MetadataError(f"{path}: certificate file not found: {cert_path}")
             certificate = cert_path.read_text()
         secret = _secret(data, "consumerSecretEnv", path)
+        access = _app_access(org, data, path)
         existing_app = org.directory.app_by_name(name)
         if existing_app is None:
             org.directory.create_app(name, run_as_user_id=run_as_id, certificate_pem=certificate,
                                      consumer_key=data.get("consumerKey"), consumer_secret=secret,
                                      callback_url=data.get("callbackUrl"))
+            if access["admin_approved_only"]:
+                org.directory.update_app(name, **access)
             changes.append(f"created connected app {name}")
             continue
         updates: dict[str, Any] = {}
         for key, value in (("run_as_user_id", run_as_id), ("certificate_pem", certificate),
-                           ("callback_url", data.get("callbackUrl")), ("consumer_secret", secret)):
+                           ("callback_url", data.get("callbackUrl")), ("consumer_secret", secret),
+                           *access.items()):
             if value is not None and getattr(existing_app, key) != value:
                 updates[key] = value
         if updates:
             org.directory.update_app(name, **updates)
             changes.append(f"updated connected app {name}: {', '.join(sorted(updates))}")
     return changes
+
+
+def _app_access(org: Org, data: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """The app file's Permitted Users policy, its profiles and permission sets checked against the org's."""
+    permitted = str(data.get("permittedUsers") or "AllSelfAuthorized")
+    if permitted not in _PERMITTED_USERS:
+        raise MetadataError(f"{path}: permittedUsers is AllSelfAuthorized or AdminApprovedPreAuthorized, "
+                            f"not {permitted}")
+    found: dict[str, tuple[str, ...]] = {}
+    for key in ("profiles", "permissionSets"):
+        names = data.get(key) or []
+        if not isinstance(names, list):
+            raise MetadataError(f"{path}: {key} is a list of names")
+        found[key] = tuple(sorted(str(name) for name in names))
+    check_grant_names(org, found["profiles"], found["permissionSets"], str(path))
+    if (found["profiles"] or found["permissionSets"]) and not _PERMITTED_USERS[permitted]:
+        raise MetadataError(f"{path}: profiles and permissionSets pre-authorize users of an app whose "
+                            "permittedUsers is AdminApprovedPreAuthorized")
+    return {"admin_approved_only": _PERMITTED_USERS[permitted], "profiles": found["profiles"],
+            "permission_sets": found["permissionSets"]}
+
+
+def check_grant_names(org: Org, profiles: Iterable[str], permission_sets: Iterable[str], where: str) -> None:
+    """MetadataError naming the first profile or permission set (not owned by a profile) the org does not have."""
+    from interlink.soql.render import quote
+
+    for kind, names, soql in (
+            ("profile", profiles, "SELECT Name FROM Profile WHERE Name = {}"),
+            ("permission set", permission_sets,
+             "SELECT Name FROM PermissionSet WHERE IsOwnedByProfile = false AND Name = {}")):
+        for name in names:
+            if not org.query.execute(soql.format(quote(str(name))), org.admin_context().as_system()).records:
+                raise MetadataError(f"{where}: no {kind} named {name}")

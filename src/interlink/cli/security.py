@@ -85,14 +85,30 @@ def apps_update(
     run_as: Annotated[str | None, typer.Option(help="Username the client-credentials flow runs as.")] = None,
     callback_url: Annotated[str | None, typer.Option(help="Redirect URI(s) for the web-server flow, "
                                                           "comma-separated.")] = None,
+    admin_approved: Annotated[bool | None, typer.Option(
+        "--admin-approved/--all-users",
+        help="Permitted Users: only users of the app's profiles and permission sets (admin approved users are "
+             "pre-authorized), or every user (all users may self-authorize).")] = None,
+    profile: Annotated[list[str] | None, typer.Option(
+        help="A profile whose users the app admits (repeat; replaces the list).")] = None,
+    permission_set: Annotated[list[str] | None, typer.Option(
+        help="A permission set whose users the app admits (repeat; replaces the list).")] = None,
     data_dir: DataDir = None,
     store: StoreUrl = None,
 ) -> None:
     """Change a connected app's options (only those given)."""
+    from interlink.app.provisioning import check_grant_names
     from interlink.errors import ConfigurationError
 
     with _existing_org(data_dir, store, lenient_project=True) as org:
         values: dict[str, object] = {}
+        if admin_approved is not None:
+            values["admin_approved_only"] = admin_approved
+        if profile is not None:
+            values["profiles"] = profile
+        if permission_set is not None:
+            values["permission_sets"] = permission_set
+        check_grant_names(org, profile or (), permission_set or (), "interlink apps update")
         if rotate_refresh_tokens is not None:
             values["rotate_refresh_tokens"] = rotate_refresh_tokens
         if run_as is not None:
@@ -102,5 +118,7 @@ def apps_update(
         if not values:
             raise ConfigurationError("nothing to change: pass an option such as --rotate-refresh-tokens")
         updated = org.directory.update_app(name, **values)
-        _err(f"Updated {updated.name}: refresh-token rotation "
-             f"{'on' if updated.rotate_refresh_tokens else 'off'}")
+        permitted = ("admin approved users: " + (", ".join([*updated.profiles, *updated.permission_sets]) or "none")
+                     if updated.admin_approved_only else "all users may self-authorize")
+        _err(f"Updated {updated.name}: refresh-token rotation {'on' if updated.rotate_refresh_tokens else 'off'}; "
+             f"{permitted}")

@@ -49,7 +49,8 @@ READ_WITH_VIEW_SETUP = SETUP_OBJECTS | {"SetupAuditTrail", "Organization"}
 #: users, roles, and permission set assignments, as on the platform.
 MANAGED_WITH_MANAGE_USERS = frozenset({"User", "UserRole", "PermissionSetAssignment"})
 #: System permissions, by the suffix of their ``Permissions*`` field on PermissionSet.
-SYSTEM_PERMISSIONS = ("ApiEnabled", "ApiUserOnly", "ViewAllData", "ModifyAllData", "ManageUsers", "ViewSetup")
+SYSTEM_PERMISSIONS = ("ApiEnabled", "ApiUserOnly", "ViewAllData", "ModifyAllData", "ManageUsers", "ViewSetup",
+                      "UseAnyApiClient")
 
 #: System permissions that take something away (API Only User: no console); everything else grants.
 RESTRICTIONS = frozenset({"ApiUserOnly"})
@@ -293,6 +294,29 @@ class AccessService:
         with self._lock:
             self._stamp = (stamp, now)
         return stamp
+
+    def grant_names(self, user_id: str) -> tuple[str, frozenset[str]]:
+        """The name of the user's profile and the names of the permission sets assigned to them, directly or
+        through their permission set groups (what a connected app's Permitted Users policy names)."""
+        tables = self.store.tables
+        profiles, sets = tables.get("profile"), tables.get("permissionset")
+        assignments, components = tables.get("permissionsetassignment"), tables.get("permissionsetgroupcomponent")
+        if profiles is None or sets is None or assignments is None:
+            return "", frozenset()
+        profile_id = self._profile_of(user_id)
+        with self.store.read() as conn:
+            profile = conn.execute(select(profiles.c.Name).where(profiles.c.Id == profile_id)).scalar() \
+                if profile_id else None
+            rows = conn.execute(select(assignments.c.PermissionSetId, assignments.c.PermissionSetGroupId).where(
+                assignments.c.AssigneeId == user_id, assignments.c.IsDeleted.is_(False))).all()
+            set_ids = {r.PermissionSetId for r in rows if r.PermissionSetId}
+            group_ids = {r.PermissionSetGroupId for r in rows if r.PermissionSetGroupId}
+            if group_ids and components is not None:
+                set_ids.update(r.PermissionSetId for r in conn.execute(select(components.c.PermissionSetId).where(
+                    components.c.PermissionSetGroupId.in_(group_ids), components.c.IsDeleted.is_(False))))
+            names = frozenset(r.Name for r in conn.execute(select(sets.c.Name).where(
+                sets.c.Id.in_(set_ids), sets.c.IsOwnedByProfile.is_not(True)))) if set_ids else frozenset()
+        return str(profile or ""), names
 
     def _profile_of(self, user_id: str) -> str:
         users = self.store.tables.get("user")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from interlink.security.passwords import hash_password, verify_password
 from interlink.store.database import Store, utcnow
 
 CONNECTED_APP_PREFIX = "0H4"
+#: The Permitted Users policy's options of :meth:`Directory.update_app`.
+_ACCESS_KEYS = ("admin_approved_only", "profiles", "permission_sets")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,11 @@ class ConnectedApp:
     run_as_user_id: str | None
     callback_url: str | None = None
     rotate_refresh_tokens: bool = False  # each refresh_token grant replaces the refresh token (see tokens.py)
+    # Permitted Users: "Admin approved users are pre-authorized" (only users of these profiles or permission sets,
+    # by name) rather than "All users may self-authorize".
+    admin_approved_only: bool = False
+    profiles: tuple[str, ...] = ()
+    permission_sets: tuple[str, ...] = ()
 
     def secret_matches(self, secret: str | None) -> bool:
         return secret is not None and hmac.compare_digest(secret.encode(), self.consumer_secret.encode())
@@ -158,11 +166,13 @@ class Directory:
 
     def update_app(self, name: str, **values: Any) -> ConnectedApp:
         table = self._store.system["il_connected_app"]
-        allowed = {"certificate_pem", "run_as_user_id", "callback_url", "consumer_secret", "rotate_refresh_tokens"}
+        allowed = {"certificate_pem", "run_as_user_id", "callback_url", "consumer_secret", "rotate_refresh_tokens",
+                   *_ACCESS_KEYS}
         unknown = set(values) - allowed
         if unknown:
             raise ConfigurationError(f"cannot change {', '.join(sorted(unknown))} of a connected app")
         policy = {key: values.pop(key) for key in ("rotate_refresh_tokens",) if key in values}
+        access = {key: values.pop(key) for key in _ACCESS_KEYS if key in values}
         with self._store.write() as conn:
             app_id = conn.execute(select(table.c.id).where(table.c.name == name)).scalar()
             if app_id is None:
@@ -171,6 +181,8 @@ class Directory:
                 conn.execute(update(table).where(table.c.id == app_id).values(**values))
             if policy:
                 self._set_policy(conn, app_id, **policy)
+            if access:
+                self._set_access(conn, app_id, **access)
         app = self.app_by_name(name)
         assert app is not None
         return app
@@ -181,11 +193,29 @@ class Directory:
                             .values(rotate_refresh_tokens=bool(rotate_refresh_tokens))).rowcount:
             conn.execute(policy.insert().values(app_id=app_id, rotate_refresh_tokens=bool(rotate_refresh_tokens)))
 
+    def _set_access(self, conn: Any, app_id: str, **values: Any) -> None:
+        table = self._store.system["il_connected_app_access"]
+        current = conn.execute(select(table).where(table.c.app_id == app_id)).first()
+        row = {"admin_approved_only": bool(current.admin_approved_only) if current else False,
+               "profiles": current.profiles if current else "[]",
+               "permission_sets": current.permission_sets if current else "[]"}
+        if "admin_approved_only" in values:
+            row["admin_approved_only"] = bool(values["admin_approved_only"])
+        for key in ("profiles", "permission_sets"):
+            if key in values:
+                row[key] = json.dumps(sorted({str(name) for name in values[key]}))
+        if current is None:
+            conn.execute(table.insert().values(app_id=app_id, **row))
+        else:
+            conn.execute(update(table).where(table.c.app_id == app_id).values(**row))
+
     def _select_apps(self):  # type: ignore[no-untyped-def]
         table = self._store.system["il_connected_app"]
         policy = self._store.system["il_connected_app_policy"]
-        return select(table, policy.c.rotate_refresh_tokens).select_from(
-            table.outerjoin(policy, policy.c.app_id == table.c.id))
+        access = self._store.system["il_connected_app_access"]
+        return select(table, policy.c.rotate_refresh_tokens, access.c.admin_approved_only, access.c.profiles,
+                      access.c.permission_sets).select_from(
+            table.outerjoin(policy, policy.c.app_id == table.c.id).outerjoin(access, access.c.app_id == table.c.id))
 
     def app_by_key(self, consumer_key: str) -> ConnectedApp | None:
         table = self._store.system["il_connected_app"]
@@ -210,4 +240,6 @@ class Directory:
         if row is None:
             return None
         return ConnectedApp(row.id, row.name, row.consumer_key, row.consumer_secret, row.certificate_pem,
-                            row.run_as_user_id, row.callback_url, bool(row.rotate_refresh_tokens))
+                            row.run_as_user_id, row.callback_url, bool(row.rotate_refresh_tokens),
+                            bool(row.admin_approved_only), tuple(json.loads(row.profiles or "[]")),
+                            tuple(json.loads(row.permission_sets or "[]")))

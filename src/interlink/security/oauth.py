@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -56,6 +56,22 @@ class OAuthService:
         self.logins = logins or LoginPolicy(store, directory)
         # Sessions obey the profile's login hours (and, when enforced on every request, its IP ranges) too.
         self.tokens.session_policy = self._session_verdict
+        # Connected-app access: a user's profile name and permission set names (the org wires its AccessService
+        # in), whether they may use any API client, and the org's API Access Control setting.
+        self.user_grants: Callable[[str], tuple[str, frozenset[str]]] = lambda _user_id: ("", frozenset())
+        self.may_use_any_client: Callable[[str], bool] = lambda _user_id: True
+        self.admin_approved_apps_only = False
+
+    def check_app_access(self, user_id: str, app: ConnectedApp) -> None:
+        """OAuthError unless the user may use ``app``: an app whose Permitted Users are "Admin approved users are
+        pre-authorized" admits the users of the profiles and permission sets it names; with API Access Control on
+        (``admin_approved_apps_only``), other apps admit only users with Use Any API Client."""
+        if app.admin_approved_only:
+            profile, sets = self.user_grants(user_id)
+            if profile not in app.profiles and not sets & set(app.permission_sets):
+                raise OAuthError("invalid_app_access", "user is not admin approved to access this app")
+        elif self.admin_approved_apps_only and not self.may_use_any_client(user_id):
+            raise OAuthError("invalid_client", "app must be installed into org")
 
     def _session_verdict(self, user_id: str, source_ip: str | None) -> str | None:
         status = self.logins.session_refusal(user_id, source_ip)
@@ -83,6 +99,7 @@ class OAuthService:
             app = self._client(client_id, client_secret, secret_required=True)
             user = self._user_by_password(form.get("username", ""), form.get("password", ""),
                                           self.attempt(app, source_ip, instance_url))
+            self.check_app_access(user.id, app)
             return self.token_response(user, app, instance_url)
         if grant == "client_credentials":
             app = self._client(client_id, client_secret, secret_required=True)
@@ -93,6 +110,7 @@ class OAuthService:
                 raise OAuthError("invalid_grant", "no client credentials user enabled")
             self._admit(user, self.attempt(app, source_ip, instance_url, uses_password=False),
                         "no client credentials user enabled")
+            self.check_app_access(user.id, app)
             return self.token_response(user, app, instance_url)
         if grant == "refresh_token":
             return self._refresh(form.get("refresh_token", ""),
@@ -106,6 +124,7 @@ class OAuthService:
             # server, so only the login hours are checked again here, not its address.
             if not self.logins.restrictions(user.id).hours_allow(self.logins.org_now()):
                 raise OAuthError("invalid_grant", RESTRICTED_DESCRIPTION)
+            self.check_app_access(user.id, app)
             refresh, _ = self.tokens.mint(user.id, app_id=app.id, kind="refresh", scope="api refresh_token")
             response = self.token_response(user, app, instance_url, parent=refresh)
             response["refresh_token"] = refresh
@@ -115,6 +134,7 @@ class OAuthService:
             user, app = self._jwt_user(form.get("assertion", ""), instance_url)
             self._admit(user, self.attempt(app, source_ip, instance_url, uses_password=False),
                         "user hasn't approved this consumer")
+            self.check_app_access(user.id, app)
             response = self.token_response(user, app, instance_url)
             for key in ("signature", "issued_at"):
                 response.pop(key, None)
@@ -186,6 +206,7 @@ class OAuthService:
         user = self.directory.user_by_id(user_id)
         if app_id != app.id or user is None or not user.is_active:
             raise expired
+        self.check_app_access(user.id, app)  # access taken away since: no new access token
         restrictions = self.logins.restrictions(user.id)
         if not restrictions.ip_allowed(source_ip) or not restrictions.hours_allow(self.logins.org_now()):
             # Recorded like any refused login, with the policy's status.

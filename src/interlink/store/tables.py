@@ -180,6 +180,15 @@ def system_tables(metadata: MetaData) -> dict[str, Table]:
             Column("app_id", String(18), primary_key=True),
             Column("rotate_refresh_tokens", Boolean, nullable=False, default=False),
         ),
+        # A connected app's Permitted Users policy: with admin_approved_only, only users whose profile or one of
+        # whose permission sets (by name, JSON lists) the app names may use it.
+        Table(
+            "il_connected_app_access", metadata,
+            Column("app_id", String(18), primary_key=True),
+            Column("admin_approved_only", Boolean, nullable=False, default=False),
+            Column("profiles", Text, nullable=False, default="[]"),
+            Column("permission_sets", Text, nullable=False, default="[]"),
+        ),
         # Refresh tokens that rotation replaced or minted, by family (the hash of the family's first token), so
         # the reuse of a replaced token can revoke every token of its family.
         Table(
