@@ -1,33 +1,21 @@
 """GET /interlink/v1/openapi.json follows the caller's permissions, as describe does.
 
-The users and org are those of ``tests/security/test_permission_matrix.py`` (its ``world`` fixture, run again for
+The users and org are those of ``tests/permission_world.py`` (its ``world`` fixture, run again for
 this module): ``reader`` may read Account and its Public__c, ``editor`` may also create and edit them; neither may
 read Secret__c nor Invoice__c; the admin may do everything.
 """
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+import permission_world
 
-def _permission_matrix() -> ModuleType:
-    path = Path(__file__).parents[1] / "security" / "test_permission_matrix.py"
-    spec = importlib.util.spec_from_file_location("permission_matrix_for_openapi", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-matrix = _permission_matrix()
-world = matrix.world
+world = permission_world.world  # the shared fixture
 URL = "/interlink/v1/openapi.json"
-B = matrix.API
+B = permission_world.API
 
 
 def document(world: dict[str, Any], who: str) -> dict[str, Any]:

@@ -1,37 +1,24 @@
 """The console offers only what the signed-in user may read: object lists, record pages, related lists, links.
 
-The users and org are those of ``tests/security/test_permission_matrix.py`` (its ``world`` fixture, run again for
+The users and org are those of ``tests/permission_world.py`` (its ``world`` fixture, run again for
 this module): ``noapi`` (a console user without API access) may read Account but not its Secret__c, nor Invoice__c,
 Contact or User; the admin may read everything.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from console_helpers import login  # type: ignore[import-not-found]
 from starlette.testclient import TestClient
 
+import permission_world
 from interlink.api.app import build_app
 
-
-def _permission_matrix() -> ModuleType:
-    path = Path(__file__).parents[1] / "security" / "test_permission_matrix.py"
-    spec = importlib.util.spec_from_file_location("permission_matrix_for_console", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-matrix = _permission_matrix()
-world = matrix.world
+world = permission_world.world  # the shared fixture
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +27,7 @@ def browsers(world: dict[str, Any]) -> Iterator[dict[str, TestClient]]:
     app = build_app(world["org"])
     with TestClient(app, base_url="https://testserver") as restricted, \
             TestClient(app, base_url="https://testserver") as admin:
-        login(restricted, "noapi@perm.test", matrix.PASSWORD)
+        login(restricted, "noapi@perm.test", permission_world.PASSWORD)
         login(admin)
         yield {"noapi": restricted, "admin": admin}
 

@@ -71,6 +71,8 @@ def test_workbench_runs_a_query_shows_the_grid_and_keeps_a_history(chromium, liv
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         page.click("nav.sections >> text=SOQL")
+        page.wait_for_url(f"{live_console.url}/console/soql**")
+        page.wait_for_load_state("load")  # soql.js binds Ctrl+Enter: a busy machine may not have run it yet
         page.fill("#soql-text", "SELECT Name, Account.Name, (SELECT Subject FROM Cases) FROM Contact "
                                 "WHERE Account.Name = 'Acme Corporation' ORDER BY LastName")
         page.press("#soql-text", "Control+Enter")

@@ -1,6 +1,6 @@
 """GraphQL follows the caller's permissions: what they may not read is not in their schema.
 
-The users and org are those of ``tests/security/test_permission_matrix.py`` (its ``world`` fixture, run again for
+The users and org are those of ``tests/permission_world.py`` (its ``world`` fixture, run again for
 this module): ``reader`` may read Account and its Public__c, ``editor`` may also create and edit them; neither may
 read Secret__c nor Invoice__c; the admin may do everything.
 """
@@ -8,31 +8,18 @@ read Secret__c nor Invoice__c; the admin may do everything.
 from __future__ import annotations
 
 import gc
-import importlib.util
 import weakref
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import permission_world
 from interlink.graphql import run
 from interlink.graphql.execute import NOTHING_TO_QUERY, RESOLVERS
 from interlink.graphql.schema import schema_for
 from interlink.metadata.model import Schema
 from interlink.records.context import Context
 
-
-def _permission_matrix() -> ModuleType:
-    path = Path(__file__).parents[1] / "security" / "test_permission_matrix.py"
-    spec = importlib.util.spec_from_file_location("permission_matrix_for_graphql", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-matrix = _permission_matrix()
-world = matrix.world
-URL = f"{matrix.API}/graphql"
+world = permission_world.world  # the shared fixture
+URL = f"{permission_world.API}/graphql"
 
 
 def gql(world: dict[str, Any], who: str, query: str) -> dict[str, Any]:

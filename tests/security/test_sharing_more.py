@@ -13,7 +13,6 @@ shared Read with the Rep role.
 
 from __future__ import annotations
 
-import contextlib
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ from interlink.metadata.model import FieldDef, FieldType, ObjectDef, Schema
 from interlink.metadata.spec import build_object
 from interlink.soql.criteria import criteria_condition
 from interlink.store.migrate import plan_changes
-from interlink.testing import local_org, postgres_database
+from interlink.testing import backend_org
 
 API = "/services/data/v66.0"
 
@@ -86,16 +85,8 @@ def write(project: Path, relative: str, text: str) -> None:
 def world(store_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp(f"sharing-more-{store_backend}")
     project = root / "project"
-    for name, text in OBJECTS.items():
-        write(project, f"metadata/objects/{name}.yaml", text)
-    with contextlib.ExitStack() as stack:
-        url = ""
-        if store_backend == "postgresql":
-            try:
-                url = stack.enter_context(postgres_database())
-            except RuntimeError as exc:
-                pytest.skip(str(exc))
-        org = stack.enter_context(local_org(root / "org", store=url, project_dir=project, bulk_workers=0))
+    objects = {name: textwrap.dedent(text) for name, text in OBJECTS.items()}
+    with backend_org(root, store_backend, objects, unavailable=pytest.skip, bulk_workers=0) as org:
         admin = org.admin_context()
         (manager_role,) = org.records.create(admin, "UserRole", [{"Name": "Manager", "DeveloperName": "Manager"}])
         (rep_role,) = org.records.create(admin, "UserRole", [{"Name": "Rep", "DeveloperName": "Rep",
