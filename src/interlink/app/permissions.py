@@ -124,16 +124,23 @@ class _Writer:
                           + f" FROM PermissionSet WHERE Name = {quote(name)}")
         values: dict[str, Any] = {"Label": label, "Description": description or None}
         values.update({f"Permissions{p}": p in system for p in SYSTEM_PERMISSIONS})
+        extra = {"IsOwnedByProfile": True, "ProfileId": profile_id} if profile_id else {}
+        return self.ensure("PermissionSet", found, {"Name": name, **extra}, values,
+                           f"profile {label}" if profile_id else f"permission set {name}")
+
+    def ensure(self, object_name: str, found: list[dict[str, Any]], identity: Mapping[str, Any],
+               values: Mapping[str, Any], what: str, where: str | None = None) -> str:
+        """The id of the record ``found`` (a query's rows) holds, updated to ``values``; created with ``identity``
+        and ``values`` when ``found`` is empty. Records what changed; errors name ``where`` (default ``what``)."""
         if not found:
-            extra = {"IsOwnedByProfile": True, "ProfileId": profile_id} if profile_id else {}
-            (set_id,) = self.create("PermissionSet", [{"Name": name, **values, **extra}], f"permission set {name}")
-            self.changes.append(f"created permission set {name}" if not profile_id else f"created profile {label}")
-            return set_id
+            (record_id,) = self.create(object_name, [{**identity, **values}], where or what)
+            self.changes.append(f"created {what}")
+            return record_id
         row = found[0]
         differing = {k: v for k, v in values.items() if row.get(k) != v}
         if differing:
-            self.update("PermissionSet", [{"Id": row["Id"], **differing}], f"permission set {name}")
-            self.changes.append(f"updated permission set {label}: {', '.join(sorted(differing))}")
+            self.update(object_name, [{"Id": row["Id"], **differing}], where or what)
+            self.changes.append(f"updated {what}: {', '.join(sorted(differing))}")
         return str(row["Id"])
 
     def object_permissions(self, set_id: str, label: str, wanted: Mapping[str, ObjectAccess], *,
@@ -207,17 +214,8 @@ class _Writer:
                           + f" FROM MutingPermissionSet WHERE DeveloperName = {quote(name)}")
         values: dict[str, Any] = {"MasterLabel": label}
         values.update({f"Permissions{p}": p in system for p in SYSTEM_PERMISSIONS})
-        if not found:
-            (set_id,) = self.create("MutingPermissionSet", [{"DeveloperName": name, **values}],
-                                    f"muting permission set {name}")
-            self.changes.append(f"created muting permission set {name}")
-            return set_id
-        row = found[0]
-        differing = {k: v for k, v in values.items() if row.get(k) != v}
-        if differing:
-            self.update("MutingPermissionSet", [{"Id": row["Id"], **differing}], f"muting permission set {name}")
-            self.changes.append(f"updated muting permission set {name}: {', '.join(sorted(differing))}")
-        return str(row["Id"])
+        return self.ensure("MutingPermissionSet", found, {"DeveloperName": name}, values,
+                           f"muting permission set {name}")
 
 
 @dataclass(frozen=True)

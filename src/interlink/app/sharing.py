@@ -108,15 +108,8 @@ def _group(writer: _Writer, name: str, data: Mapping[str, Any], path: Path) -> s
     values = {"Name": str(data.get("label") or name)[:40], "DoesIncludeBosses": bosses}
     found = writer.rows(f"SELECT Id, Name, DoesIncludeBosses FROM Group WHERE DeveloperName = {quote(name)} "
                         "AND Type = 'Regular'")
-    if not found:
-        (group_id,) = writer.create("Group", [{"DeveloperName": name, "Type": "Regular", **values}], f"{path}")
-        writer.changes.append(f"created group {name}")
-        return group_id
-    differing = {k: v for k, v in values.items() if found[0].get(k) != v}
-    if differing:
-        writer.update("Group", [{"Id": found[0]["Id"], **differing}], f"{path}")
-        writer.changes.append(f"updated group {name}: {', '.join(sorted(differing))}")
-    return str(found[0]["Id"])
+    return writer.ensure("Group", found, {"DeveloperName": name, "Type": "Regular"}, values, f"group {name}",
+                         str(path))
 
 
 def _members(writer: _Writer, group_id: str, members: Any, path: Path) -> None:

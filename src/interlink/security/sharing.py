@@ -337,15 +337,23 @@ class SharingFilter:
         for rule, owners in self.sharing.rules.get(obj.name.lower(), ()):
             if (edit and rule.access != "Edit") or rule.shared_with not in reachable:
                 continue
-            if rule.type == "owner":
-                if owners:
-                    grants.append(table.c.OwnerId.in_(sorted(owners)))
-                continue
-            try:
-                grants.append(compile_condition(rule.criteria, obj, self.store.schema, self.store.tables, table))
-            except InterlinkError:
-                continue  # a rule whose fields are gone grants nothing (deploys check rules)
+            matched = self._rule_condition(rule, owners, obj, table)
+            if matched is not None:
+                grants.append(matched)
         return grants
+
+    def _rule_condition(self, rule: SharingRule, owners: frozenset[str], obj: ObjectDef,
+                        table: FromClause) -> ColumnElement[bool] | None:
+        """The rows of ``table`` (``obj``'s table or an alias) ``rule`` shares: its owners' records, or those its
+        criteria match; None when it shares nothing (no owners, or a criteria whose fields are gone: deploys check
+        rules)."""
+        assert self.store is not None
+        if rule.type == "owner":
+            return table.c.OwnerId.in_(sorted(owners)) if owners else None
+        try:
+            return compile_condition(rule.criteria, obj, self.store.schema, self.store.tables, table)
+        except InterlinkError:
+            return None
 
     def _account_rule_grants(self, table: FromClause, obj: ObjectDef,
                              levels: tuple[str, ...]) -> list[ColumnElement[bool]]:
@@ -359,16 +367,7 @@ class SharingFilter:
         if not rules or account is None or account_table is None:
             return []
         alias = account_table.alias()
-        matches: list[ColumnElement[bool]] = []
-        for rule, owners in rules:
-            if rule.type == "owner":
-                if owners:
-                    matches.append(alias.c.OwnerId.in_(sorted(owners)))
-                continue
-            try:
-                matches.append(compile_condition(rule.criteria, account, self.store.schema, self.store.tables, alias))
-            except InterlinkError:
-                continue  # a rule whose fields are gone grants nothing (deploys check rules)
+        matches = [m for rule, owners in rules if (m := self._rule_condition(rule, owners, account, alias)) is not None]
         if not matches:
             return []
         return [table.c.AccountId.in_(select(alias.c.Id).where(or_(*matches), alias.c.IsDeleted.is_not(True)))]
