@@ -133,8 +133,7 @@ def _drop_orphaned_templates(url: str) -> None:
     """Drop the template databases of processes that are gone (killed before their exit hook ran)."""
     import psycopg
 
-    conninfo = _with_database(url.replace("postgresql+psycopg://", "postgresql://"), "postgres")
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
+    with _admin_connection(_with_database(url, "postgres")) as conn:
         names = [row[0] for row in conn.execute(
             "SELECT datname FROM pg_database WHERE datname LIKE 'interlink\\_tmpl\\_%'")]
         for name in names:
@@ -148,12 +147,16 @@ def _with_database(url: str, database: str) -> str:
     return f"{url.rsplit('/', 1)[0]}/{database}"
 
 
-def _admin_sql(url: str, statement: str) -> None:
-    """Run ``statement`` on the PostgreSQL server of ``url``, connected to its ``postgres`` database."""
+def _admin_connection(url: str) -> Any:
+    """An autocommit connection to the PostgreSQL database of ``url`` (a SQLAlchemy or libpq URL)."""
     import psycopg
 
-    conninfo = _with_database(url.replace("postgresql+psycopg://", "postgresql://"), "postgres")
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
+    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True, connect_timeout=3)
+
+
+def _admin_sql(url: str, statement: str) -> None:
+    """Run ``statement`` on the PostgreSQL server of ``url``, connected to its ``postgres`` database."""
+    with _admin_connection(_with_database(url, "postgres")) as conn:
         conn.execute(statement)
 
 
@@ -180,17 +183,15 @@ def postgres_database(admin_url: str = POSTGRES_ADMIN_URL) -> Iterator[str]:
     except ImportError as exc:  # pragma: no cover - test extras install it
         raise RuntimeError(f"psycopg is not installed: {exc}") from None
     name = f"interlink_test_{uuid.uuid4().hex[:12]}"
-    conninfo = admin_url.replace("postgresql+psycopg://", "postgresql://")
     try:
-        with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
+        with _admin_connection(admin_url) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:
         raise RuntimeError(f"PostgreSQL not reachable at {admin_url}: {str(exc).strip()}") from None
-    base = conninfo.rsplit("/", 1)[0]
     try:
-        yield f"{base}/{name}"
+        yield _with_database(admin_url.replace("postgresql+psycopg://", "postgresql://"), name)
     finally:
-        with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
+        with _admin_connection(admin_url) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
