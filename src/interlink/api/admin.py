@@ -47,7 +47,7 @@ def routes() -> list[Route]:
             org: Org = request.app.state.org
             try:
                 session = org.tokens.validate(bearer_token(request), client_ip(request))
-                context = require_api(org.context_for(session.user_id))
+                context = require_api(org.context_for(session.user_id, app_id=session.app_id))
                 access = context.enforced
                 if permission is not None and access is not None and not access.has(permission):
                     raise InsufficientAccess(f"This operation needs the {permission} permission")

@@ -300,20 +300,14 @@ class AccessService:
         through their permission set groups (what a connected app's Permitted Users policy names)."""
         tables = self.store.tables
         profiles, sets = tables.get("profile"), tables.get("permissionset")
-        assignments, components = tables.get("permissionsetassignment"), tables.get("permissionsetgroupcomponent")
-        if profiles is None or sets is None or assignments is None:
+        if profiles is None or sets is None or "permissionsetassignment" not in tables:
             return "", frozenset()
         profile_id = self._profile_of(user_id)
         with self.store.read() as conn:
             profile = conn.execute(select(profiles.c.Name).where(profiles.c.Id == profile_id)).scalar() \
                 if profile_id else None
-            rows = conn.execute(select(assignments.c.PermissionSetId, assignments.c.PermissionSetGroupId).where(
-                assignments.c.AssigneeId == user_id, assignments.c.IsDeleted.is_(False))).all()
-            set_ids = {r.PermissionSetId for r in rows if r.PermissionSetId}
-            group_ids = {r.PermissionSetGroupId for r in rows if r.PermissionSetGroupId}
-            if group_ids and components is not None:
-                set_ids.update(r.PermissionSetId for r in conn.execute(select(components.c.PermissionSetId).where(
-                    components.c.PermissionSetGroupId.in_(group_ids), components.c.IsDeleted.is_(False))))
+            direct, members = _assignments(conn, tables, user_id)
+            set_ids = direct.union(*members.values())  # muting sets among them are not PermissionSet rows
             names = frozenset(r.Name for r in conn.execute(select(sets.c.Name).where(
                 sets.c.Id.in_(set_ids), sets.c.IsOwnedByProfile.is_not(True)))) if set_ids else frozenset()
         return str(profile or ""), names
@@ -342,31 +336,19 @@ class AccessService:
             sets = tables["permissionset"]
             set_ids = {r.Id for r in conn.execute(select(sets.c.Id).where(
                 sets.c.ProfileId == profile_id, sets.c.IsDeleted.is_(False)))} if profile_id else set()
-            assignments = tables["permissionsetassignment"]
-            group_ids: set[str] = set()
-            for row in conn.execute(select(assignments.c.PermissionSetId, assignments.c.PermissionSetGroupId)
-                                    .where(assignments.c.AssigneeId == user_id, assignments.c.IsDeleted.is_(False))):
-                if row.PermissionSetId:
-                    set_ids.add(row.PermissionSetId)
-                if row.PermissionSetGroupId:
-                    group_ids.add(row.PermissionSetGroupId)
-            granted = _grants_of(conn, tables, set_ids, sets)
+            direct, members = _assignments(conn, tables, user_id)
+            granted = _grants_of(conn, tables, set_ids | direct, sets)
             # A group grants the union of its permission sets minus what its muting permission sets mute: muting
             # never takes away what the profile, a directly assigned set or another group grants.
-            members: dict[str, set[str]] = {}
-            if group_ids:
-                components = tables["permissionsetgroupcomponent"]
-                for row in conn.execute(select(components.c.PermissionSetGroupId, components.c.PermissionSetId)
-                                        .where(components.c.PermissionSetGroupId.in_(group_ids),
-                                               components.c.IsDeleted.is_(False))):
-                    members.setdefault(row.PermissionSetGroupId, set()).add(row.PermissionSetId)
             muting_table = tables.get("mutingpermissionset")
+            components = set().union(*members.values())
+            muting = {r.Id for r in conn.execute(select(muting_table.c.Id).where(muting_table.c.Id.in_(
+                components)))} if muting_table is not None and components else set()
             for component_ids in members.values():
-                muting_ids = {r.Id for r in conn.execute(select(muting_table.c.Id).where(
-                    muting_table.c.Id.in_(component_ids)))} if muting_table is not None else set()
-                group = _grants_of(conn, tables, component_ids - muting_ids, sets)
-                if muting_ids:
-                    group = group.without(_grants_of(conn, tables, muting_ids, muting_table))
+                muted = component_ids & muting
+                group = _grants_of(conn, tables, component_ids - muted, sets)
+                if muted:
+                    group = group.without(_grants_of(conn, tables, muted, muting_table))
                 granted = granted.merged(group)
             system, objects, fields = granted.system, granted.objects, granted.fields
         objects = {name: access.normalised() for name, access in objects.items()}
@@ -398,6 +380,28 @@ class AccessService:
             if not below:
                 return frozenset()
             return frozenset(r.Id for r in conn.execute(select(users.c.Id).where(users.c.UserRoleId.in_(below))))
+
+
+def _assignments(conn: Any, tables: Mapping[str, Any], user_id: str) -> tuple[set[str], dict[str, set[str]]]:
+    """The permission sets assigned to ``user_id`` directly, and the components (permission sets and muting
+    permission sets) of each permission set group assigned to them, by group."""
+    assignments = tables["permissionsetassignment"]
+    direct: set[str] = set()
+    group_ids: set[str] = set()
+    for row in conn.execute(select(assignments.c.PermissionSetId, assignments.c.PermissionSetGroupId)
+                            .where(assignments.c.AssigneeId == user_id, assignments.c.IsDeleted.is_(False))):
+        if row.PermissionSetId:
+            direct.add(row.PermissionSetId)
+        if row.PermissionSetGroupId:
+            group_ids.add(row.PermissionSetGroupId)
+    members: dict[str, set[str]] = {}
+    components = tables.get("permissionsetgroupcomponent")
+    if group_ids and components is not None:
+        for row in conn.execute(select(components.c.PermissionSetGroupId, components.c.PermissionSetId)
+                                .where(components.c.PermissionSetGroupId.in_(group_ids),
+                                       components.c.IsDeleted.is_(False))):
+            members.setdefault(row.PermissionSetGroupId, set()).add(row.PermissionSetId)
+    return direct, members
 
 
 @dataclass(frozen=True)
