@@ -27,6 +27,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 from xml.parsers import expat
 
 from interlink.errors import MetadataError
@@ -144,6 +145,22 @@ def load_sfdx_objects_with_warnings(root: Path) -> tuple[list[tuple[Spec, str]],
         if loaded is not None:
             specs.append(loaded)
     return specs, warnings
+
+
+def component_files(root: Path, folder: str, suffixes: tuple[str, ...]) -> list[tuple[Path, str]]:
+    """(path, component name) of every file under ``root`` in a folder named ``folder`` whose name ends in one of
+    ``suffixes`` (the first that matches: put ``-meta.xml`` ones first), sorted by path. Names are URL-decoded, as
+    retrieved files encode them (``Custom%3A Sales.profile-meta.xml``)."""
+    found: list[tuple[Path, str]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIPPED_DIRS)
+        if Path(dirpath).name != folder:
+            continue
+        for filename in sorted(filenames):
+            suffix = next((s for s in suffixes if filename.endswith(s)), None)
+            if suffix is not None and len(filename) > len(suffix):
+                found.append((Path(dirpath) / filename, unquote(filename[: -len(suffix)])))
+    return sorted(found)
 
 
 def _object_dirs(root: Path) -> list[Path]:

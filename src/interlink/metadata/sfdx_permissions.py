@@ -35,15 +35,13 @@ from source. Which names the org knows (objects, fields, user permissions) is ch
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from interlink.errors import MetadataError
-from interlink.metadata.sfdx import _Q, _bool, _int, _parse, _text, find_package_directories
+from interlink.metadata.sfdx import _Q, _bool, _int, _parse, _text, component_files, find_package_directories
 
 __all__ = ["BUILT_IN_PROFILE_FILES", "KINDS", "PermissionDocuments", "load_sfdx_permissions", "read_permission_file"]
 
@@ -61,7 +59,6 @@ _MINIMUM_ACCESS = ("Minimum Access", "MinimumAccess")
 _OBJECT_FLAGS = (("allowRead", "read"), ("allowCreate", "create"), ("allowEdit", "edit"), ("allowDelete", "delete"),
                  ("viewAllRecords", "viewAll"), ("modifyAllRecords", "modifyAll"))
 _DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_SKIPPED_DIRS = {"node_modules"}
 
 Document = tuple[str, dict[str, Any], Path]
 
@@ -87,17 +84,18 @@ def load_sfdx_permissions(project_dir: Path) -> tuple[PermissionDocuments, list[
     warnings: list[str] = []
     seen: dict[tuple[str, str], Path] = {}
     for package_dir in find_package_directories(Path(project_dir)):
-        for folder, path in _permission_files(package_dir):
-            name = _name(path, folder)
-            earlier = seen.get((folder, name.lower()))
-            if earlier is not None:
-                raise MetadataError(f"{path}: {name} is also defined by {earlier}")
-            seen[(folder, name.lower())] = path
-            if folder == "profiles" and _built_in(name):
-                warnings.append(f"{path}: skipped: {name} is a built-in profile, and built-in profiles are not "
-                                "changed from source (give your profile another name, or use a permission set)")
-                continue
-            found.of_kind(folder).append((name, read_permission_file(path, folder), path))
+        for folder, _tag, suffixes in KINDS:
+            for path, name in component_files(package_dir, folder, suffixes):
+                earlier = seen.get((folder, name.lower()))
+                if earlier is not None:
+                    raise MetadataError(f"{path}: {name} is also defined by {earlier}")
+                seen[(folder, name.lower())] = path
+                if folder == "profiles" and _built_in(name):
+                    warnings.append(f"{path}: skipped: {name} is a built-in profile, and built-in profiles are "
+                                    "not changed from source (give your profile another name, or use a permission "
+                                    "set)")
+                    continue
+                found.of_kind(folder).append((name, read_permission_file(path, folder), path))
     return found, warnings
 
 
@@ -125,31 +123,7 @@ def read_permission_file(path: Path, folder: str) -> dict[str, Any]:
     return data
 
 
-# -- finding the files -------------------------------------------------------------------------------------------
-
-
-def _permission_files(package_dir: Path) -> list[tuple[str, Path]]:
-    """(kind folder, path) of every permission file under ``package_dir``, sorted by path."""
-    suffixes = {folder: found for folder, _tag, found in KINDS}
-    files: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(package_dir):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIPPED_DIRS)
-        current = Path(dirpath)
-        wanted = suffixes.get(current.name)
-        if wanted is None:
-            continue
-        files.extend((current.name, current / name) for name in sorted(filenames) if name.endswith(wanted))
-    return sorted(files, key=lambda item: item[1])
-
-
-def _name(path: Path, folder: str) -> str:
-    suffixes = next(found for kind, _tag, found in KINDS if kind == folder)
-    file_name = path.name
-    for suffix in suffixes:  # the longer ``-meta.xml`` suffix first
-        if file_name.endswith(suffix):
-            file_name = file_name[: -len(suffix)]
-            break
-    return unquote(file_name)
+# -- built-in profiles ------------------------------------------------------------------------------------------
 
 
 def _built_in(name: str) -> bool:

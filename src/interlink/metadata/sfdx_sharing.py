@@ -23,14 +23,13 @@ less than it says would be worse than a failed deploy.
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from interlink.errors import MetadataError
-from interlink.metadata.sfdx import _Q, _bool, _parse, _text, find_package_directories
+from interlink.metadata.sfdx import _Q, _bool, _parse, _text, component_files, find_package_directories
 
 __all__ = ["GROUP_SUFFIX", "RULES_SUFFIX", "SfdxSharing", "load_sfdx_sharing"]
 
@@ -39,7 +38,6 @@ RULES_SUFFIX = ".sharingRules-meta.xml"
 #: Source format first, then the Metadata API format's (``West_Sales.group``, ``Account.sharingRules``).
 _GROUP_SUFFIXES = (GROUP_SUFFIX, ".group")
 _RULES_SUFFIXES = (RULES_SUFFIX, ".sharingRules")
-_SKIPPED_DIRS = {"node_modules"}
 _SHARED_TO = {"group": "group", "role": "role", "roleAndSubordinates": "roleAndSubordinates",
               "roleAndSubordinatesInternal": "roleAndSubordinates"}
 _RULE_KINDS = {"sharingCriteriaRules": "criteria", "sharingOwnerRules": "owner"}
@@ -59,26 +57,12 @@ def load_sfdx_sharing(project_dir: Path) -> SfdxSharing:
     directories, as the mappings of their YAML equivalents."""
     found = SfdxSharing()
     for package_dir in find_package_directories(project_dir):
-        for path, name in _files(package_dir, "groups", _GROUP_SUFFIXES):
+        for path, name in component_files(package_dir, "groups", _GROUP_SUFFIXES):
             found.groups.append((_group(path, name), path))
-        for path, object_name in _files(package_dir, "sharingRules", _RULES_SUFFIXES):
+        for path, object_name in component_files(package_dir, "sharingRules", _RULES_SUFFIXES):
             rules = _rules(path)
             if rules:  # a retrieved project holds an empty file for every object: nothing to deploy
                 found.rules.append((object_name, {"rules": rules}, path))
-    return found
-
-
-def _files(root: Path, folder: str, suffixes: tuple[str, ...]) -> list[tuple[Path, str]]:
-    """(path, component name) of the files in every ``folder`` under ``root`` ending in one of ``suffixes``."""
-    found: list[tuple[Path, str]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIPPED_DIRS)
-        if Path(dirpath).name != folder:
-            continue
-        for filename in sorted(filenames):
-            suffix = next((s for s in suffixes if filename.endswith(s)), None)
-            if suffix is not None and len(filename) > len(suffix):
-                found.append((Path(dirpath) / filename, filename[: -len(suffix)]))
     return found
 
 
