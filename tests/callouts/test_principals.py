@@ -4,14 +4,12 @@ them the principal; otherwise nothing is sent (async: dead-lettered; sync: the a
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+from billing_remote import Remote  # type: ignore[import-not-found]
 
 from interlink.app.org import Org
 from interlink.app.permissions import assign
@@ -19,37 +17,6 @@ from interlink.callouts.principals import user_secret_name
 from interlink.errors import MetadataError
 from interlink.records.context import Context
 from interlink.testing import backend_org, rest_client, run_cli
-
-
-class Remote:
-    """A service on 127.0.0.1 that records every request and answers an account number."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        remote = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                remote.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                answer = json.dumps({"accountNumber": f"BA-{len(remote.requests)}"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
 
 CREDENTIAL = """\
 url: {url}
